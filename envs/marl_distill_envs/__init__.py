@@ -1,0 +1,1 @@
+"""Built-in PettingZoo worlds for marl-distill, registered through the ``marl_distill.envs`` entry points."""

@@ -1,0 +1,165 @@
+"""One view over PettingZoo envs that the rest of the lab uses: agents, spaces, seeding, truncation.
+
+``JointVecEnv`` steps several copies of a ParallelEnv together and hands back per-agent arrays with a leading
+copy axis, so teachers, students and evaluation all batch their forward passes the same way. Episode ends keep
+the difference between *terminated* (the MDP ended: no bootstrap) and *truncated* (a time limit cut it: the
+learner bootstraps from the final observation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from pettingzoo.utils.env import AECEnv, ParallelEnv
+
+from marl_distill.errors import UserError
+
+
+def make_parallel(factory: Callable[[], Any]) -> ParallelEnv:
+    """Build one env and check it is a ParallelEnv we can drive."""
+    try:
+        env = factory()
+    except TypeError as exc:
+        raise UserError(f"the env factory rejected its arguments ({exc}); fix --env-kwargs / env.kwargs") from None
+    if isinstance(env, AECEnv):
+        raise UserError(
+            "this env is turn-based (AECEnv); only ParallelEnv is supported so far: pass its parallel_env "
+            "factory instead"
+        )
+    if not isinstance(env, ParallelEnv) and not hasattr(env, "possible_agents"):
+        raise UserError(f"the env factory returned {type(env).__name__}, not a PettingZoo ParallelEnv")
+    return env
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Static facts about a multi-agent env that policies need."""
+
+    agents: tuple[str, ...]
+    """Every agent that can appear (``possible_agents``), in a fixed order."""
+    observation_spaces: Mapping[str, gym.Space]
+    action_spaces: Mapping[str, gym.Space]
+
+    @classmethod
+    def of(cls, env: ParallelEnv) -> EnvSpec:
+        agents = tuple(env.possible_agents)
+        for agent in agents:
+            space = env.action_space(agent)
+            if not isinstance(space, gym.spaces.Discrete):
+                raise UserError(
+                    f"agent {agent!r} has action space {space}; only Discrete actions are supported so far"
+                )
+            obs_space = env.observation_space(agent)
+            if not isinstance(obs_space, gym.spaces.Box):
+                raise UserError(f"agent {agent!r} has observation space {obs_space}; only Box observations so far")
+        return cls(
+            agents,
+            {a: env.observation_space(a) for a in agents},
+            {a: env.action_space(a) for a in agents},
+        )
+
+    def n_actions(self, agent: str) -> int:
+        return int(self.action_spaces[agent].n)  # type: ignore[attr-defined]
+
+    def obs_dim(self, agent: str) -> int:
+        return int(np.prod(self.observation_spaces[agent].shape))
+
+
+@dataclass
+class JointStep:
+    """What one joint step of all copies returns; every array has the copy axis first."""
+
+    obs: dict[str, np.ndarray]
+    """Next observation per agent (already the reset observation where an episode ended and auto-reset is on)."""
+    rewards: dict[str, np.ndarray]
+    terminated: dict[str, np.ndarray]
+    truncated: dict[str, np.ndarray]
+    done: np.ndarray
+    """True where the copy's episode ended at this step."""
+    final_obs: dict[str, np.ndarray]
+    """Observation at the episode's end, valid where ``done``; what a truncated learner bootstraps from."""
+
+
+class JointVecEnv:
+    """``n_envs`` copies of a ParallelEnv stepped in lockstep.
+
+    With ``autoreset`` a finished copy starts its next episode at once (training). Without it a finished copy
+    stays finished and is skipped, so a batch of episodes with fixed seeds runs to its end (evaluation).
+    """
+
+    def __init__(self, factory: Callable[[], Any], n_envs: int, *, autoreset: bool = True) -> None:
+        if n_envs < 1:
+            raise UserError(f"n_envs must be >= 1, got {n_envs}")
+        self.envs = [make_parallel(factory) for _ in range(n_envs)]
+        self.spec = EnvSpec.of(self.envs[0])
+        self.agents = self.spec.agents
+        self.n_envs = n_envs
+        self.autoreset = autoreset
+        self.finished = np.zeros(n_envs, dtype=bool)
+        self._obs = {a: self._zeros_obs(a) for a in self.agents}
+
+    def _zeros_obs(self, agent: str) -> np.ndarray:
+        space = self.spec.observation_spaces[agent]
+        return np.zeros((self.n_envs, *space.shape), dtype=space.dtype)
+
+    def _store(self, i: int, obs: Mapping[str, Any], target: dict[str, np.ndarray]) -> None:
+        for agent in self.agents:
+            if agent in obs:
+                target[agent][i] = obs[agent]
+
+    def reset(self, seeds: Sequence[int | None]) -> dict[str, np.ndarray]:
+        """Reset every copy; copy ``i`` uses ``seeds[i]`` (None keeps the env's own RNG going)."""
+        if len(seeds) != self.n_envs:
+            raise ValueError(f"need {self.n_envs} seeds, got {len(seeds)}")
+        self.finished[:] = False
+        for i, (env, seed) in enumerate(zip(self.envs, seeds)):
+            obs, _ = env.reset(seed=seed)
+            self._check_agents(env, obs)
+            self._store(i, obs, self._obs)
+        return {a: o.copy() for a, o in self._obs.items()}
+
+    def _check_agents(self, env: ParallelEnv, obs: Mapping[str, Any]) -> None:
+        if set(obs) != set(self.agents):
+            missing = sorted(set(self.agents) - set(obs))
+            raise UserError(
+                f"agents {missing} are absent while their episode goes on; envs whose agents leave early "
+                "are not supported yet"
+            )
+
+    def step(self, actions: Mapping[str, np.ndarray]) -> JointStep:
+        """Apply ``actions[agent][i]`` in copy ``i`` for every unfinished copy."""
+        n = self.n_envs
+        rewards = {a: np.zeros(n, dtype=np.float32) for a in self.agents}
+        terminated = {a: np.zeros(n, dtype=bool) for a in self.agents}
+        truncated = {a: np.zeros(n, dtype=bool) for a in self.agents}
+        final_obs = {a: self._obs[a].copy() for a in self.agents}
+        done = np.zeros(n, dtype=bool)
+        for i, env in enumerate(self.envs):
+            if self.finished[i]:
+                continue
+            obs, rew, term, trunc, _ = env.step({a: actions[a][i] for a in self.agents})
+            for a in self.agents:
+                rewards[a][i] = rew.get(a, 0.0)
+                terminated[a][i] = bool(term.get(a, False))
+                truncated[a][i] = bool(trunc.get(a, False))
+            if env.agents:
+                self._check_agents(env, obs)
+                self._store(i, obs, self._obs)
+                continue
+            done[i] = True
+            self._store(i, obs, final_obs)
+            self._store(i, obs, self._obs)
+            if self.autoreset:
+                obs, _ = env.reset()
+                self._store(i, obs, self._obs)
+            else:
+                self.finished[i] = True
+        return JointStep({a: o.copy() for a, o in self._obs.items()}, rewards, terminated, truncated, done, final_obs)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

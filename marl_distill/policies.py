@@ -1,0 +1,72 @@
+"""The one protocol that joins the lab: a joint policy maps per-agent observations to per-agent action logits.
+
+Teachers, students, the random policy and mixed teams all implement it, so data collection, evaluation and
+reports never ask who is acting. Observations arrive batched (copy axis first); logits come back as
+``(batch, n_actions)`` float tensors, ``-inf``-free, one per agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from marl_distill.multiagent import EnvSpec
+
+
+@runtime_checkable
+class JointPolicy(Protocol):
+    """What every acting team provides."""
+
+    spec: EnvSpec
+    deterministic: bool
+    """Act by argmax (True) or sample from the logits (False)."""
+
+    def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Action logits for each agent present in ``obs`` (a batch of observations per agent)."""
+        ...
+
+
+def select_actions(
+    policy: JointPolicy, obs: Mapping[str, np.ndarray], rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], dict[str, torch.Tensor]]:
+    """Actions for every agent (argmax or a sample, as the policy says) and the logits they came from."""
+    logits = policy.logits(obs)
+    actions: dict[str, np.ndarray] = {}
+    for agent, lg in logits.items():
+        if policy.deterministic:
+            actions[agent] = lg.argmax(dim=-1).numpy()
+        else:
+            gumbel = rng.gumbel(size=tuple(lg.shape)).astype(np.float32)
+            actions[agent] = (lg.numpy() + gumbel).argmax(axis=-1)
+    return actions, logits
+
+
+class RandomPolicy:
+    """Uniform random actions: the floor of normalized return."""
+
+    deterministic = False
+
+    def __init__(self, spec: EnvSpec) -> None:
+        self.spec = spec
+
+    def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {a: torch.zeros(len(o), self.spec.n_actions(a)) for a, o in obs.items()}
+
+
+class MixedTeam:
+    """Agents in ``students`` act by ``student``, the rest by ``teacher``: do the two still coordinate?"""
+
+    def __init__(self, teacher: JointPolicy, student: JointPolicy, students: Sequence[str]) -> None:
+        self.spec = teacher.spec
+        self.teacher = teacher
+        self.student = student
+        self.students = frozenset(students)
+        self.deterministic = teacher.deterministic
+
+    def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        from_student = self.student.logits({a: o for a, o in obs.items() if a in self.students})
+        from_teacher = self.teacher.logits({a: o for a, o in obs.items() if a not in self.students})
+        return {a: (from_student[a] if a in self.students else from_teacher[a]) for a in self.spec.agents}
