@@ -50,9 +50,7 @@ class EnvSpec:
         for agent in agents:
             space = env.action_space(agent)
             if not isinstance(space, gym.spaces.Discrete):
-                raise UserError(
-                    f"agent {agent!r} has action space {space}; only Discrete actions are supported so far"
-                )
+                raise UserError(f"agent {agent!r} has action space {space}; only Discrete actions are supported so far")
             obs_space = env.observation_space(agent)
             if not isinstance(obs_space, gym.spaces.Box):
                 raise UserError(f"agent {agent!r} has observation space {obs_space}; only Box observations so far")

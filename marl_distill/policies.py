@@ -30,13 +30,18 @@ class JointPolicy(Protocol):
 
 
 def select_actions(
-    policy: JointPolicy, obs: Mapping[str, np.ndarray], rng: np.random.Generator
+    policy: JointPolicy,
+    obs: Mapping[str, np.ndarray],
+    rng: np.random.Generator,
+    deterministic: bool | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, torch.Tensor]]:
-    """Actions for every agent (argmax or a sample, as the policy says) and the logits they came from."""
+    """Actions for every agent and the logits they came from: argmax or a sample, as ``deterministic`` says
+    (default: as the policy says)."""
     logits = policy.logits(obs)
+    argmax = policy.deterministic if deterministic is None else deterministic
     actions: dict[str, np.ndarray] = {}
     for agent, lg in logits.items():
-        if policy.deterministic:
+        if argmax:
             actions[agent] = lg.argmax(dim=-1).numpy()
         else:
             gumbel = rng.gumbel(size=tuple(lg.shape)).astype(np.float32)

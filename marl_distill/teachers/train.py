@@ -156,8 +156,13 @@ def train_teachers(
     venv.close()
     if errors:
         raise errors[0]
-    result = TrainResult(models, lockstep.joint_steps, lockstep.joint_steps * cfg.n_envs * len(agents), seconds,
-                         lockstep.episodes)
+    result = TrainResult(
+        models,
+        lockstep.joint_steps,
+        lockstep.joint_steps * cfg.n_envs * len(agents),
+        seconds,
+        lockstep.episodes,
+    )
     if out_dir is not None:
         save_teachers(models, cfg, out_dir, result)
     return result

@@ -1,0 +1,246 @@
+"""The ``marl-distill`` command: thin, it parses, calls the runner, prints.
+
+Bad input of any kind (a click usage error or our ``UserError``) ends with exit code 2 and one line on stderr;
+an internal failure keeps its traceback and exits 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from marl_distill import config as config_mod
+from marl_distill import runner
+from marl_distill.errors import UserError
+
+app = typer.Typer(
+    help="Distil per-agent SB3 teachers of a PettingZoo env into compact shared or per-agent students.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Algo(str, Enum):
+    ppo = "ppo"
+    dqn = "dqn"
+
+
+class StudentKind(str, Enum):
+    shared = "shared"
+    per_agent = "per-agent"
+
+
+class Loss(str, Enum):
+    kl = "kl"
+    ce = "ce"
+    mse = "mse"
+
+
+class Sampling(str, Enum):
+    teacher = "teacher"
+
+
+def _json_kwargs(text: str | None, option: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{option} is not valid JSON ({exc.msg}); write e.g. {option} '{{\"N\": 3}}'") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{option} must be a JSON object, e.g. '{{\"N\": 3}}'")
+    return value
+
+
+def _agent_algos(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        agent, sep, algo = item.partition("=")
+        if not sep or algo not in ("ppo", "dqn"):
+            raise UserError(f"--agent-algo {item!r} is not AGENT=ppo or AGENT=dqn")
+        out[agent] = algo
+    return out
+
+
+def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
+    for name, m in metrics.items():
+        if name.startswith("_"):
+            continue
+        tr = m["team_return"]
+        extra = f"  agreement {m['joint_action_agreement']:.3f}" if "joint_action_agreement" in m else ""
+        typer.echo(
+            f"{name:>10}: team return {tr['mean']:8.2f} [{tr['ci95'][0]:.2f}, {tr['ci95'][1]:.2f}]"
+            f"  normalized {m['normalized_return']:.3f}  params {m['params']}{extra}"
+        )
+    typer.echo(f"report: {run_dir / 'report.md'}")
+
+
+@app.command()
+def envs() -> None:
+    """List registered environments (id, api, agents, spaces)."""
+    from marl_distill.multiagent import EnvSpec, make_parallel
+    from marl_distill.registry import all_envs, resolve
+
+    for env_id, entry in all_envs().items():
+        try:
+            spec = EnvSpec.of(make_parallel(resolve(env_id)))
+            a0 = spec.agents[0]
+            typer.echo(
+                f"{env_id:<18} parallel  agents={len(spec.agents)} ({', '.join(spec.agents)})  "
+                f"obs={spec.observation_spaces[a0]}  act={spec.action_spaces[a0]}  [{entry.source}]"
+            )
+        except (UserError, ImportError) as exc:
+            typer.echo(f"{env_id:<18} unavailable: {exc}  [{entry.source}]")
+
+
+@app.command("train-teachers")
+def train_teachers(
+    env: Annotated[str, typer.Argument(help="Registered id or package.module:callable.")],
+    out: Annotated[Path, typer.Option(help="Run folder to create.")],
+    algo: Annotated[Algo, typer.Option(help="SB3 algorithm for every agent.")] = Algo.ppo,
+    agent_algo: Annotated[list[str], typer.Option(help="Per-agent override AGENT=ppo|dqn.")] = [],  # noqa: B006
+    steps: Annotated[int, typer.Option(help="Transitions each learner learns from.")] = 50_000,
+    seed: Annotated[int, typer.Option()] = 0,
+    n_envs: Annotated[int, typer.Option(help="Env copies stepped together.")] = 8,
+    env_kwargs: Annotated[str, typer.Option(help="JSON object of env factory arguments.")] = "",
+) -> None:
+    """Train one SB3 learner per agent, all together, into OUT/teachers/AGENT.zip."""
+    cfg = config_mod.ExperimentConfig()
+    cfg.env = config_mod.EnvConfig(env, _json_kwargs(env_kwargs, "--env-kwargs"))
+    cfg.teachers = dataclasses.replace(
+        cfg.teachers,
+        algo=algo.value,
+        agent_algo=_agent_algos(agent_algo),
+        steps=steps,
+        seed=seed,
+        n_envs=n_envs,
+    )
+    runner.env_factory(cfg)  # fail on a bad env before creating the folder
+    runner.prepare_dir(out, resume=False)
+    config_mod.save(cfg, out / runner.CONFIG)
+    runner.stage_teachers(cfg, out)
+    typer.echo(f"teachers saved in {out / 'teachers'}")
+
+
+@app.command()
+def distill(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder holding teachers/.")],
+    out: Annotated[Path, typer.Option(help="Folder for the students (may be RUN_DIR itself).")],
+    student: Annotated[StudentKind, typer.Option(help="Student kind.")] = StudentKind.shared,
+    hidden: Annotated[str, typer.Option(help="Hidden sizes, e.g. 32,32.")] = "32",
+    loss: Annotated[Loss, typer.Option()] = Loss.kl,
+    temperature: Annotated[float, typer.Option(help="KL softening temperature.")] = 1.0,
+    sampling: Annotated[Sampling, typer.Option(help="Who acts while data is collected.")] = Sampling.teacher,
+    steps: Annotated[int, typer.Option(help="States collected per agent.")] = 20_000,
+    epochs: Annotated[int, typer.Option()] = 40,
+) -> None:
+    """Distil the teachers of RUN_DIR into a student saved in OUT/students/KIND."""
+    cfg = runner.load_run_config(run_dir)
+    try:
+        hidden_sizes = [int(h) for h in hidden.split(",") if h.strip()]
+    except ValueError:
+        raise UserError(f"--hidden {hidden!r} is not a comma-separated list of integers, e.g. 32,32") from None
+    cfg.distill = dataclasses.replace(
+        cfg.distill,
+        students=[student.value],
+        hidden=hidden_sizes,
+        loss=loss.value,
+        temperature=temperature,
+        sampling=sampling.value,
+        samples=steps,
+        epochs=epochs,
+    )
+    cfg.distill.validate()
+    same = out.resolve() == run_dir.resolve()
+    if (out / "students" / student.value).exists():
+        raise UserError(f"{out / 'students' / student.value} exists; choose another --out")
+    if not same:
+        runner.prepare_dir(out, resume=False)
+        cfg.teachers_from = str(runner.teachers_dir(cfg, run_dir).resolve())
+        config_mod.save(cfg, out / runner.CONFIG)
+    runner.stage_distill(cfg, out)
+    typer.echo(f"student saved in {out / 'students' / student.value}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder with teachers and/or students.")],
+    episodes: Annotated[int, typer.Option(help="Episodes per policy.")] = 200,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write metrics to this file.")] = None,
+) -> None:
+    """Evaluate teachers, random and every student of RUN_DIR; write metrics.json and report.md."""
+    cfg = runner.load_run_config(run_dir)
+    cfg.evaluate = dataclasses.replace(
+        cfg.evaluate, episodes=episodes, mixed_episodes=min(episodes, cfg.evaluate.mixed_episodes)
+    )
+    cfg.evaluate.validate()
+    metrics = runner.stage_evaluate(cfg, run_dir)
+    if json_file is not None:
+        from marl_distill.io import write_json
+
+        write_json(json_file, metrics)
+    _print_summary(metrics, run_dir)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Experiment TOML, e.g. experiments/quickstart.toml.")],
+    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/CONFIG_NAME).")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="Override a config key: key=value.")] = [],  # noqa: B006
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT.")] = False,
+) -> None:
+    """Run the whole pipeline: teachers -> students -> metrics -> report."""
+    cfg = config_mod.load(config, set_)
+    run_dir = out or Path("runs") / config.stem
+    metrics = runner.run(cfg, run_dir, resume=resume)
+    _print_summary(metrics, run_dir)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    return getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message")
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Run the app on ``argv``; one line and 2 for bad input, traceback and 1 for internal failures."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="marl-distill", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        code = 2
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        code = 130
+    except Exception as exc:  # noqa: BLE001
+        if _is_usage_error(exc):  # typer's own parser errors (it vendors click): exit 2, one line
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            message = exc.format_message().strip()  # type: ignore[attr-defined]
+            if message:  # a bare "marl-distill" has printed its help already
+                typer.echo(f"error: {message}{hint}", err=True)
+            code = 2
+        elif type(exc).__name__ == "Abort":
+            typer.echo("interrupted", err=True)
+            code = 130
+        else:  # an internal failure: keep the traceback for the bug report
+            traceback.print_exc()
+            code = 1
+    return code
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(cli())
+
+
+if __name__ == "__main__":
+    main()

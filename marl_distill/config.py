@@ -1,0 +1,152 @@
+"""Experiment config: TOML -> typed dataclasses, with errors that name the key and the fix.
+
+Each stage owns its dataclass (``TeacherConfig``, ``DistillConfig``, ``EvalConfig``); this module only composes
+them, loads TOML, applies ``--set key=value`` overrides and writes the resolved config back out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from marl_distill.distill import DistillConfig
+from marl_distill.errors import UserError
+from marl_distill.evaluate import EvalConfig
+from marl_distill.io import write_text
+from marl_distill.teachers import TeacherConfig
+
+
+@dataclass
+class EnvConfig:
+    """Which environment, and its arguments."""
+
+    id: str = "simple_spread"
+    """A registered id (marl-distill envs) or a 'package.module:callable' spec."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the env factory (override the registered defaults)."""
+
+
+@dataclass
+class ExperimentConfig:
+    """One whole run: env -> teachers -> students -> metrics -> report."""
+
+    name: str = "experiment"
+    """Shown in the report's title."""
+    torch_threads: int = 1
+    """CPU threads torch may use: 1 is fastest for these small MLPs on a shared machine."""
+    teachers_from: str = ""
+    """Run folder whose teachers/ this run distils (empty: train this run's own teachers)."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    teachers: TeacherConfig = field(default_factory=TeacherConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    """Coerce ints to floats where floats are expected; refuse anything else that does not fit."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        for option in typing.get_args(hint):
+            try:
+                return _check_type(value, option, where)
+            except UserError:
+                continue
+        raise UserError(f"{where} = {value!r} has the wrong type; expected {hint}")
+    base = origin or hint
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is Any or (
+        isinstance(base, type) and isinstance(value, base) and not (base is int and isinstance(value, bool))
+    ):
+        if base is list:
+            (item,) = typing.get_args(hint) or (Any,)
+            return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+    if value is None and hint is type(None):
+        return None
+    name = getattr(base, "__name__", str(base))
+    raise UserError(f"{where} = {value!r} has the wrong type; expected {name}")
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a dict, refusing unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise UserError(f"[{where or 'root'}] must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(f"unknown config key {where + '.' if where else ''}{unknown[0]}; known keys: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, path)
+        else:
+            kwargs[key] = _check_type(value, hint, path)
+    return cls(**kwargs)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], value); the value is read as TOML, else taken as a string."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {item!r} is not key=value; write e.g. --set teachers.steps=20000")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def load(path: Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a TOML file (or start from defaults), apply overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file {path} does not exist; pass the path of a TOML file")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"config file {path} is not valid TOML ({exc})") from None
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item!r}: {k} is not a table")
+        node[keys[-1]] = value
+    cfg = from_dict(ExperimentConfig, data)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    if cfg.torch_threads < 1:
+        raise UserError(f"torch_threads must be >= 1, got {cfg.torch_threads}")
+    cfg.distill.validate()
+    cfg.evaluate.validate()
+
+
+def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save(cfg: ExperimentConfig, path: Path) -> None:
+    """The resolved config with every default written out."""
+    write_text(path, tomli_w.dumps(to_dict(cfg)))

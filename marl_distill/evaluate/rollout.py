@@ -1,0 +1,107 @@
+"""Episodes of any joint policy on fixed seeds, with the teachers' view of every state it visits.
+
+Episode ``k`` always starts from ``env.reset(seed=seed + k)``, so teachers, students, random and mixed teams are
+compared on the same starts. When a ``reference`` (the teachers) is given, it labels the visited states, which
+gives action agreement and KL(teacher || student) on the *student's* state distribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from marl_distill.multiagent import JointVecEnv
+from marl_distill.policies import JointPolicy, select_actions
+
+
+@dataclass
+class Rollouts:
+    """Per-episode returns plus agreement counts against the reference."""
+
+    per_agent: dict[str, np.ndarray]
+    """Episode return per agent, one entry per episode, in seed order."""
+    steps: int = 0
+    """Joint steps taken by acting agents (summed over episodes)."""
+    agree: dict[str, int] = field(default_factory=dict)
+    """Per agent: steps where argmax(policy) == argmax(reference)."""
+    joint_agree: int = 0
+    """Steps where every agent agreed with the reference."""
+    kl_sum: dict[str, float] = field(default_factory=dict)
+    """Per agent: summed KL(reference || policy) over visited states."""
+    observations: dict[str, np.ndarray] = field(default_factory=dict)
+    """A sample of visited observations per agent (first steps), reused to time batch-1 acting."""
+
+    @property
+    def team(self) -> np.ndarray:
+        return np.sum(list(self.per_agent.values()), axis=0)
+
+
+def kl_divergence(reference: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
+    """Row-wise KL(softmax(reference) || softmax(policy))."""
+    log_p = F.log_softmax(reference, dim=-1)
+    log_q = F.log_softmax(policy, dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+
+
+def run_episodes(
+    factory: Callable[[], Any],
+    policy: JointPolicy,
+    *,
+    episodes: int,
+    seed: int,
+    n_envs: int,
+    rng: np.random.Generator,
+    reference: JointPolicy | None = None,
+    keep_obs: int = 256,
+) -> Rollouts:
+    """Play ``episodes`` episodes (seeds ``seed .. seed+episodes-1``), ``n_envs`` at a time."""
+    venv = JointVecEnv(factory, min(n_envs, episodes), autoreset=False)
+    agents = venv.agents
+    out = Rollouts(
+        {a: np.zeros(episodes) for a in agents},
+        agree=dict.fromkeys(agents, 0),
+        kl_sum=dict.fromkeys(agents, 0.0),
+    )
+    kept: dict[str, list[np.ndarray]] = {a: [] for a in agents}
+    for first in range(0, episodes, venv.n_envs):
+        ids = list(range(first, min(first + venv.n_envs, episodes)))
+        seeds = [seed + k for k in ids] + [None] * (venv.n_envs - len(ids))
+        obs = venv.reset(seeds)
+        venv.finished[len(ids) :] = True
+        while not venv.finished.all():
+            live = np.flatnonzero(~venv.finished)
+            live_obs = {a: o[live] for a, o in obs.items()}
+            actions_live, logits = select_actions(policy, live_obs, rng)
+            if reference is not None:
+                _score(out, live_obs, logits, reference)
+            for a in agents:
+                if sum(len(k) for k in kept[a]) < keep_obs:
+                    kept[a].append(live_obs[a])
+            actions = {a: np.zeros(venv.n_envs, dtype=np.int64) for a in agents}
+            for a in agents:
+                actions[a][live] = actions_live[a]
+            step = venv.step(actions)
+            for a in agents:
+                out.per_agent[a][[first + i for i in live]] += step.rewards[a][live]
+            out.steps += len(live)
+            obs = step.obs
+    venv.close()
+    out.observations = {a: np.concatenate(k)[:keep_obs] for a, k in kept.items()}
+    return out
+
+
+def _score(out: Rollouts, obs: dict[str, np.ndarray], logits: dict[str, torch.Tensor], ref: JointPolicy) -> None:
+    ref_logits = ref.logits(obs)
+    all_agree = None
+    for a, lg in logits.items():
+        same = (lg.argmax(dim=-1) == ref_logits[a].argmax(dim=-1)).numpy()
+        out.agree[a] += int(same.sum())
+        out.kl_sum[a] += float(kl_divergence(ref_logits[a], lg).sum())
+        all_agree = same if all_agree is None else all_agree & same
+    if all_agree is not None:
+        out.joint_agree += int(all_agree.sum())

@@ -1,0 +1,132 @@
+"""One experiment: config -> teachers -> students -> metrics -> report, in one run folder.
+
+Each stage reads what the previous one wrote, so the CLI's single-stage commands and ``run`` share this code,
+and ``--resume`` skips every stage whose artifacts already exist.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from marl_distill import config as config_mod
+from marl_distill.config import ExperimentConfig
+from marl_distill.distill import distill
+from marl_distill.errors import UserError
+from marl_distill.evaluate import evaluate_all
+from marl_distill.evaluate.report import write_report
+from marl_distill.io import write_json
+from marl_distill.multiagent import EnvSpec, make_parallel
+from marl_distill.registry import resolve
+from marl_distill.students import StudentMeta, StudentTeam
+from marl_distill.students.mlp import META
+from marl_distill.teachers import TeacherTeam, train_teachers
+from marl_distill.teachers.train import MANIFEST
+
+CONFIG = "config.toml"
+
+
+def prepare_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse to write into a non-empty folder unless resuming: a user's data is never overwritten."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} exists and is not a folder; pass another --out")
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        raise UserError(f"{run_dir} already holds files; pass a new --out, or --resume to continue that run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def load_run_config(run_dir: Path) -> ExperimentConfig:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a marl-distill run folder ({CONFIG} missing)")
+    return config_mod.load(path)
+
+
+def env_factory(cfg: ExperimentConfig) -> tuple[Any, EnvSpec]:
+    factory = resolve(cfg.env.id, cfg.env.kwargs)
+    env = make_parallel(factory)
+    spec = EnvSpec.of(env)
+    env.close()
+    return factory, spec
+
+
+def teachers_dir(cfg: ExperimentConfig, run_dir: Path) -> Path:
+    return Path(cfg.teachers_from) if cfg.teachers_from else Path(run_dir)
+
+
+def stage_teachers(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None) -> None:
+    if cfg.teachers_from or (Path(run_dir) / "teachers" / MANIFEST).exists():
+        return
+    factory, _ = env_factory(cfg)
+    train_teachers(factory, cfg.teachers, out_dir=Path(run_dir), progress=progress)
+
+
+def load_teachers(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> TeacherTeam:
+    return TeacherTeam.load(teachers_dir(cfg, run_dir), spec, dqn_temperature=cfg.distill.dqn_temperature)
+
+
+def stage_distill(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None) -> None:
+    todo = [k for k in cfg.distill.students if not (Path(run_dir) / "students" / k / META).exists()]
+    if not todo:
+        return
+    factory, spec = env_factory(cfg)
+    teachers = load_teachers(cfg, run_dir, spec)
+    sub = config_mod.from_dict(type(cfg.distill), {**config_mod.to_dict(cfg)["distill"], "students": todo})
+    distill(factory, teachers, sub, out_dir=Path(run_dir), progress=progress)
+
+
+def load_students(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> dict[str, StudentTeam]:
+    folder = Path(run_dir) / "students"
+    names = sorted(p.name for p in folder.iterdir() if (p / META).exists()) if folder.is_dir() else []
+    return {name: StudentTeam.load(folder / name, spec) for name in names}
+
+
+def stage_evaluate(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None) -> dict[str, Any]:
+    factory, spec = env_factory(cfg)
+    teachers = load_teachers(cfg, run_dir, spec)
+    students = load_students(cfg, run_dir, spec)
+    start = time.perf_counter()
+    metrics = evaluate_all(factory, teachers, students, cfg.evaluate, progress=progress)
+    metrics["_meta"] = {
+        "env": cfg.env.id,
+        "agents": list(spec.agents),
+        "evaluation_seconds": round(time.perf_counter() - start, 2),
+        "students": {n: _describe(s.meta) for n, s in students.items()},
+    }
+    write_json(Path(run_dir) / "metrics.json", metrics)
+    write_report(Path(run_dir), metrics, f"{cfg.name}: {cfg.env.id}", _notes(cfg))
+    return metrics
+
+
+def _describe(meta: StudentMeta) -> dict[str, Any]:
+    return {"kind": meta.kind, "hidden": meta.hidden}
+
+
+def _notes(cfg: ExperimentConfig) -> str:
+    t, d = cfg.teachers, cfg.distill
+    return (
+        f"Teachers: {t.algo} per agent{' (' + str(t.agent_algo) + ')' if t.agent_algo else ''}, "
+        f"{t.steps} transitions per learner, {t.n_envs} envs, seed {t.seed}. "
+        f"Students: hidden {d.hidden}, loss {d.loss} (T={d.temperature}), {d.sampling}-driven sampling, "
+        f"{d.samples} states per agent, {d.epochs} epochs."
+    )
+
+
+def run(cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, progress: bool | None = None) -> dict:
+    """The whole pipeline into ``run_dir``; with ``resume`` finished stages are kept, not redone."""
+    run_dir = Path(run_dir)
+    prepare_dir(run_dir, resume)
+    torch.set_num_threads(cfg.torch_threads)
+    saved = run_dir / CONFIG
+    if saved.exists():
+        if config_mod.to_dict(config_mod.load(saved)) != config_mod.to_dict(cfg):
+            raise UserError(f"{saved} differs from this config; resume with the same config or use a new --out")
+    else:
+        config_mod.save(cfg, saved)
+    stage_teachers(cfg, run_dir, progress=progress)
+    stage_distill(cfg, run_dir, progress=progress)
+    return stage_evaluate(cfg, run_dir, progress=progress)

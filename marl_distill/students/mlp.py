@@ -1,0 +1,138 @@
+"""Compact student networks: one per agent, or one shared by every agent.
+
+The shared student follows Terry et al. 2020's agent indication: each agent's flattened observation is
+zero-padded to the largest observation size and the agent's one-hot id is appended, so one trunk serves
+agents with different observation sizes. The head has as many outputs as the largest action space; agent
+``a`` reads only its first ``n_actions[a]`` outputs, so a padded action can never be chosen (a masked shared
+head, cheaper than one head per agent and still exact for heterogeneous action counts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from marl_distill.errors import UserError
+from marl_distill.io import atomic_write, read_json, write_json
+from marl_distill.multiagent import EnvSpec
+
+KINDS = ("shared", "per-agent")
+WEIGHTS = "weights.pt"
+META = "student.json"
+
+
+@dataclass
+class StudentMeta:
+    """Everything needed to rebuild a student without the env: written as student.json beside the weights."""
+
+    kind: str
+    """shared or per-agent."""
+    agents: list[str]
+    obs_dims: dict[str, int]
+    """Flattened observation size per agent."""
+    n_actions: dict[str, int]
+    hidden: list[int]
+    """Hidden layer widths of every MLP."""
+
+    @classmethod
+    def for_spec(cls, spec: EnvSpec, kind: str, hidden: Sequence[int]) -> StudentMeta:
+        if kind not in KINDS:
+            raise UserError(f"unknown student kind {kind!r}; use one of {list(KINDS)}")
+        if not hidden or any(h < 1 for h in hidden):
+            raise UserError(f"hidden sizes must be positive integers, got {list(hidden)}")
+        return cls(
+            kind,
+            list(spec.agents),
+            {a: spec.obs_dim(a) for a in spec.agents},
+            {a: spec.n_actions(a) for a in spec.agents},
+            [int(h) for h in hidden],
+        )
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), nn.Tanh()]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class StudentNet(nn.Module):
+    """Logits for any agent's observations: per-agent MLPs or one agent-indicated shared MLP."""
+
+    def __init__(self, meta: StudentMeta) -> None:
+        super().__init__()
+        self.meta = meta
+        self.index = {a: i for i, a in enumerate(meta.agents)}
+        if meta.kind == "shared":
+            self.max_obs = max(meta.obs_dims.values())
+            self.shared = mlp(self.max_obs + len(meta.agents), meta.hidden, max(meta.n_actions.values()))
+        else:
+            self.nets = nn.ModuleDict(
+                {str(i): mlp(meta.obs_dims[a], meta.hidden, meta.n_actions[a]) for i, a in enumerate(meta.agents)}
+            )
+
+    def encode(self, agent: str, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Flattened float32 input for ``agent``'s batch of observations (padded + id for the shared net)."""
+        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32).reshape(len(obs), -1)
+        if self.meta.kind != "shared":
+            return x
+        pad = self.max_obs - x.shape[1]
+        one_hot = torch.zeros(len(x), len(self.meta.agents))
+        one_hot[:, self.index[agent]] = 1.0
+        return torch.cat([x, torch.zeros(len(x), pad), one_hot], dim=1)
+
+    def forward(self, agent: str, x: torch.Tensor) -> torch.Tensor:
+        """Logits for already encoded inputs ``x`` of ``agent``."""
+        if self.meta.kind == "shared":
+            return self.shared(x)[:, : self.meta.n_actions[agent]]
+        return self.nets[str(self.index[agent])](x)
+
+
+class StudentTeam:
+    """A trained student network as a joint policy."""
+
+    def __init__(self, spec: EnvSpec, net: StudentNet, *, deterministic: bool = True) -> None:
+        self.spec = spec
+        self.net = net.eval()
+        self.deterministic = deterministic
+
+    @property
+    def meta(self) -> StudentMeta:
+        return self.net.meta
+
+    def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return {a: self.net(a, self.net.encode(a, o)) for a, o in obs.items()}
+
+    def act_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """One observation per agent -> actions: what a deployed student costs per joint step."""
+        with torch.no_grad():
+            return {a: int(self.net(a, self.net.encode(a, o[None])).argmax()) for a, o in obs.items()}
+
+    def acting_params(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    def save(self, folder: Path) -> None:
+        """Weights (a plain state_dict) and student.json metadata, each written atomically."""
+        folder = Path(folder)
+        atomic_write(folder / WEIGHTS, lambda tmp: torch.save(self.net.state_dict(), tmp))
+        write_json(folder / META, asdict(self.meta))
+
+    @classmethod
+    def load(cls, folder: Path, spec: EnvSpec) -> StudentTeam:
+        folder = Path(folder)
+        if not (folder / META).exists():
+            raise UserError(f"{folder} holds no student ({META} missing); run distill first")
+        meta = StudentMeta(**read_json(folder / META))
+        if list(spec.agents) != meta.agents:
+            raise UserError(f"student in {folder} was built for agents {meta.agents}, the env has {spec.agents}")
+        net = StudentNet(meta)
+        net.load_state_dict(torch.load(folder / WEIGHTS, weights_only=True))
+        return cls(spec, net)

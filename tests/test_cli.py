@@ -1,0 +1,145 @@
+"""The command line: bad input gives exit 2 and one line; a tiny whole run writes the run-folder contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from stable_baselines3 import PPO
+
+from marl_distill.cli import cli as main_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "marl_distill.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+TINY = """
+name = "tiny"
+[env]
+id = "marl_distill_envs.matrix_games:penalty_game"
+kwargs = { k = 25.0, rounds = 5 }
+[teachers]
+steps = 2000
+n_envs = 4
+ppo = { n_steps = 50, batch_size = 100, learning_rate = 0.003 }
+[distill]
+samples = 1000
+epochs = 5
+[evaluate]
+episodes = 20
+mixed_episodes = 10
+latency_repeats = 20
+"""
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train-teachers", "no_such_env", "--out", "{tmp}/a"], "unknown environment"),
+        (["train-teachers", "simple_spread", "--out", "{tmp}/a", "--steps", "many"], "--steps"),
+        (["train-teachers", "simple_spread", "--out", "{tmp}/a", "--env-kwargs", "{{N: 3"], "--env-kwargs"),
+        (["train-teachers", "simple_spread", "--out", "{tmp}/a", "--env-kwargs", '{{"M": 3}}'], "env-kwargs"),
+        (["train-teachers", "nomodule_xyz:make", "--out", "{tmp}/a"], "cannot import"),
+        (["run", "{tmp}/missing.toml"], "does not exist"),
+        (["run", "{tmp}/tiny.toml", "--set", "teachers.stepz=5"], "stepz"),
+        (["run", "{tmp}/tiny.toml", "--set", "teachers.steps=many"], "teachers.steps"),
+        (["run", "{tmp}/tiny.toml", "--set", "distill.loss=l1"], "loss"),
+        (["evaluate", "{tmp}"], "not a marl-distill run folder"),
+        (["distill", "{tmp}", "--out", "{tmp}/b", "--student", "big"], "--student"),
+        (["frobnicate"], "No such command"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, capsys, args, needle):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    code = main_cli([a.format(tmp=tmp_path) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert needle in lines[0]
+    assert not (tmp_path / "a").exists()  # nothing half-created
+
+
+def test_console_script_exit_code_for_bad_input(tmp_path):
+    proc = cli("train-teachers", "no_such_env", "--out", str(tmp_path / "a"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_run_writes_the_run_folder_and_refuses_to_overwrite_it(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    out = tmp_path / "run"
+    proc = cli("run", str(config), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    for name in ("config.toml", "metrics.json", "report.md", "plots/returns.png", "teachers/agent_0.zip"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for student in ("shared", "per-agent"):
+        m = metrics[student]
+        for key in (
+            "team_return",
+            "per_agent_return",
+            "normalized_return",
+            "action_agreement",
+            "joint_action_agreement",
+            "kl_teacher_student",
+            "params",
+            "latency_us_per_joint_step",
+            "mixed_team",
+        ):
+            assert key in m, (student, key)
+        assert set(m["mixed_team"]["by_mix"]) == {"agent_0", "agent_1"}
+    PPO.load(out / "teachers" / "agent_1.zip")
+    before = (out / "metrics.json").read_bytes()
+    again = cli("run", str(config), "--out", str(out))
+    assert again.returncode == 2 and "--resume" in again.stderr
+    assert (out / "metrics.json").read_bytes() == before
+    resumed = cli("run", str(config), "--out", str(out), "--resume")  # every stage done: only re-evaluates
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_stage_commands_chain(tmp_path):
+    t = cli(
+        "train-teachers",
+        "marl_distill_envs.matrix_games:climbing_game",
+        "--out",
+        str(tmp_path / "t"),
+        "--steps",
+        "800",
+        "--n-envs",
+        "4",
+        "--env-kwargs",
+        '{"rounds": 4}',
+    )
+    assert t.returncode == 0, t.stderr
+    d = cli(
+        "distill",
+        str(tmp_path / "t"),
+        "--out",
+        str(tmp_path / "s"),
+        "--student",
+        "per-agent",
+        "--hidden",
+        "16,16",
+        "--steps",
+        "500",
+        "--epochs",
+        "3",
+    )
+    assert d.returncode == 0, d.stderr
+    e = cli("evaluate", str(tmp_path / "s"), "--episodes", "10", "--json", str(tmp_path / "m.json"))
+    assert e.returncode == 0, e.stderr
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["per-agent"]["params"] == 2 * (6 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3)

@@ -1,0 +1,89 @@
+"""Per-agent SB3 teachers trained together: isolation, lockstep, truncation, save/reload."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import DQN, PPO
+from worlds import ConstantReward, TargetGame
+
+from marl_distill.evaluate import run_episodes
+from marl_distill.multiagent import EnvSpec
+from marl_distill.teachers import TeacherConfig, TeacherTeam, train_teachers
+
+PPO_FAST = {"n_steps": 64, "batch_size": 128, "n_epochs": 10, "learning_rate": 3e-3}
+
+
+@pytest.fixture(scope="module")
+def target_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("target")
+    cfg = TeacherConfig(steps=6_000, n_envs=8, seed=1, ppo=PPO_FAST)
+    result = train_teachers(lambda: TargetGame(n_agents=3), cfg, out_dir=out, progress=False)
+    return out, result
+
+
+def test_each_learner_learns_from_its_own_observations_and_rewards(target_run):
+    # Targets are private and independent: a learner fed another agent's observation or reward stays at
+    # chance (1/3 of the reward per step); one fed its own learns to hit its target every time.
+    _, result = target_run
+    spec = EnvSpec.of(TargetGame(n_agents=3))
+    team = TeacherTeam(spec, result.models)
+    roll = run_episodes(
+        lambda: TargetGame(n_agents=3), team, episodes=40, seed=0, n_envs=8, rng=np.random.default_rng(0)
+    )
+    for agent, returns in roll.per_agent.items():
+        assert returns.mean() >= 0.9 * 5, f"{agent} hit its target {returns.mean():.2f}/5 times per episode"
+
+
+def test_learners_see_the_same_env_steps_ppo_beside_dqn():
+    TargetGame.steps_taken = 0
+    cfg = TeacherConfig(
+        algo="ppo",
+        agent_algo={"agent_1": "dqn"},
+        steps=1_000,
+        n_envs=4,
+        seed=0,
+        ppo={"n_steps": 48, "batch_size": 64},
+        dqn={"train_freq": 5, "learning_starts": 100},
+    )
+    result = train_teachers(lambda: TargetGame(n_agents=3), cfg, progress=False)
+    assert isinstance(result.models["agent_1"], DQN) and isinstance(result.models["agent_0"], PPO)
+    steps = {a: m.num_timesteps for a, m in result.models.items()}
+    # every learner got exactly one transition per env copy per joint step, and nothing else stepped the env
+    assert set(steps.values()) == {result.joint_steps * 4}, steps
+    assert TargetGame.steps_taken == result.joint_steps * 4
+    assert result.joint_steps * 4 >= 1_000 and result.joint_steps % 240 == 0  # lcm(48, 5) rollouts
+
+
+def test_time_limit_is_a_truncation_so_values_bootstrap():
+    # Reward 1 forever, cut after 4 steps. With gamma = 0.8 the true value is 1/(1-0.8) = 5; a learner that
+    # treated the cut as terminal could never value the state above 1+0.8+0.64+0.512 = 2.95.
+    cfg = TeacherConfig(steps=6_000, n_envs=4, seed=0, ppo={**PPO_FAST, "gamma": 0.8, "gae_lambda": 1.0})
+    result = train_teachers(ConstantReward, cfg, progress=False)
+    for agent, model in result.models.items():
+        obs, _ = model.policy.obs_to_tensor(np.ones((1, 2), np.float32))
+        with torch.no_grad():
+            value = float(model.policy.predict_values(obs))
+        assert value > 4.0, f"{agent} values the state at {value:.2f}: the time limit was treated as terminal"
+
+
+def test_saved_teachers_reload_with_plain_sb3_to_the_same_actions(target_run):
+    out, result = target_run
+    rng = np.random.default_rng(3)
+    obs = rng.random((64, 6)).astype(np.float32)
+    for agent, model in result.models.items():
+        loaded = PPO.load(out / "teachers" / f"{agent}.zip", device="cpu")
+        np.testing.assert_array_equal(
+            loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0]
+        )
+    assert sorted(p.name for p in (out / "tb").iterdir()) == ["agent_0_1", "agent_1_1", "agent_2_1"]
+
+
+def test_same_seed_same_teachers():
+    cfg = TeacherConfig(steps=512, n_envs=4, seed=5, ppo={"n_steps": 32, "batch_size": 64})
+    a = train_teachers(lambda: TargetGame(n_agents=2), cfg, progress=False).models
+    b = train_teachers(lambda: TargetGame(n_agents=2), cfg, progress=False).models
+    for agent in a:
+        for pa, pb in zip(a[agent].policy.parameters(), b[agent].policy.parameters()):
+            torch.testing.assert_close(pa, pb)

@@ -1,0 +1,105 @@
+"""Tiny PettingZoo worlds built to make a specific bug visible (they are test fixtures, not shipped envs)."""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+
+class TargetGame(ParallelEnv):
+    """Each agent sees its own random target (one-hot) and is paid 1 for choosing it, 0 otherwise.
+
+    Targets are drawn independently per agent, so a learner fed another agent's observation or reward can do
+    no better than chance (1 / n_targets). Each agent's observation also carries its index, so observations
+    of different agents differ. ``steps_taken`` counts joint steps over all instances.
+    """
+
+    metadata = {"name": "target_game_v0", "render_modes": []}
+    steps_taken = 0
+
+    def __init__(self, n_agents: int = 2, n_targets: int = 3, rounds: int = 5) -> None:
+        self.possible_agents = [f"agent_{i}" for i in range(n_agents)]
+        self.agents: list[str] = []
+        self.n_targets = n_targets
+        self.rounds = rounds
+        self._obs = spaces.Box(0.0, 1.0, (n_targets + n_agents,), np.float32)
+        self._act = spaces.Discrete(n_targets)
+        self.rng = np.random.default_rng()
+
+    def observation_space(self, agent):
+        return self._obs
+
+    def action_space(self, agent):
+        return self._act
+
+    def _observe(self):
+        self.targets = {a: int(self.rng.integers(self.n_targets)) for a in self.agents}
+        out = {}
+        for i, a in enumerate(self.agents):
+            o = np.zeros(self._obs.shape, np.float32)
+            o[self.targets[a]] = 1.0
+            o[self.n_targets + i] = 1.0
+            out[a] = o
+        return out
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.agents = list(self.possible_agents)
+        self.t = 0
+        return self._observe(), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        TargetGame.steps_taken += 1
+        rewards = {a: float(int(actions[a]) == self.targets[a]) for a in self.agents}
+        self.t += 1
+        cut = self.t >= self.rounds
+        obs = self._observe()
+        agents = list(self.agents)
+        if cut:
+            self.agents = []
+        return obs, rewards, dict.fromkeys(agents, False), dict.fromkeys(agents, cut), {a: {} for a in agents}
+
+
+class ConstantReward(ParallelEnv):
+    """Reward 1 every step and a constant observation; a time limit cuts the episode after ``rounds`` steps.
+
+    The true value of the (only) state is 1 / (1 - gamma) when the cut is a truncation, but at most ``rounds``
+    if a learner wrongly treats the cut as terminal.
+    """
+
+    metadata = {"name": "constant_reward_v0", "render_modes": []}
+
+    def __init__(self, rounds: int = 4) -> None:
+        self.possible_agents = ["agent_0", "agent_1"]
+        self.agents: list[str] = []
+        self.rounds = rounds
+        self._obs = spaces.Box(0.0, 1.0, (2,), np.float32)
+        self._act = spaces.Discrete(2)
+
+    def observation_space(self, agent):
+        return self._obs
+
+    def action_space(self, agent):
+        return self._act
+
+    def reset(self, seed=None, options=None):
+        self.agents = list(self.possible_agents)
+        self.t = 0
+        return {a: np.ones(2, np.float32) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        self.t += 1
+        cut = self.t >= self.rounds
+        agents = list(self.agents)
+        if cut:
+            self.agents = []
+        obs = {a: np.ones(2, np.float32) for a in agents}
+        return (
+            obs,
+            dict.fromkeys(agents, 1.0),
+            dict.fromkeys(agents, False),
+            dict.fromkeys(agents, cut),
+            {a: {} for a in agents},
+        )
