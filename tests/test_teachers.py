@@ -80,9 +80,10 @@ def test_saved_teachers_reload_with_plain_sb3_to_the_same_actions(target_run):
     assert sorted(p.name for p in (out / "tb").iterdir()) == ["agent_0_1", "agent_1_1", "agent_2_1"]
 
 
-def test_same_seed_same_teachers():
+def test_same_seed_same_teachers_in_process_or_with_env_worker_processes():
     cfg = TeacherConfig(steps=512, n_envs=4, seed=5, ppo={"n_steps": 32, "batch_size": 64})
     a = train_teachers(lambda: TargetGame(n_agents=2), cfg, progress=False).models
+    cfg.env_workers = 2
     b = train_teachers(lambda: TargetGame(n_agents=2), cfg, progress=False).models
     for agent in a:
         for pa, pb in zip(a[agent].policy.parameters(), b[agent].policy.parameters()):

@@ -104,18 +104,22 @@ def per_agent_policy(models: dict[str, Any], agents: tuple[str, ...]) -> Policy:
     return act
 
 
-def run_ours(factory: Callable[[], Any], steps: int, n_envs: int, seed: int) -> tuple[int, float, Policy]:
-    cfg = TeacherConfig(steps=steps, n_envs=n_envs, seed=seed, ppo=dict(PPO_KWARGS), tensorboard=False)
+def run_ours(
+    factory: Callable[[], Any], steps: int, n_envs: int, seed: int, cpus: int = 1
+) -> tuple[int, float, Policy]:
+    cfg = TeacherConfig(
+        steps=steps, n_envs=n_envs, seed=seed, env_workers=cpus, ppo=dict(PPO_KWARGS), tensorboard=False
+    )
     res = train_teachers(factory, cfg, out_dir=None, progress=False)
     return res.agent_steps, res.seconds, per_agent_policy(res.models, tuple(res.models))
 
 
 def run_tutorial(
-    factory: Callable[[], Any], n_envs: int, seed: int, agent_steps: int
+    factory: Callable[[], Any], n_envs: int, seed: int, agent_steps: int, cpus: int = 1
 ) -> tuple[int, float, Policy]:
     set_random_seed(seed)  # PPO(seed=...) calls env.seed, which ConcatVecEnv lacks
     venv = ss.pettingzoo_env_to_vec_env_v1(factory())
-    venv = ss.concat_vec_envs_v1(venv, n_envs, num_cpus=1, base_class="stable_baselines3")
+    venv = ss.concat_vec_envs_v1(venv, n_envs, num_cpus=cpus, base_class="stable_baselines3")
     venv.venv.reset(seed=seed * 10_000)  # seeds copy i with seed * 10_000 + i; SB3's own reset keeps the RNGs
     model = PPO("MlpPolicy", venv, verbose=0, device="cpu", **PPO_KWARGS)
     start = time.perf_counter()
@@ -128,13 +132,17 @@ def run_tutorial(
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--steps", type=int, default=None, help="transitions per learner (default 60000; quick 1024)"
-    )
+    p.add_argument("--steps", type=int, default=None, help="transitions per learner (default 60000; quick 1024)")
     p.add_argument("--n-envs", type=int, default=None, help="env copies (default 8; quick 2)")
     p.add_argument("--seeds", default=None, help='comma-separated (default "0,1,2"; quick "0,1")')
     p.add_argument("--episodes", type=int, default=None, help="evaluation episodes (default 100; quick 10)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for both paths (0: torch's default)")
+    p.add_argument(
+        "--cpus",
+        type=int,
+        default=1,
+        help="env-stepping processes for both paths: our env_workers and SuperSuit's num_cpus (1: in-process)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny run to check the script works")
     p.add_argument("--json", default=None, help="also dump rows and summary to this file")
     args = p.parse_args(argv)
@@ -156,35 +164,32 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"env={ENV_ID} agents={len(agents)} n_envs={args.n_envs} steps/learner={args.steps} "
         f"agent-steps/path={budget} ppo={PPO_KWARGS} torch_threads={torch.get_num_threads()} "
-        f"episodes={args.episodes}"
+        f"episodes={args.episodes} cpus={args.cpus}"
     )
-    header = (
-        f"{'seed':>4} {'path':<9} {'agent-steps':>11} {'learn s':>8} {'steps/s':>8}  team return [95% CI]"
-    )
+    header = f"{'seed':>4} {'path':<9} {'agent-steps':>11} {'learn s':>8} {'steps/s':>8}  team return [95% CI]"
     print(header)
     print("-" * len(header))
 
     rng = np.random.default_rng(0)
     rand = mean_ci(team_returns(factory, lambda flat: rng.integers(n_act, size=len(flat)), args.episodes))
     # Untimed warm-up of both paths (one rollout each): the first torch/SB3 calls in a process are slow.
-    run_ours(factory, 1, args.n_envs, 0)
-    run_tutorial(factory, args.n_envs, 0, len(agents) * args.n_envs * PPO_KWARGS["n_steps"])
+    run_ours(factory, 1, args.n_envs, 0, args.cpus)
+    run_tutorial(factory, args.n_envs, 0, len(agents) * args.n_envs * PPO_KWARGS["n_steps"], args.cpus)
     rows: list[Row] = []
     for k, seed in enumerate(seeds):
         order = ["ours", "tutorial"] if k % 2 == 0 else ["tutorial", "ours"]
         for path in order:
             if path == "ours":
-                steps, secs, policy = run_ours(factory, args.steps, args.n_envs, seed)
+                steps, secs, policy = run_ours(factory, args.steps, args.n_envs, seed, args.cpus)
             else:
-                steps, secs, policy = run_tutorial(factory, args.n_envs, seed, budget)
+                steps, secs, policy = run_tutorial(factory, args.n_envs, seed, budget, args.cpus)
             if steps != budget:
                 raise RuntimeError(f"{path} trained {steps} agent-steps, expected {budget}")
             m, lo, hi = mean_ci(team_returns(factory, policy, args.episodes))
             row = Row(seed, path, steps, secs, steps / secs, m, lo, hi)
             rows.append(row)
             print(
-                f"{seed:>4} {path:<9} {steps:>11} {secs:>8.1f} {row.steps_per_s:>8.0f}  "
-                f"{m:8.2f} [{lo:.2f}, {hi:.2f}]",
+                f"{seed:>4} {path:<9} {steps:>11} {secs:>8.1f} {row.steps_per_s:>8.0f}  {m:8.2f} [{lo:.2f}, {hi:.2f}]",
                 flush=True,
             )
 
@@ -194,9 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     ours, tut = of("ours"), of("tutorial")
     ratios = [a.steps_per_s / b.steps_per_s for a, b in zip(ours, tut, strict=True)]
     summary: dict[str, Any] = {
-        "median_steps_per_s": {
-            p: statistics.median(r.steps_per_s for r in of(p)) for p in ("ours", "tutorial")
-        },
+        "median_steps_per_s": {p: statistics.median(r.steps_per_s for r in of(p)) for p in ("ours", "tutorial")},
         "ratio_ours_over_tutorial": {"per_seed": ratios, "mean_ci": mean_ci(ratios)},
         "team_return_over_seeds": {p: mean_ci([r.ret_mean for r in of(p)]) for p in ("ours", "tutorial")},
         "team_return_random": rand,

@@ -1,183 +1,197 @@
 """N plain SB3 learners on one shared env, every joint step feeding every learner.
 
-SB3 is single-agent: ``model.learn()`` owns its loop and calls ``env.step``. We give each learner its own
-``AgentVecEnv``, a VecEnv that shows one agent's slice of a shared ``JointVecEnv``, and run each ``learn()`` in
-its own thread. A token passes between the threads in a fixed order, so exactly one learner runs at a time:
-each deposits its actions and hands the token on; the last one steps the joint env. Nothing is parallel (the
-GIL would forbid it anyway), so runs are deterministic for a seed, and every learner stays a plain SB3 model
-with its own logger, callbacks, truncation bootstrap and ``save``.
+SB3 is single-agent: ``model.learn()`` owns its loop and calls ``env.step``. Each learner therefore runs
+``learn()`` in its own process on a ``PipeAgentVecEnv``, a VecEnv that forwards reset/step over a pipe. The
+parent process is the coordinator: it waits for every learner's request, steps the shared ``JointVecEnv``
+once, and answers each learner with its own agent's slice (observation, reward, done, infos with the terminal
+observation and ``TimeLimit.truncated``). So each learner stays a plain SB3 model (own logger, callbacks,
+truncation bootstrap, ``save``), sees only its own agent's data, all learners see the same env steps, and
+their forward passes and gradient updates run in parallel on separate cores. Results do not depend on timing:
+each learner's randomness lives in its own process, seeded, and the env is stepped in a fixed order.
 """
 
 from __future__ import annotations
 
-import threading
+import multiprocessing as mp
 import time
+import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from marl_distill.multiagent import JointStep, JointVecEnv
+from marl_distill.errors import UserError
+from marl_distill.multiagent import JointStep
 
 
-class LearnerFailed(RuntimeError):
-    """Raised in the other learners' threads when one learner's thread failed."""
+class PipeAgentVecEnv(VecEnv):
+    """One agent's view of the shared joint env, in SB3's VecEnv API, answered by the coordinator."""
+
+    def __init__(self, conn: Any, n_envs: int, observation_space: gym.Space, action_space: gym.Space) -> None:
+        self.conn = conn
+        self._actions: np.ndarray | None = None
+        super().__init__(n_envs, observation_space, action_space)
+
+    def reset(self) -> np.ndarray:
+        self.conn.send(("reset", None))
+        return self.conn.recv()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        self.conn.send(("step", self._actions))
+        return self.conn.recv()
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        value = None if attr_name == "render_mode" else getattr(self, attr_name, None)
+        return [value] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list:
+        raise NotImplementedError(f"PipeAgentVecEnv does not forward {method_name!r} to the shared env")
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
 
 
-class Lockstep:
-    """Token ring over the learners of one ``JointVecEnv``."""
+@dataclass
+class LearnerSpec:
+    """Everything a learner process needs to build and train its SB3 model (all picklable)."""
 
-    def __init__(
-        self,
-        venv: JointVecEnv,
-        agents: Sequence[str],
-        seeds: Sequence[int | None],
-        on_step: Callable[[JointStep], None] | None = None,
-    ) -> None:
+    agent: str
+    algo_cls: type
+    kwargs: dict[str, Any]
+    seed: int
+    n_envs: int
+    observation_space: gym.Space
+    action_space: gym.Space
+    total_timesteps: int
+    save_path: str
+    tb_dir: str | None
+    torch_threads: int = 1
+
+
+def _learner(spec: LearnerSpec, conn: Any) -> None:
+    """Body of one learner process: build, learn, save, report."""
+    import torch
+
+    torch.set_num_threads(spec.torch_threads)
+    try:
+        env = PipeAgentVecEnv(conn, spec.n_envs, spec.observation_space, spec.action_space)
+        try:
+            model = spec.algo_cls(
+                "MlpPolicy", env, seed=spec.seed, tensorboard_log=spec.tb_dir, verbose=0, **spec.kwargs
+            )
+        except TypeError as exc:
+            conn.send(("user_error", f"bad {spec.algo_cls.__name__} settings for {spec.agent} ({exc})"))
+            return
+        model.learn(total_timesteps=spec.total_timesteps, tb_log_name=spec.agent)
+        model.save(spec.save_path)
+        conn.send(("done", model.num_timesteps))
+    except Exception:  # noqa: BLE001 - reported to the coordinator, which raises it
+        conn.send(("error", traceback.format_exc()))
+
+
+class Coordinator:
+    """Steps the shared env once per joint step for all learners and builds each learner's SB3 infos."""
+
+    def __init__(self, venv: Any, seeds: Sequence[int | None], on_step: Callable[[JointStep], None] | None) -> None:
         self.venv = venv
-        self.agents = list(agents)
+        self.agents = list(venv.agents)
         self._seeds = list(seeds)
         self._on_step = on_step
-        self._cond = threading.Condition()
-        self._turn = 0
-        self._pending: dict[str, tuple[str, Any]] = {}
-        self._finished: set[str] = set()
-        self._error: BaseException | None = None
-        self.obs: dict[str, np.ndarray] = {}
-        self.last: JointStep | None = None
-        self.infos: dict[str, list[dict[str, Any]]] = {}
         self.joint_steps = 0
         self.episodes = 0
         self._ep_returns = {a: np.zeros(venv.n_envs) for a in self.agents}
         self._ep_lengths = np.zeros(venv.n_envs, dtype=int)
         self._start = time.time()
 
-    # --- token handling -------------------------------------------------------------------------------------
-    def acquire(self, index: int) -> None:
-        """Block until it is learner ``index``'s turn (or another learner failed)."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._turn == index or self._error is not None)
-            if self._error is not None:
-                raise LearnerFailed("another learner failed") from self._error
+    def reset(self) -> dict[str, np.ndarray]:
+        obs = self.venv.reset(self._seeds)
+        self._seeds = [None] * self.venv.n_envs
+        return obs
 
-    def _pass_token(self, index: int) -> None:
-        n = len(self.agents)
-        nxt = (index + 1) % n
-        for _ in range(n):
-            if self.agents[nxt] not in self._finished:
-                break
-            nxt = (nxt + 1) % n
-        self._turn = nxt
-        self._cond.notify_all()
-
-    def fail(self, exc: BaseException) -> None:
-        with self._cond:
-            if self._error is None:
-                self._error = exc
-            self._cond.notify_all()
-
-    def finish(self, index: int) -> None:
-        """Learner ``index`` returned from ``learn``; the others must not wait for it."""
-        with self._cond:
-            self._finished.add(self.agents[index])
-            if self._pending:
-                self.fail(RuntimeError("learners fell out of lockstep: one finished while others still step"))
-            elif len(self._finished) < len(self.agents):
-                self._pass_token(index)
-
-    # --- the calls the proxies make ----------------------------------------------------------------------------
-    def call(self, index: int, kind: str, payload: Any = None) -> None:
-        """Deposit a reset or step request for learner ``index``, pass the token, and wait to get it back."""
-        agent = self.agents[index]
-        with self._cond:
-            if self._finished:
-                exc = RuntimeError("learners fell out of lockstep: one stepped after another finished")
-                self.fail(exc)
-                raise exc
-            self._pending[agent] = (kind, payload)
-            if len(self._pending) == len(self.agents):
-                self._advance()
-            self._pass_token(index)
-        self.acquire(index)
-
-    def _advance(self) -> None:
-        kinds = {kind for kind, _ in self._pending.values()}
-        if len(kinds) != 1:
-            raise RuntimeError(f"learners fell out of lockstep: got {sorted(kinds)} in one joint step")
-        (kind,) = kinds
-        if kind == "reset":
-            self.obs = self.venv.reset(self._seeds)
-            self._seeds = [None] * self.venv.n_envs
-        else:
-            actions = {a: np.asarray(p).reshape(self.venv.n_envs) for a, (_, p) in self._pending.items()}
-            self.last = self.venv.step(actions)
-            self.obs = self.last.obs
-            self.joint_steps += 1
-            self._track_episodes(self.last)
-            if self._on_step is not None:
-                self._on_step(self.last)
-        self._pending.clear()
-
-    def _track_episodes(self, step: JointStep) -> None:
-        """Build each learner's SB3 infos: terminal observation, truncation flag, Monitor-style episode."""
+    def step(self, actions: dict[str, np.ndarray]) -> dict[str, tuple]:
+        """One joint step; returns each agent's (obs, rewards, dones, infos) as its VecEnv reports them."""
+        n = self.venv.n_envs
+        step = self.venv.step({a: np.asarray(act).reshape(n) for a, act in actions.items()})
+        self.joint_steps += 1
         self._ep_lengths += 1
-        self.infos = {a: [{} for _ in range(self.venv.n_envs)] for a in self.agents}
+        infos: dict[str, list[dict[str, Any]]] = {a: [{} for _ in range(n)] for a in self.agents}
         for a in self.agents:
             self._ep_returns[a] += step.rewards[a]
         for i in np.flatnonzero(step.done):
             self.episodes += 1
             for a in self.agents:
-                info = self.infos[a][i]
-                info["terminal_observation"] = step.final_obs[a][i].copy()
-                info["TimeLimit.truncated"] = bool(step.truncated[a][i]) and not bool(step.terminated[a][i])
-                info["episode"] = {
-                    "r": float(self._ep_returns[a][i]),
-                    "l": int(self._ep_lengths[i]),
-                    "t": round(time.time() - self._start, 6),
+                infos[a][i] = {
+                    "terminal_observation": step.final_obs[a][i],
+                    "TimeLimit.truncated": bool(step.truncated[a][i]) and not bool(step.terminated[a][i]),
+                    "episode": {
+                        "r": float(self._ep_returns[a][i]),
+                        "l": int(self._ep_lengths[i]),
+                        "t": round(time.time() - self._start, 6),
+                    },
                 }
                 self._ep_returns[a][i] = 0.0
             self._ep_lengths[i] = 0
+        if self._on_step is not None:
+            self._on_step(step)
+        return {a: (step.obs[a], step.rewards[a], step.done, infos[a]) for a in self.agents}
 
 
-class AgentVecEnv(VecEnv):
-    """One agent's view of the shared joint env, in SB3's VecEnv API."""
-
-    def __init__(self, lockstep: Lockstep, index: int) -> None:
-        self.lockstep = lockstep
-        self.index = index
-        self.agent = lockstep.agents[index]
-        spec = lockstep.venv.spec
-        self._actions: np.ndarray | None = None
-        super().__init__(lockstep.venv.n_envs, spec.observation_spaces[self.agent], spec.action_spaces[self.agent])
-
-    def reset(self) -> np.ndarray:
-        self.lockstep.call(self.index, "reset")
-        return self.lockstep.obs[self.agent].copy()
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = actions
-
-    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        self.lockstep.call(self.index, "step", self._actions)
-        step = self.lockstep.last
-        assert step is not None
-        a = self.agent
-        return step.obs[a].copy(), step.rewards[a].copy(), step.done.copy(), self.lockstep.infos[a]
-
-    def close(self) -> None:
-        pass
-
-    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        n = len(self._get_indices(indices))
-        value = getattr(self, attr_name, None) if attr_name != "render_mode" else None
-        return [value] * n
-
-    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list:
-        raise NotImplementedError(f"AgentVecEnv does not forward {method_name!r} to the shared env")
-
-    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
+def run_learners(coordinator: Coordinator, specs: Sequence[LearnerSpec]) -> dict[str, int]:
+    """Start one process per learner and serve their env calls until all finish; returns their timesteps."""
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    conns, procs = [], []
+    for spec in specs:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_learner, args=(spec, child), daemon=True, name=f"learner-{spec.agent}")
+        proc.start()
+        child.close()
+        conns.append(parent)
+        procs.append(proc)
+    agents = [s.agent for s in specs]
+    finished = False
+    try:
+        while True:
+            msgs = {}
+            for agent, conn in zip(agents, conns):
+                try:
+                    msgs[agent] = conn.recv()
+                except EOFError:
+                    raise RuntimeError(f"learner {agent} died without a word (out of memory?)") from None
+            kinds = {m[0] for m in msgs.values()}
+            for agent, (kind, payload) in msgs.items():
+                if kind == "user_error":
+                    raise UserError(f"{payload}; fix the teachers' algorithm settings")
+                if kind == "error":
+                    raise RuntimeError(f"learner {agent} failed:\n{payload}")
+            if kinds == {"done"}:
+                finished = True
+                return {a: int(m[1]) for a, m in msgs.items()}
+            if len(kinds) != 1:
+                raise RuntimeError(f"learners fell out of lockstep: got {sorted(kinds)} in one joint step")
+            if kinds == {"reset"}:
+                obs = coordinator.reset()
+                for agent, conn in zip(agents, conns):
+                    conn.send(obs[agent])
+            else:
+                answers = coordinator.step({a: m[1] for a, m in msgs.items()})
+                for agent, conn in zip(agents, conns):
+                    conn.send(answers[agent])
+    finally:
+        for proc in procs:
+            if finished:
+                proc.join(timeout=30)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import shutil
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +18,9 @@ from tqdm import tqdm
 
 from marl_distill.errors import UserError
 from marl_distill.io import atomic_write, write_json
-from marl_distill.multiagent import JointVecEnv
-from marl_distill.teachers.lockstep import AgentVecEnv, LearnerFailed, Lockstep
+from marl_distill.multiagent import EnvSpec, JointVecEnv
+from marl_distill.multiagent_proc import SubprocJointVecEnv
+from marl_distill.teachers.lockstep import Coordinator, LearnerSpec, run_learners
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN}
 MANIFEST = "teachers.json"
@@ -36,12 +38,16 @@ class TeacherConfig:
     """Transitions each learner learns from (joint env steps x n_envs), rounded up to whole rollouts."""
     n_envs: int = 8
     """Env copies stepped together; each learner sees all of them as its own VecEnv."""
+    env_workers: int = 1
+    """Processes that step the env copies (1: in this process; 2+ spreads the copies, like SubprocVecEnv)."""
     seed: int = 0
     """Seeds the env copies (seed, seed+1, ...) and learner i's SB3 seed (seed + i)."""
     ppo: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for stable_baselines3.PPO (n_steps, batch_size, learning_rate, policy_kwargs, ...)."""
     dqn: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for stable_baselines3.DQN (buffer_size, train_freq, exploration_fraction, ...)."""
+    torch_threads: int = 1
+    """CPU threads each learner process gives torch (small MLPs run fastest on one)."""
     tensorboard: bool = True
     """Write each teacher's SB3 TensorBoard log under tb/AGENT_1."""
 
@@ -55,8 +61,8 @@ class TeacherConfig:
         unknown = sorted(set(self.agent_algo) - set(agents))
         if unknown:
             raise UserError(f"agent_algo names unknown agents {unknown}; the env's agents are {list(agents)}")
-        if self.steps < 1 or self.n_envs < 1:
-            raise UserError("teachers.steps and teachers.n_envs must be positive")
+        if self.steps < 1 or self.n_envs < 1 or self.env_workers < 1:
+            raise UserError("teachers.steps, teachers.n_envs and teachers.env_workers must be positive")
 
 
 def _chunk(algo: str, kwargs: dict[str, Any]) -> int:
@@ -94,24 +100,29 @@ class TrainResult:
     episodes: int
 
 
-def build_learners(cfg: TeacherConfig, lockstep: Lockstep, tb_dir: Path | None) -> dict[str, BaseAlgorithm]:
-    models: dict[str, BaseAlgorithm] = {}
-    for i, agent in enumerate(lockstep.agents):
+def learner_specs(
+    cfg: TeacherConfig, spec: EnvSpec, vec_steps: int, model_dir: Path, tb_dir: Path | None
+) -> list[LearnerSpec]:
+    specs = []
+    for i, agent in enumerate(spec.agents):
         algo = cfg.algo_of(agent)
-        kwargs = dict(getattr(cfg, algo))
-        kwargs.setdefault("device", "cpu")
-        try:
-            models[agent] = ALGOS[algo](
-                "MlpPolicy",
-                AgentVecEnv(lockstep, i),
+        kwargs = {"device": "cpu", **getattr(cfg, algo)}
+        specs.append(
+            LearnerSpec(
+                agent=agent,
+                algo_cls=ALGOS[algo],
+                kwargs=kwargs,
                 seed=cfg.seed + i,
-                tensorboard_log=str(tb_dir) if tb_dir is not None else None,
-                verbose=0,
-                **kwargs,
+                n_envs=cfg.n_envs,
+                observation_space=spec.observation_spaces[agent],
+                action_space=spec.action_spaces[agent],
+                total_timesteps=vec_steps * cfg.n_envs,
+                save_path=str(model_dir / f"{agent}.zip"),
+                tb_dir=str(tb_dir) if tb_dir is not None else None,
+                torch_threads=cfg.torch_threads,
             )
-        except TypeError as exc:
-            raise UserError(f"bad {algo} settings for {agent} ({exc}); fix teachers.{algo}") from None
-    return models
+        )
+    return specs
 
 
 def train_teachers(
@@ -122,61 +133,48 @@ def train_teachers(
     progress: bool | None = None,
 ) -> TrainResult:
     """Train every agent's learner together; save ``out_dir/teachers/AGENT.zip`` when ``out_dir`` is given."""
-    venv = JointVecEnv(factory, cfg.n_envs, autoreset=True)
-    agents = venv.agents
-    cfg.validate(agents)
-    vec_steps = aligned_vec_steps(cfg, agents)
-    seeds = [cfg.seed * 10_000 + i for i in range(cfg.n_envs)]
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=vec_steps * cfg.n_envs, desc="teachers", unit="step", disable=not show, leave=False)
-    lockstep = Lockstep(venv, agents, seeds, on_step=lambda _: bar.update(cfg.n_envs))
-    tb_dir = out_dir / "tb" if (out_dir is not None and cfg.tensorboard) else None
-    models = build_learners(cfg, lockstep, tb_dir)
-    errors: list[BaseException] = []
-
-    def run(index: int, agent: str) -> None:
-        try:
-            lockstep.acquire(index)
-            models[agent].learn(total_timesteps=vec_steps * cfg.n_envs, tb_log_name=agent)
-            lockstep.finish(index)
-        except LearnerFailed:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            errors.append(exc)
-            lockstep.fail(exc)
-
-    start = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(i, a), daemon=True) for i, a in enumerate(agents)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - start
-    bar.close()
-    venv.close()
-    if errors:
-        raise errors[0]
-    result = TrainResult(
-        models,
-        lockstep.joint_steps,
-        lockstep.joint_steps * cfg.n_envs * len(agents),
-        seconds,
-        lockstep.episodes,
-    )
+    if cfg.env_workers > 1:
+        venv: JointVecEnv | SubprocJointVecEnv = SubprocJointVecEnv(factory, cfg.n_envs, cfg.env_workers)
+    else:
+        venv = JointVecEnv(factory, cfg.n_envs, autoreset=True)
+    try:
+        cfg.validate(venv.agents)
+        vec_steps = aligned_vec_steps(cfg, venv.agents)
+        show = sys.stderr.isatty() if progress is None else progress
+        bar = tqdm(total=vec_steps * cfg.n_envs, desc="teachers", unit="step", disable=not show, leave=False)
+        coordinator = Coordinator(
+            venv, [cfg.seed * 10_000 + i for i in range(cfg.n_envs)], on_step=lambda _: bar.update(cfg.n_envs)
+        )
+        tb_dir = out_dir / "tb" if (out_dir is not None and cfg.tensorboard) else None
+        with tempfile.TemporaryDirectory(prefix="marl-distill-") as tmp:
+            specs = learner_specs(cfg, venv.spec, vec_steps, Path(tmp), tb_dir)
+            start = time.perf_counter()
+            run_learners(coordinator, specs)
+            seconds = time.perf_counter() - start
+            bar.close()
+            models = {s.agent: s.algo_cls.load(s.save_path, device="cpu") for s in specs}
+            if out_dir is not None:
+                for s in specs:
+                    atomic_write(
+                        Path(out_dir) / "teachers" / f"{s.agent}.zip",
+                        lambda t, src=s.save_path: shutil.copyfile(src, t),
+                        suffix=".tmp.zip",
+                    )
+    finally:
+        venv.close()
+    joint = coordinator.joint_steps
+    result = TrainResult(models, joint, joint * cfg.n_envs * len(models), seconds, coordinator.episodes)
     if out_dir is not None:
-        save_teachers(models, cfg, out_dir, result)
+        write_manifest(cfg, Path(out_dir), result)
     return result
 
 
-def save_teachers(models: dict[str, BaseAlgorithm], cfg: TeacherConfig, out_dir: Path, result: TrainResult) -> None:
-    """Each teacher as a plain SB3 zip, plus a manifest saying which algo loads it."""
-    teacher_dir = out_dir / "teachers"
-    for agent, model in models.items():
-        atomic_write(teacher_dir / f"{agent}.zip", lambda tmp, m=model: m.save(tmp), suffix=".tmp.zip")
+def write_manifest(cfg: TeacherConfig, out_dir: Path, result: TrainResult) -> None:
+    """Which algo loads each teacher zip, and what the run did."""
     write_json(
-        teacher_dir / MANIFEST,
+        out_dir / "teachers" / MANIFEST,
         {
-            "agents": {a: {"algo": cfg.algo_of(a), "file": f"{a}.zip"} for a in models},
+            "agents": {a: {"algo": cfg.algo_of(a), "file": f"{a}.zip"} for a in result.models},
             "transitions_per_learner": result.joint_steps * cfg.n_envs,
             "joint_steps": result.joint_steps,
             "n_envs": cfg.n_envs,

@@ -1,0 +1,106 @@
+"""``JointVecEnv`` split over worker processes, like SB3's SubprocVecEnv: env stepping uses more CPU cores.
+
+Each worker owns a contiguous slice of the env copies as an in-process ``JointVecEnv`` (same reset, truncation
+and auto-reset logic); the parent sends every worker its slice of the actions and concatenates the answers, so
+callers cannot tell the two apart.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from marl_distill.multiagent import EnvSpec, JointStep, JointVecEnv
+
+
+def _worker(remote: Any, factory: Callable[[], Any], n_envs: int, autoreset: bool) -> None:
+    """Serve reset/step requests; any exception goes back to the parent, which re-raises it."""
+    try:
+        venv = JointVecEnv(factory, n_envs, autoreset=autoreset)
+    except Exception as exc:  # noqa: BLE001
+        remote.send(("error", exc))
+        return
+    remote.send(("ok", venv.spec))
+    try:
+        while True:
+            cmd, data = remote.recv()
+            if cmd == "close":
+                break
+            try:
+                remote.send(("ok", venv.step(data) if cmd == "step" else venv.reset(data)))
+            except Exception as exc:  # noqa: BLE001
+                remote.send(("error", exc))
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        venv.close()
+
+
+def _answer(remote: Any) -> Any:
+    status, value = remote.recv()
+    if status == "error":
+        raise value
+    return value
+
+
+def _concat(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {a: np.concatenate([p[a] for p in parts]) for a in parts[0]}
+
+
+class SubprocJointVecEnv:
+    """``n_envs`` copies spread over ``workers`` processes."""
+
+    def __init__(self, factory: Callable[[], Any], n_envs: int, workers: int, *, autoreset: bool = True) -> None:
+        workers = max(1, min(workers, n_envs))
+        sizes = [n_envs // workers + (1 if w < n_envs % workers else 0) for w in range(workers)]
+        self.bounds = np.cumsum([0, *sizes])
+        methods = mp.get_all_start_methods()
+        ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+        self.remotes, self.procs = [], []
+        for size in sizes:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, factory, size, autoreset), daemon=True)
+            proc.start()
+            child.close()
+            self.remotes.append(parent)
+            self.procs.append(proc)
+        specs = [_answer(r) for r in self.remotes]
+        self.spec: EnvSpec = specs[0]
+        self.agents = self.spec.agents
+        self.n_envs = n_envs
+        self.autoreset = autoreset
+
+    def _slices(self) -> list[slice]:
+        return [slice(int(lo), int(hi)) for lo, hi in zip(self.bounds[:-1], self.bounds[1:])]
+
+    def reset(self, seeds: Sequence[int | None]) -> dict[str, np.ndarray]:
+        for remote, sl in zip(self.remotes, self._slices()):
+            remote.send(("reset", list(seeds)[sl]))
+        return _concat([_answer(r) for r in self.remotes])
+
+    def step(self, actions: Mapping[str, np.ndarray]) -> JointStep:
+        for remote, sl in zip(self.remotes, self._slices()):
+            remote.send(("step", {a: np.asarray(act)[sl] for a, act in actions.items()}))
+        parts: list[JointStep] = [_answer(r) for r in self.remotes]
+        return JointStep(
+            _concat([p.obs for p in parts]),
+            _concat([p.rewards for p in parts]),
+            _concat([p.terminated for p in parts]),
+            _concat([p.truncated for p in parts]),
+            np.concatenate([p.done for p in parts]),
+            _concat([p.final_obs for p in parts]),
+        )
+
+    def close(self) -> None:
+        for remote in self.remotes:
+            try:
+                remote.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
