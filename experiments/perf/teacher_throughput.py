@@ -22,6 +22,7 @@ Note the tutorial path (faithfully) does not bootstrap time-limit truncations: S
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import time
@@ -127,6 +128,9 @@ def run_tutorial(
     seconds = time.perf_counter() - start
     done = int(model.num_timesteps)
     venv.close()
+    model.env = None  # drop the closed SuperSuit workers now, not in some later forked process
+    del venv
+    gc.collect()
     return done, seconds, lambda flat: model.predict(flat, deterministic=True)[0]
 
 

@@ -80,13 +80,22 @@ class StudentNet(nn.Module):
 
     def encode(self, agent: str, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Flattened float32 input for ``agent``'s batch of observations (padded + id for the shared net)."""
-        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32).reshape(len(obs), -1)
+        flat = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
         if self.meta.kind != "shared":
-            return x
-        pad = self.max_obs - x.shape[1]
-        one_hot = torch.zeros(len(x), len(self.meta.agents))
-        one_hot[:, self.index[agent]] = 1.0
-        return torch.cat([x, torch.zeros(len(x), pad), one_hot], dim=1)
+            return torch.from_numpy(flat)
+        x = np.zeros((len(flat), self.max_obs + len(self.meta.agents)), dtype=np.float32)
+        x[:, : flat.shape[1]] = flat
+        x[:, self.max_obs + self.index[agent]] = 1.0
+        return torch.from_numpy(x)
+
+    def joint_logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Logits for every agent in ``obs``; the shared net answers all agents in one batched forward pass."""
+        if self.meta.kind != "shared":
+            return {a: self(a, self.encode(a, o)) for a, o in obs.items()}
+        agents = list(obs)
+        x = torch.cat([self.encode(a, obs[a]) for a in agents])
+        out = self.shared(x).split([len(obs[a]) for a in agents])
+        return {a: o[:, : self.meta.n_actions[a]] for a, o in zip(agents, out)}
 
     def forward(self, agent: str, x: torch.Tensor) -> torch.Tensor:
         """Logits for already encoded inputs ``x`` of ``agent``."""
@@ -109,12 +118,13 @@ class StudentTeam:
 
     def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            return {a: self.net(a, self.net.encode(a, o)) for a, o in obs.items()}
+            return self.net.joint_logits(obs)
 
     def act_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, int]:
         """One observation per agent -> actions: what a deployed student costs per joint step."""
         with torch.no_grad():
-            return {a: int(self.net(a, self.net.encode(a, o[None])).argmax()) for a, o in obs.items()}
+            logits = self.net.joint_logits({a: o[None] for a, o in obs.items()})
+        return {a: int(lg.argmax()) for a, lg in logits.items()}
 
     def acting_params(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
