@@ -46,6 +46,8 @@ class Loss(str, Enum):
 
 class Sampling(str, Enum):
     teacher = "teacher"
+    student = "student"
+    mixed = "mixed"
 
 
 def _json_kwargs(text: str | None, option: str) -> dict[str, Any]:
@@ -138,6 +140,7 @@ def distill(
     hidden: Annotated[str, typer.Option(help="Hidden sizes, e.g. 32,32.")] = "32",
     loss: Annotated[Loss, typer.Option()] = Loss.kl,
     temperature: Annotated[float, typer.Option(help="KL softening temperature.")] = 1.0,
+    alpha: Annotated[float, typer.Option(help="kl loss: weight of soft KL vs hard cross-entropy.")] = 1.0,
     sampling: Annotated[Sampling, typer.Option(help="Who acts while data is collected.")] = Sampling.teacher,
     steps: Annotated[int, typer.Option(help="States collected per agent.")] = 20_000,
     epochs: Annotated[int, typer.Option()] = 40,
@@ -154,6 +157,7 @@ def distill(
         hidden=hidden_sizes,
         loss=loss.value,
         temperature=temperature,
+        alpha=alpha,
         sampling=sampling.value,
         samples=steps,
         epochs=epochs,

@@ -45,7 +45,7 @@ class ExperimentConfig:
     name: str = "experiment"
     """Shown in the report's title."""
     torch_threads: int = 1
-    """CPU threads torch may use: 1 is fastest for these small MLPs on a shared machine."""
+    """CPU threads torch uses for distillation and evaluation (teachers.torch_threads: per learner process)."""
     teachers_from: str = ""
     """Run folder whose teachers/ this run distils (empty: train this run's own teachers)."""
     env: EnvConfig = field(default_factory=EnvConfig)

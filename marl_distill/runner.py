@@ -70,6 +70,7 @@ def load_teachers(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> Teache
 
 
 def stage_distill(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None) -> None:
+    torch.set_num_threads(cfg.torch_threads)
     todo = [k for k in cfg.distill.students if not (Path(run_dir) / "students" / k / META).exists()]
     if not todo:
         return
@@ -86,6 +87,7 @@ def load_students(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> dict[s
 
 
 def stage_evaluate(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None) -> dict[str, Any]:
+    torch.set_num_threads(cfg.torch_threads)
     factory, spec = env_factory(cfg)
     teachers = load_teachers(cfg, run_dir, spec)
     students = load_students(cfg, run_dir, spec)
@@ -120,7 +122,6 @@ def run(cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, progress:
     """The whole pipeline into ``run_dir``; with ``resume`` finished stages are kept, not redone."""
     run_dir = Path(run_dir)
     prepare_dir(run_dir, resume)
-    torch.set_num_threads(cfg.torch_threads)
     saved = run_dir / CONFIG
     if saved.exists():
         if config_mod.to_dict(config_mod.load(saved)) != config_mod.to_dict(cfg):

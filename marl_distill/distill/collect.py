@@ -1,4 +1,9 @@
-"""Distillation data: states visited by an acting team, labelled with the teachers' logits."""
+"""Distillation data: states visited by an acting team, always labelled with the *teachers'* logits.
+
+Who acts is the sampling scheme (Czarnecki et al. 2019): the teachers (teacher-driven), the student team
+(student-driven, the multi-agent form of DAgger, Ross et al. 2011), or a per-step mixture where each env copy's
+joint step is taken by the teachers with probability beta. Labels never come from the actor.
+"""
 
 from __future__ import annotations
 
@@ -23,51 +28,100 @@ class Dataset:
     def __len__(self) -> int:
         return len(next(iter(self.obs.values())))
 
+    def take(self, idx: np.ndarray) -> Dataset:
+        return Dataset({a: o[idx] for a, o in self.obs.items()}, {a: t[idx] for a, t in self.teacher_logits.items()})
+
     def split(self, fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
         """Random (train, held-out) split with the same rows for every agent."""
         order = rng.permutation(len(self))
         cut = int(len(order) * (1 - fraction))
-        parts = []
-        for idx in (order[:cut], order[cut:]):
-            parts.append(
-                Dataset(
-                    {a: o[idx] for a, o in self.obs.items()},
-                    {a: t[idx] for a, t in self.teacher_logits.items()},
-                )
+        return self.take(order[:cut]), self.take(order[cut:])
+
+
+class Buffer:
+    """Aggregated distillation data with a hard cap: reservoir sampling keeps a uniform sample of everything
+    seen, so memory stays bounded however many DAgger iterations run."""
+
+    def __init__(self, capacity: int, rng: np.random.Generator) -> None:
+        self.capacity = capacity
+        self.rng = rng
+        self.data: Dataset | None = None
+        self.seen = 0
+
+    def add(self, new: Dataset) -> None:
+        for start in range(0, len(new), 4096):
+            self._add(new.take(np.arange(start, min(start + 4096, len(new)))))
+
+    def _add(self, new: Dataset) -> None:
+        if self.data is None:
+            room = min(self.capacity, len(new))
+            self.data, self.seen = new.take(np.arange(room)), room
+            new = new.take(np.arange(room, len(new)))
+        if len(self.data) < self.capacity and len(new):
+            room = min(self.capacity - len(self.data), len(new))
+            head = new.take(np.arange(room))
+            self.data = Dataset(
+                {a: np.concatenate([self.data.obs[a], head.obs[a]]) for a in self.data.obs},
+                {a: torch.cat([self.data.teacher_logits[a], head.teacher_logits[a]]) for a in self.data.obs},
             )
-        return parts[0], parts[1]
+            self.seen += room
+            new = new.take(np.arange(room, len(new)))
+        for row in range(len(new)):
+            self.seen += 1
+            slot = int(self.rng.integers(self.seen))
+            if slot < self.capacity:
+                for a in self.data.obs:
+                    self.data.obs[a][slot] = new.obs[a][row]
+                    self.data.teacher_logits[a][slot] = new.teacher_logits[a][row]
+
+
+@dataclass
+class Collected:
+    data: Dataset
+    teacher_fraction: float
+    """Share of env-copy steps the teachers acted in (1 teacher-driven, 0 student-driven)."""
 
 
 def collect(
     factory: Callable[[], Any],
-    actor: JointPolicy,
-    labeller: JointPolicy,
+    teachers: JointPolicy,
     *,
     samples: int,
     n_envs: int,
     seed: int,
     rng: np.random.Generator,
+    student: JointPolicy | None = None,
+    beta: float = 1.0,
     sample_actions: bool = True,
     on_step: Callable[[int], None] | None = None,
-) -> Dataset:
-    """Run ``actor`` for ``samples`` states per agent; label each visited state with ``labeller``'s logits.
+) -> Collected:
+    """Visit ``samples`` states per agent; label every one with the teachers' logits.
 
-    Teacher-driven sampling passes the teachers as both; student-driven passes the student team as ``actor``.
-    ``sample_actions`` makes the actor sample from its distribution (wider state coverage) instead of argmax.
+    Each env copy's joint step is taken by the teachers with probability ``beta`` and by ``student`` otherwise
+    (``beta`` is 1 when there is no student). ``sample_actions`` makes the teachers sample from their
+    distribution (wider state coverage); the student acts by argmax, as it will when deployed.
     """
+    if student is None:
+        beta = 1.0
     venv = JointVecEnv(factory, n_envs, autoreset=True)
     obs = venv.reset([seed * 10_000 + i for i in range(n_envs)])
     rows: dict[str, list[np.ndarray]] = {a: [] for a in venv.agents}
     labels: dict[str, list[torch.Tensor]] = {a: [] for a in venv.agents}
+    by_teacher = 0
     n_steps = -(-samples // n_envs)
     for _ in range(n_steps):
-        actions, acted_logits = select_actions(actor, obs, rng, deterministic=not sample_actions)
-        teacher = acted_logits if labeller is actor else labeller.logits(obs)
+        actions, teacher_logits = select_actions(teachers, obs, rng, deterministic=not sample_actions)
+        teacher_acts = rng.random(n_envs) < beta
+        if student is not None and not teacher_acts.all():
+            student_actions, _ = select_actions(student, obs, rng, deterministic=True)
+            actions = {a: np.where(teacher_acts, actions[a], student_actions[a]) for a in actions}
+        by_teacher += int(teacher_acts.sum())
         for a in venv.agents:
             rows[a].append(obs[a])
-            labels[a].append(teacher[a])
+            labels[a].append(teacher_logits[a])
         obs = venv.step(actions).obs
         if on_step is not None:
             on_step(n_envs)
     venv.close()
-    return Dataset({a: np.concatenate(r) for a, r in rows.items()}, {a: torch.cat(t) for a, t in labels.items()})
+    data = Dataset({a: np.concatenate(r) for a, r in rows.items()}, {a: torch.cat(t) for a, t in labels.items()})
+    return Collected(data, by_teacher / (n_steps * n_envs))

@@ -34,9 +34,12 @@ def mse_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 LOSSES = ("kl", "ce", "mse")
 
 
-def make_loss(name: str, temperature: float = 1.0) -> LossFn:
+def make_loss(name: str, temperature: float = 1.0, alpha: float = 1.0) -> LossFn:
+    """The loss by name; ``kl`` with ``alpha < 1`` mixes in ``(1 - alpha)`` of hard cross-entropy."""
     if name == "kl":
-        return lambda s, t: kl_loss(s, t, temperature)
+        if alpha >= 1.0:
+            return lambda s, t: kl_loss(s, t, temperature)
+        return lambda s, t: alpha * kl_loss(s, t, temperature) + (1.0 - alpha) * ce_loss(s, t)
     if name == "ce":
         return ce_loss
     if name == "mse":

@@ -1,4 +1,4 @@
-"""Distil a teacher team into a student: collect labelled states, then fit the student by minibatch Adam."""
+"""Distil a teacher team into students: collect teacher-labelled states, fit, repeat (DAgger iterations)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from marl_distill.distill.collect import Dataset, collect
+from marl_distill.distill.collect import Buffer, collect
+from marl_distill.distill.fit import fit, plot_curves
 from marl_distill.distill.losses import LOSSES, make_loss
+from marl_distill.distill.schedule import SCHEDULES, BetaSchedule, betas
 from marl_distill.errors import UserError
 from marl_distill.io import write_json
 from marl_distill.policies import JointPolicy
 from marl_distill.students import KINDS, StudentMeta, StudentNet, StudentTeam
 
-SAMPLINGS = ("teacher",)
+SAMPLINGS = ("teacher", "student", "mixed")
 
 
 @dataclass
@@ -34,12 +36,26 @@ class DistillConfig:
     """kl (soft targets with temperature), ce (teacher argmax) or mse (logits)."""
     temperature: float = 1.0
     """Softening temperature of the kl loss (scaled by T^2)."""
+    alpha: float = 1.0
+    """With loss kl: weight of the soft KL term; 1 - alpha goes to cross-entropy on the teacher's argmax."""
     sampling: str = "teacher"
-    """Who acts while data is collected: teacher (the teachers' own state distribution)."""
+    """Who acts while data is collected: teacher, student (multi-agent DAgger) or mixed (beta schedule)."""
+    iterations: int = 4
+    """Collect-then-fit rounds for student and mixed sampling (teacher sampling collects once)."""
+    beta_schedule: str = "exponential"
+    """Mixed sampling: exponential (beta0 * decay^k), linear (to 0) or constant."""
+    beta0: float = 1.0
+    """Mixed sampling: probability that the teachers take a joint step in the first iteration."""
+    beta_decay: float = 0.5
+    """Mixed sampling, exponential schedule: ratio between successive betas."""
+    buffer_size: int = 100_000
+    """Most states per agent kept across iterations (a uniform reservoir sample of everything collected)."""
+    patience: int = 5
+    """Stop fitting after this many epochs without better held-out agreement (0: never stop early)."""
     sample_actions: bool = True
     """The acting team samples from its distribution while collecting (wider coverage) rather than argmax."""
     samples: int = 20_000
-    """States collected per agent (joint steps x n_envs)."""
+    """States collected per agent in all (split evenly over the iterations)."""
     n_envs: int = 8
     """Env copies stepped together while collecting."""
     epochs: int = 40
@@ -67,53 +83,103 @@ class DistillConfig:
             raise UserError("distill temperature, lr, samples, epochs and batch_size must be positive")
         if not 0 <= self.holdout < 1:
             raise UserError(f"distill.holdout must lie in [0, 1), got {self.holdout}")
+        if not 0 <= self.alpha <= 1:
+            raise UserError(f"distill.alpha must lie in [0, 1], got {self.alpha}")
+        if self.iterations < 1 or self.buffer_size < 1 or self.patience < 0:
+            raise UserError("distill.iterations and buffer_size must be >= 1, patience >= 0")
+        if self.beta_schedule not in SCHEDULES or not (0 <= self.beta0 <= 1 and 0 <= self.beta_decay <= 1):
+            raise UserError(f"beta_schedule must be one of {list(SCHEDULES)}, with beta0 and beta_decay in [0, 1]")
+
+    def schedule(self) -> list[float]:
+        """Beta of each iteration (1 = teachers act)."""
+        n = 1 if self.sampling == "teacher" else self.iterations
+        return betas(self.sampling, BetaSchedule(self.beta_schedule, self.beta0, self.beta_decay), n)
 
 
 @dataclass
 class DistillResult:
     student: StudentTeam
     history: list[dict[str, float]]
-    """One row per epoch: loss, held-out agreement with the teacher's argmax."""
+    """One row per epoch: iteration, beta, loss, held-out agreement with the teacher's argmax."""
 
 
-def agreement(net: StudentNet, data: Dataset) -> float:
-    """Fraction of (agent, state) pairs where student and teacher argmax agree."""
-    hits, total = 0, 0
-    with torch.no_grad():
-        for agent, obs in data.obs.items():
-            pred = net(agent, net.encode(agent, obs)).argmax(dim=-1)
-            hits += int((pred == data.teacher_logits[agent].argmax(dim=-1)).sum())
-            total += len(obs)
-    return hits / max(total, 1)
-
-
-def fit(
-    meta: StudentMeta, data: Dataset, cfg: DistillConfig, *, rng: np.random.Generator, progress: bool = False
-) -> tuple[StudentNet, list[dict[str, float]]]:
-    """Minibatch Adam on the distillation loss, every agent's batch in each step."""
+def distill_one(
+    factory: Callable[[], Any],
+    teachers: JointPolicy,
+    meta: StudentMeta,
+    cfg: DistillConfig,
+    *,
+    rng: np.random.Generator,
+    log_dir: Path | None = None,
+    show: bool = False,
+) -> DistillResult:
+    """Collect-and-fit rounds for one student; each round's acting team follows the beta schedule."""
     torch.manual_seed(int(rng.integers(2**31)))
-    train, held = data.split(cfg.holdout, rng) if cfg.holdout > 0 else (data, data)
     net = StudentNet(meta)
-    inputs = {a: net.encode(a, o) for a, o in train.obs.items()}
-    loss_fn = make_loss(cfg.loss, cfg.temperature)
+    team = StudentTeam(teachers.spec, net)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    n = len(train)
-    history = []
-    for epoch in tqdm(range(cfg.epochs), desc=f"distill {meta.kind}", disable=not progress, leave=False):
-        order = {a: torch.as_tensor(rng.permutation(n)) for a in inputs}
-        losses = []
-        for start in range(0, n, cfg.batch_size):
-            loss = torch.zeros(())
-            for agent, x in inputs.items():
-                idx = order[agent][start : start + cfg.batch_size]
-                loss = loss + loss_fn(net(agent, x[idx]), train.teacher_logits[agent][idx])
-            loss = loss / len(inputs)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "agreement": agreement(net, held)})
-    return net, history
+    loss_fn = make_loss(cfg.loss, cfg.temperature, cfg.alpha)
+    schedule = cfg.schedule()
+    train_buf, held_buf = Buffer(cfg.buffer_size, rng), Buffer(max(1, int(cfg.buffer_size * cfg.holdout)), rng)
+    writer = _writer(log_dir)
+    history: list[dict[str, Any]] = []
+    per_round = -(-cfg.samples // len(schedule))
+    for k, beta in enumerate(schedule):
+        with tqdm(
+            total=per_round,
+            desc=f"{meta.kind} round {k + 1}/{len(schedule)} beta={beta:.2f}",
+            unit="state",
+            disable=not show,
+            leave=False,
+        ) as bar:
+            got = collect(
+                factory,
+                teachers,
+                samples=per_round,
+                n_envs=cfg.n_envs,
+                seed=cfg.seed * 100 + k + 7919,
+                rng=rng,
+                student=team if beta < 1 else None,
+                beta=beta,
+                sample_actions=cfg.sample_actions,
+                on_step=bar.update,
+            )
+        fresh_train, fresh_held = got.data.split(cfg.holdout, rng) if cfg.holdout > 0 else (got.data, got.data)
+        train_buf.add(fresh_train)
+        held_buf.add(fresh_held)
+
+        def log(row: dict[str, float], k: int = k, beta: float = beta, frac: float = got.teacher_fraction) -> None:
+            row.update(iteration=k + 1, beta=beta, teacher_fraction=frac)
+            step = len(history) + 1
+            if writer is not None:
+                writer.add_scalar(f"distill/{meta.kind}/loss", row["loss"], step)
+                writer.add_scalar(f"distill/{meta.kind}/agreement", row["agreement"], step)
+            history.append(row)
+
+        assert train_buf.data is not None and held_buf.data is not None
+        fit(
+            net,
+            train_buf.data,
+            held_buf.data,
+            loss_fn,
+            opt,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            patience=cfg.patience,
+            rng=rng,
+            on_epoch=log,
+        )
+    if writer is not None:
+        writer.close()
+    return DistillResult(StudentTeam(teachers.spec, net), history)
+
+
+def _writer(log_dir: Path | None) -> Any:
+    if log_dir is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(log_dir))
 
 
 def distill(
@@ -124,30 +190,23 @@ def distill(
     out_dir: Path | None = None,
     progress: bool | None = None,
 ) -> dict[str, DistillResult]:
-    """Collect teacher-labelled data once and fit every requested student on it."""
+    """Distil every requested student; save each under ``out_dir/students/KIND`` with its curves."""
     cfg.validate()
     show = sys.stderr.isatty() if progress is None else progress
-    rng = np.random.default_rng(cfg.seed)
-    with tqdm(total=cfg.samples, desc="collect", unit="state", disable=not show, leave=False) as bar:
-        data = collect(
-            factory,
-            teachers,
-            teachers,
-            samples=cfg.samples,
-            n_envs=cfg.n_envs,
-            seed=cfg.seed + 7919,
-            rng=rng,
-            sample_actions=cfg.sample_actions,
-            on_step=bar.update,
-        )
     results = {}
     for kind in cfg.students:
+        rng = np.random.default_rng([cfg.seed, KINDS.index(kind)])
         meta = StudentMeta.for_spec(teachers.spec, kind, cfg.hidden)
-        net, history = fit(meta, data, cfg, rng=rng, progress=show)
-        team = StudentTeam(teachers.spec, net)
-        results[kind] = DistillResult(team, history)
+        log_dir = Path(out_dir) / "tb" / f"distill_{kind}" if out_dir is not None else None
+        result = distill_one(factory, teachers, meta, cfg, rng=rng, log_dir=log_dir, show=show)
+        results[kind] = result
         if out_dir is not None:
             folder = Path(out_dir) / "students" / kind
-            team.save(folder)
-            write_json(folder / "history.json", history)
+            result.student.save(folder)
+            write_json(folder / "history.json", result.history)
+            plot_curves(
+                result.history,
+                Path(out_dir) / "plots" / f"distill_{kind}.png",
+                f"{kind} student: {cfg.loss} loss, {cfg.sampling}-driven sampling",
+            )
     return results

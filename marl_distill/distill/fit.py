@@ -1,0 +1,101 @@
+"""Fit a student to teacher-labelled states: minibatch Adam, held-out agreement, early stop on the best epoch."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from marl_distill.distill.collect import Dataset
+from marl_distill.io import atomic_write
+from marl_distill.students import StudentNet
+
+
+def agreement(net: StudentNet, data: Dataset) -> float:
+    """Fraction of (agent, state) pairs where student and teacher argmax agree."""
+    hits, total = 0, 0
+    with torch.no_grad():
+        for agent, obs in data.obs.items():
+            pred = net(agent, net.encode(agent, obs)).argmax(dim=-1)
+            hits += int((pred == data.teacher_logits[agent].argmax(dim=-1)).sum())
+            total += len(obs)
+    return hits / max(total, 1)
+
+
+def fit(
+    net: StudentNet,
+    train: Dataset,
+    held: Dataset,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    opt: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    batch_size: int,
+    patience: int,
+    rng: np.random.Generator,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Train ``net`` in place; stop after ``patience`` epochs without a better held-out agreement and keep the
+    best epoch's weights."""
+    inputs = {a: net.encode(a, o) for a, o in train.obs.items()}
+    n = len(train)
+    best, best_state, stale, history = -1.0, copy.deepcopy(net.state_dict()), 0, []
+    for epoch in range(epochs):
+        net.train()
+        order = {a: torch.as_tensor(rng.permutation(n)) for a in inputs}
+        losses = []
+        for start in range(0, n, batch_size):
+            loss = torch.zeros(())
+            for agent, x in inputs.items():
+                idx = order[agent][start : start + batch_size]
+                loss = loss + loss_fn(net(agent, x[idx]), train.teacher_logits[agent][idx])
+            loss = loss / len(inputs)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        net.eval()
+        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "agreement": agreement(net, held)}
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        if row["agreement"] > best:
+            best, best_state, stale = row["agreement"], copy.deepcopy(net.state_dict()), 0
+        else:
+            stale += 1
+            if patience and stale >= patience:
+                break
+    net.load_state_dict(best_state)
+    return history
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Loss and held-out agreement per epoch, DAgger iterations marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = list(range(1, len(history) + 1))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax1.plot(x, [h["loss"] for h in history])
+    ax1.set_yscale("log")
+    ax1.set_xlabel("epoch (all iterations)")
+    ax1.set_ylabel("distillation loss (train)")
+    ax2.plot(x, [h["agreement"] for h in history], label="held-out agreement")
+    ax2.set_xlabel("epoch (all iterations)")
+    ax2.set_ylabel("argmax agreement with teacher")
+    ax2.set_ylim(0, 1.01)
+    for i in range(1, len(history)):
+        if history[i]["iteration"] != history[i - 1]["iteration"]:
+            for ax in (ax1, ax2):
+                ax.axvline(i + 0.5, color="grey", lw=0.6, ls="--")
+    ax2.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
