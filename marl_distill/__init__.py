@@ -1,3 +1,3 @@
-"""marl-distill: distil per-agent SB3 teachers into compact multi-agent students."""
+"""marl-distill: distill per-agent SB3 teachers into compact multi-agent students."""
 
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ from marl_distill import runner
 from marl_distill.errors import UserError
 
 app = typer.Typer(
-    help="Distil per-agent SB3 teachers of a PettingZoo env into compact shared or per-agent students.",
+    help="Distill per-agent SB3 teachers of a PettingZoo env into compact shared or per-agent students.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -77,7 +77,7 @@ def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
         if name.startswith("_"):
             continue
         tr = m["team_return"]
-        extra = f"  agreement {m['joint_action_agreement']:.3f}" if "joint_action_agreement" in m else ""
+        extra = f"  joint agreement {m['joint_action_agreement']:.3f}" if "joint_action_agreement" in m else ""
         typer.echo(
             f"{name:>10}: team return {tr['mean']:8.2f} [{tr['ci95'][0]:.2f}, {tr['ci95'][1]:.2f}]"
             f"  normalized {m['normalized_return']:.3f}  params {m['params']}{extra}"
@@ -145,7 +145,7 @@ def distill(
     steps: Annotated[int, typer.Option(help="States collected per agent.")] = 20_000,
     epochs: Annotated[int, typer.Option()] = 40,
 ) -> None:
-    """Distil the teachers of RUN_DIR into a student saved in OUT/students/KIND."""
+    """Distill the teachers of RUN_DIR into a student saved in OUT/students/KIND."""
     cfg = runner.load_run_config(run_dir)
     try:
         hidden_sizes = [int(h) for h in hidden.split(",") if h.strip()]

@@ -47,7 +47,7 @@ class ExperimentConfig:
     torch_threads: int = 1
     """CPU threads torch uses for distillation and evaluation (teachers.torch_threads: per learner process)."""
     teachers_from: str = ""
-    """Run folder whose teachers/ this run distils (empty: train this run's own teachers)."""
+    """Run folder whose teachers/ this run distills (empty: train this run's own teachers)."""
     env: EnvConfig = field(default_factory=EnvConfig)
     teachers: TeacherConfig = field(default_factory=TeacherConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)

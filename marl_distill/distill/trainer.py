@@ -1,4 +1,4 @@
-"""Distil a teacher team into students: collect teacher-labelled states, fit, repeat (DAgger iterations)."""
+"""Distill a teacher team into students: collect teacher-labelled states, fit, repeat (DAgger iterations)."""
 
 from __future__ import annotations
 
@@ -190,7 +190,7 @@ def distill(
     out_dir: Path | None = None,
     progress: bool | None = None,
 ) -> dict[str, DistillResult]:
-    """Distil every requested student; save each under ``out_dir/students/KIND`` with its curves."""
+    """Distill every requested student; save each under ``out_dir/students/KIND`` with its curves."""
     cfg.validate()
     show = sys.stderr.isatty() if progress is None else progress
     results = {}
