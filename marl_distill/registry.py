@@ -39,6 +39,11 @@ BUILTIN: dict[str, EnvEntry] = {
         "mpe2.simple_spread_v3:parallel_env",
         {"N": 3, "max_cycles": 25, "continuous_actions": False},
     ),
+    "simple_speaker_listener": EnvEntry(
+        "simple_speaker_listener",
+        "mpe2.simple_speaker_listener_v4:parallel_env",
+        {"max_cycles": 25, "continuous_actions": False},
+    ),
     "simple_reference": EnvEntry(
         "simple_reference",
         "mpe2.simple_reference_v3:parallel_env",

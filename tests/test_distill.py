@@ -143,3 +143,36 @@ def test_dagger_sampling_distils_a_fixed_teacher(fixed_teachers, sampling):
         progress=False,
     )
     assert metrics["shared"]["joint_action_agreement"] >= 0.99
+
+
+def test_one_shared_student_serves_agents_with_different_spaces():
+    from worlds import HeteroTargetGame
+
+    env = HeteroTargetGame()
+    spec = EnvSpec.of(env)
+    assert spec.obs_dim("agent_0") != spec.obs_dim("agent_1") and spec.n_actions("agent_0") != spec.n_actions("agent_1")
+    cfg = TeacherConfig(
+        steps=6_000, n_envs=8, seed=3, ppo={"n_steps": 64, "batch_size": 128, "n_epochs": 10, "learning_rate": 3e-3}
+    )
+    teachers = TeacherTeam(spec, train_teachers(HeteroTargetGame, cfg, progress=False).models)
+    results = distill(
+        HeteroTargetGame,
+        teachers,
+        DistillConfig(students=["shared", "per-agent"], samples=4_000, epochs=20),
+        progress=False,
+    )
+    metrics = evaluate_all(
+        HeteroTargetGame,
+        teachers,
+        {k: r.student for k, r in results.items()},
+        EvalConfig(episodes=40, mixed_teams=False, latency_repeats=5),
+        progress=False,
+    )
+    assert metrics["teacher"]["normalized_return"] == 1.0
+    teacher_return = metrics["teacher"]["team_return"]["mean"]
+    assert teacher_return >= 0.9 * 10, teacher_return  # both agents hit their targets: the teachers learned
+    for name in ("shared", "per-agent"):
+        assert metrics[name]["joint_action_agreement"] >= 0.99, (name, metrics[name]["joint_action_agreement"])
+    # the shared head never offers agent_0 an action beyond its own 2
+    logits = results["shared"].student.logits({"agent_0": np.zeros((4, 3), np.float32)})
+    assert logits["agent_0"].shape == (4, 2)

@@ -103,3 +103,32 @@ class ConstantReward(ParallelEnv):
             dict.fromkeys(agents, cut),
             {a: {} for a in agents},
         )
+
+
+class HeteroTargetGame(TargetGame):
+    """TargetGame whose agents differ: agent i has ``sizes[i]`` targets, so observation and action sizes differ."""
+
+    metadata = {"name": "hetero_target_game_v0", "render_modes": []}
+
+    def __init__(self, sizes: tuple[int, ...] = (2, 5), rounds: int = 5) -> None:
+        super().__init__(n_agents=len(sizes), n_targets=max(sizes), rounds=rounds)
+        self.sizes = dict(zip(self.possible_agents, sizes))
+        self._spaces = {
+            a: (spaces.Box(0.0, 1.0, (n + 1,), np.float32), spaces.Discrete(n)) for a, n in self.sizes.items()
+        }
+
+    def observation_space(self, agent):
+        return self._spaces[agent][0]
+
+    def action_space(self, agent):
+        return self._spaces[agent][1]
+
+    def _observe(self):
+        self.targets = {a: int(self.rng.integers(self.sizes[a])) for a in self.agents}
+        out = {}
+        for a in self.agents:
+            o = np.zeros(self.sizes[a] + 1, np.float32)
+            o[self.targets[a]] = 1.0
+            o[-1] = 1.0
+            out[a] = o
+        return out
