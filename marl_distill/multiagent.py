@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 from pettingzoo.utils.env import AECEnv, ParallelEnv
 
+from marl_distill.distributions import Head, head_for
 from marl_distill.errors import UserError
 
 
@@ -49,8 +50,12 @@ class EnvSpec:
         agents = tuple(env.possible_agents)
         for agent in agents:
             space = env.action_space(agent)
-            if not isinstance(space, gym.spaces.Discrete):
-                raise UserError(f"agent {agent!r} has action space {space}; only Discrete actions are supported so far")
+            if not isinstance(space, gym.spaces.Discrete) and not (
+                isinstance(space, gym.spaces.Box) and len(space.shape) == 1
+            ):
+                raise UserError(
+                    f"agent {agent!r} has action space {space}; only Discrete and 1-D Box actions are supported"
+                )
             obs_space = env.observation_space(agent)
             if not isinstance(obs_space, gym.spaces.Box):
                 raise UserError(f"agent {agent!r} has observation space {obs_space}; only Box observations so far")
@@ -60,8 +65,13 @@ class EnvSpec:
             {a: env.action_space(a) for a in agents},
         )
 
+    def head(self, agent: str) -> Head:
+        """The agent's action distribution: Categorical (Discrete) or DiagGaussian (Box)."""
+        return head_for(self.action_spaces[agent])
+
     def n_actions(self, agent: str) -> int:
-        return int(self.action_spaces[agent].n)  # type: ignore[attr-defined]
+        """Size of the agent's distribution parameters (logits, or Gaussian mean + log_std)."""
+        return self.head(agent).size
 
     def obs_dim(self, agent: str) -> int:
         return int(np.prod(self.observation_spaces[agent].shape))

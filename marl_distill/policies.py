@@ -1,8 +1,9 @@
 """The one protocol that joins the lab: a joint policy maps per-agent observations to per-agent action logits.
 
 Teachers, students, the random policy and mixed teams all implement it, so data collection, evaluation and
-reports never ask who is acting. Observations arrive batched (copy axis first); logits come back as
-``(batch, n_actions)`` float tensors, ``-inf``-free, one per agent.
+reports never ask who is acting. Observations arrive batched (copy axis first); distribution parameters come
+back as ``(batch, size)`` float tensors, one per agent: logits for Discrete actions, ``[mean, log_std]`` for Box
+actions (see ``distributions``). The method keeps the name ``logits`` for both.
 """
 
 from __future__ import annotations
@@ -38,19 +39,13 @@ def select_actions(
     """Actions for every agent and the logits they came from: argmax or a sample, as ``deterministic`` says
     (default: as the policy says)."""
     logits = policy.logits(obs)
-    argmax = policy.deterministic if deterministic is None else deterministic
-    actions: dict[str, np.ndarray] = {}
-    for agent, lg in logits.items():
-        if argmax:
-            actions[agent] = lg.argmax(dim=-1).numpy()
-        else:
-            gumbel = rng.gumbel(size=tuple(lg.shape)).astype(np.float32)
-            actions[agent] = (lg.numpy() + gumbel).argmax(axis=-1)
+    greedy = policy.deterministic if deterministic is None else deterministic
+    actions = {agent: policy.spec.head(agent).act(lg, greedy, rng) for agent, lg in logits.items()}
     return actions, logits
 
 
 class RandomPolicy:
-    """Uniform random actions: the floor of normalized return."""
+    """Uniform random actions (a box-wide Gaussian for Box actions): the floor of normalized return."""
 
     deterministic = False
 
@@ -58,7 +53,7 @@ class RandomPolicy:
         self.spec = spec
 
     def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return {a: torch.zeros(len(o), self.spec.n_actions(a)) for a, o in obs.items()}
+        return {a: self.spec.head(a).uniform(len(o)) for a, o in obs.items()}
 
 
 class MixedTeam:

@@ -176,3 +176,45 @@ def test_one_shared_student_serves_agents_with_different_spaces():
     # the shared head never offers agent_0 an action beyond its own 2
     logits = results["shared"].student.logits({"agent_0": np.zeros((4, 3), np.float32)})
     assert logits["agent_0"].shape == (4, 2)
+
+
+def test_gaussian_kl_matches_hand_computation():
+    from gymnasium import spaces
+
+    from marl_distill.distributions import DiagGaussian
+
+    head = DiagGaussian(spaces.Box(-1.0, 1.0, (1,), np.float32))
+    teacher = torch.tensor([[0.5, math.log(0.5)]])  # N(0.5, 0.5^2)
+    student = torch.tensor([[0.0, 0.0]])  # N(0, 1)
+    expected = math.log(1 / 0.5) + (0.25 + 0.25) / 2 - 0.5
+    assert float(head.kl(teacher, student)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_continuous_actions_end_to_end_gaussian_teachers_to_gaussian_students():
+    from worlds import ContinuousTarget
+
+    spec = EnvSpec.of(ContinuousTarget())
+    cfg = TeacherConfig(
+        steps=8_000, n_envs=8, seed=0, ppo={"n_steps": 64, "batch_size": 128, "n_epochs": 10, "learning_rate": 3e-3}
+    )
+    teachers = TeacherTeam(spec, train_teachers(ContinuousTarget, cfg, progress=False).models)
+    results = distill(
+        ContinuousTarget,
+        teachers,
+        DistillConfig(students=["shared", "per-agent"], samples=4_000, epochs=30),
+        progress=False,
+    )
+    metrics = evaluate_all(
+        ContinuousTarget,
+        teachers,
+        {k: r.student for k, r in results.items()},
+        EvalConfig(episodes=40, mixed_teams=False, latency_repeats=5),
+        progress=False,
+    )
+    assert metrics["teacher"]["team_return"]["ci95"][0] > metrics["random"]["team_return"]["ci95"][1]
+    for name in ("shared", "per-agent"):
+        m = metrics[name]
+        assert "action_agreement" not in m and set(m["action_mse"]) == {"agent_0", "agent_1"}
+        assert max(m["action_mse"].values()) < 0.01, m["action_mse"]  # students act like their teachers
+        assert max(m["kl_teacher_student"].values()) < 0.1, m["kl_teacher_student"]
+        assert m["normalized_return"] > 0.9

@@ -132,3 +132,44 @@ class HeteroTargetGame(TargetGame):
             o[-1] = 1.0
             out[a] = o
         return out
+
+
+class ContinuousTarget(ParallelEnv):
+    """Each agent sees a private target in [-1, 1] and is paid -(action - target)^2: a Box-action bandit."""
+
+    metadata = {"name": "continuous_target_v0", "render_modes": []}
+
+    def __init__(self, n_agents: int = 2, rounds: int = 5) -> None:
+        self.possible_agents = [f"agent_{i}" for i in range(n_agents)]
+        self.agents: list[str] = []
+        self.rounds = rounds
+        self._obs = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self._act = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.rng = np.random.default_rng()
+
+    def observation_space(self, agent):
+        return self._obs
+
+    def action_space(self, agent):
+        return self._act
+
+    def _observe(self):
+        self.targets = {a: self.rng.uniform(-1, 1, 1).astype(np.float32) for a in self.agents}
+        return {a: t.copy() for a, t in self.targets.items()}
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.agents = list(self.possible_agents)
+        self.t = 0
+        return self._observe(), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        rewards = {a: -float(((np.asarray(actions[a]) - self.targets[a]) ** 2).sum()) for a in self.agents}
+        self.t += 1
+        cut = self.t >= self.rounds
+        obs = self._observe()
+        agents = list(self.agents)
+        if cut:
+            self.agents = []
+        return obs, rewards, dict.fromkeys(agents, False), dict.fromkeys(agents, cut), {a: {} for a in agents}

@@ -114,7 +114,10 @@ def collect(
         teacher_acts = rng.random(n_envs) < beta
         if student is not None and not teacher_acts.all():
             student_actions, _ = select_actions(student, obs, rng, deterministic=True)
-            actions = {a: np.where(teacher_acts, actions[a], student_actions[a]) for a in actions}
+            actions = {
+                a: np.where(teacher_acts.reshape(-1, *[1] * (act.ndim - 1)), act, student_actions[a])
+                for a, act in actions.items()
+            }
         by_teacher += int(teacher_acts.sum())
         for a in venv.agents:
             rows[a].append(obs[a])

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,39 +12,51 @@ import numpy as np
 import torch
 
 from marl_distill.distill.collect import Dataset
+from marl_distill.distill.losses import LossFn
+from marl_distill.distributions import DiagGaussian
 from marl_distill.io import atomic_write
 from marl_distill.students import StudentNet
 
 
-def agreement(net: StudentNet, data: Dataset) -> float:
-    """Fraction of (agent, state) pairs where student and teacher argmax agree."""
-    hits, total = 0, 0
+def held_out(net: StudentNet, data: Dataset, loss_fns: Mapping[str, LossFn]) -> dict[str, float | None]:
+    """Held-out loss, argmax agreement (Discrete agents) and action MSE (Box agents) against the teachers."""
+    loss, hits, n_cat, sq, n_box = 0.0, 0, 0, 0.0, 0
     with torch.no_grad():
         for agent, obs in data.obs.items():
-            pred = net(agent, net.encode(agent, obs)).argmax(dim=-1)
-            hits += int((pred == data.teacher_logits[agent].argmax(dim=-1)).sum())
-            total += len(obs)
-    return hits / max(total, 1)
+            pred, target = net(agent, net.encode(agent, obs)), data.teacher_logits[agent]
+            loss += float(loss_fns[agent](pred, target))
+            head = net.heads[agent]
+            if isinstance(head, DiagGaussian):
+                sq += float(head.action_mse(target, pred).sum())
+                n_box += len(obs)
+            else:
+                hits += int(head.agree(target, pred).sum())
+                n_cat += len(obs)
+    return {
+        "held_loss": loss / max(len(data.obs), 1),
+        "agreement": hits / n_cat if n_cat else None,
+        "action_mse": sq / n_box if n_box else None,
+    }
 
 
 def fit(
     net: StudentNet,
     train: Dataset,
     held: Dataset,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fns: Mapping[str, LossFn],
     opt: torch.optim.Optimizer,
     *,
     epochs: int,
     batch_size: int,
     patience: int,
     rng: np.random.Generator,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
-) -> list[dict[str, float]]:
-    """Train ``net`` in place; stop after ``patience`` epochs without a better held-out agreement and keep the
-    best epoch's weights."""
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``net`` in place; stop after ``patience`` epochs without a lower held-out loss and keep the best
+    epoch's weights."""
     inputs = {a: net.encode(a, o) for a, o in train.obs.items()}
     n = len(train)
-    best, best_state, stale, history = -1.0, copy.deepcopy(net.state_dict()), 0, []
+    best, best_state, stale, history = math.inf, copy.deepcopy(net.state_dict()), 0, []
     for epoch in range(epochs):
         net.train()
         order = {a: torch.as_tensor(rng.permutation(n)) for a in inputs}
@@ -52,19 +65,19 @@ def fit(
             loss = torch.zeros(())
             for agent, x in inputs.items():
                 idx = order[agent][start : start + batch_size]
-                loss = loss + loss_fn(net(agent, x[idx]), train.teacher_logits[agent][idx])
+                loss = loss + loss_fns[agent](net(agent, x[idx]), train.teacher_logits[agent][idx])
             loss = loss / len(inputs)
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
         net.eval()
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "agreement": agreement(net, held)}
+        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), **held_out(net, held, loss_fns)}
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
-        if row["agreement"] > best:
-            best, best_state, stale = row["agreement"], copy.deepcopy(net.state_dict()), 0
+        if row["held_loss"] < best:
+            best, best_state, stale = row["held_loss"], copy.deepcopy(net.state_dict()), 0
         else:
             stale += 1
             if patience and stale >= patience:
@@ -86,10 +99,16 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
     ax1.set_yscale("log")
     ax1.set_xlabel("epoch (all iterations)")
     ax1.set_ylabel("distillation loss (train)")
-    ax2.plot(x, [h["agreement"] for h in history], label="held-out agreement")
+    ax1.plot(x, [h["held_loss"] for h in history], label="held-out")
+    ax1.legend(["train", "held-out"], loc="upper right")
+    if history[0]["agreement"] is not None:
+        ax2.plot(x, [h["agreement"] for h in history], label="held-out agreement (Discrete agents)")
+        ax2.set_ylabel("argmax agreement with teacher")
+        ax2.set_ylim(0, 1.01)
+    else:
+        ax2.plot(x, [h["action_mse"] for h in history], label="held-out action MSE (Box agents)")
+        ax2.set_ylabel("action MSE vs teacher")
     ax2.set_xlabel("epoch (all iterations)")
-    ax2.set_ylabel("argmax agreement with teacher")
-    ax2.set_ylim(0, 1.01)
     for i in range(1, len(history)):
         if history[i]["iteration"] != history[i - 1]["iteration"]:
             for ax in (ax1, ax2):

@@ -1,4 +1,7 @@
-"""Distillation losses between teacher and student action logits (batch, n_actions)."""
+"""Distillation losses between teacher and student action-distribution parameters (batch, size).
+
+Discrete actions compare logits; Box actions compare diagonal Gaussians ``[mean, log_std]``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from marl_distill.distributions import DiagGaussian, Head
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -31,11 +36,33 @@ def mse_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(student, teacher)
 
 
+def gaussian_kl_loss(student: torch.Tensor, teacher: torch.Tensor, head: DiagGaussian) -> torch.Tensor:
+    """KL(teacher || student) between diagonal Gaussians, mean over the batch."""
+    return head.kl(teacher, student).mean()
+
+
+def gaussian_mean_mse(student: torch.Tensor, teacher: torch.Tensor, head: DiagGaussian) -> torch.Tensor:
+    """MSE between the Gaussian means (behaviour cloning of the teacher's deterministic action)."""
+    return F.mse_loss(head.split(student)[0], head.split(teacher)[0])
+
+
 LOSSES = ("kl", "ce", "mse")
 
 
-def make_loss(name: str, temperature: float = 1.0, alpha: float = 1.0) -> LossFn:
-    """The loss by name; ``kl`` with ``alpha < 1`` mixes in ``(1 - alpha)`` of hard cross-entropy."""
+def make_loss(name: str, temperature: float = 1.0, alpha: float = 1.0, head: Head | None = None) -> LossFn:
+    """The loss by name for an action head (Categorical when ``head`` is None).
+
+    ``kl`` with ``alpha < 1`` mixes in ``(1 - alpha)`` of the hard term. For Gaussian heads ``kl`` is the Gaussian
+    KL and both ``ce`` (there is no argmax) and ``mse`` fit the means.
+    """
+    if isinstance(head, DiagGaussian):
+        if name == "kl":
+            if alpha >= 1.0:
+                return lambda s, t: gaussian_kl_loss(s, t, head)
+            return lambda s, t: alpha * gaussian_kl_loss(s, t, head) + (1 - alpha) * gaussian_mean_mse(s, t, head)
+        if name in ("ce", "mse"):
+            return lambda s, t: gaussian_mean_mse(s, t, head)
+        raise ValueError(f"unknown loss {name!r}; use one of {LOSSES}")
     if name == "kl":
         if alpha >= 1.0:
             return lambda s, t: kl_loss(s, t, temperature)

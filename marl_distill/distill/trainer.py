@@ -118,7 +118,7 @@ def distill_one(
     net = StudentNet(meta)
     team = StudentTeam(teachers.spec, net)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    loss_fn = make_loss(cfg.loss, cfg.temperature, cfg.alpha)
+    loss_fns = {a: make_loss(cfg.loss, cfg.temperature, cfg.alpha, teachers.spec.head(a)) for a in meta.agents}
     schedule = cfg.schedule()
     train_buf, held_buf = Buffer(cfg.buffer_size, rng), Buffer(max(1, int(cfg.buffer_size * cfg.holdout)), rng)
     writer = _writer(log_dir)
@@ -152,8 +152,9 @@ def distill_one(
             row.update(iteration=k + 1, beta=beta, teacher_fraction=frac)
             step = len(history) + 1
             if writer is not None:
-                writer.add_scalar(f"distill/{meta.kind}/loss", row["loss"], step)
-                writer.add_scalar(f"distill/{meta.kind}/agreement", row["agreement"], step)
+                for key in ("loss", "held_loss", "agreement", "action_mse"):
+                    if row.get(key) is not None:
+                        writer.add_scalar(f"distill/{meta.kind}/{key}", row[key], step)
             history.append(row)
 
         assert train_buf.data is not None and held_buf.data is not None
@@ -161,7 +162,7 @@ def distill_one(
             net,
             train_buf.data,
             held_buf.data,
-            loss_fn,
+            loss_fns,
             opt,
             epochs=cfg.epochs,
             batch_size=cfg.batch_size,

@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from marl_distill.distributions import DiagGaussian
 from marl_distill.errors import UserError
 from marl_distill.evaluate.rollout import Rollouts, run_episodes
 from marl_distill.evaluate.stats import mean_ci, normalized
+from marl_distill.multiagent import EnvSpec
 from marl_distill.policies import JointPolicy, MixedTeam, RandomPolicy
 
 
@@ -133,8 +135,7 @@ def evaluate_all(
         entry = {
             **returns_block(roll, cfg.seed),
             "normalized_return": normalized(float(roll.team.mean()), r_random, r_teacher),
-            "action_agreement": {a: roll.agree[a] / steps for a in spec.agents},
-            "joint_action_agreement": roll.joint_agree / steps,
+            **_coordination(roll, spec, steps),
             "kl_teacher_student": {a: roll.kl_sum[a] / steps for a in spec.agents},
             "agreement_states": roll.steps,
             "params": _params(student),
@@ -155,6 +156,19 @@ def evaluate_all(
         metrics[name] = entry
     bar.close()
     return metrics
+
+
+def _coordination(roll: Rollouts, spec: EnvSpec, steps: int) -> dict[str, Any]:
+    """Agreement for Discrete agents; action MSE in its place for Box agents (DESIGN's contract)."""
+    box = [a for a in spec.agents if isinstance(spec.head(a), DiagGaussian)]
+    discrete = [a for a in spec.agents if a not in box]
+    out: dict[str, Any] = {}
+    if discrete:
+        out["action_agreement"] = {a: roll.agree[a] / steps for a in discrete}
+        out["joint_action_agreement"] = roll.joint_agree / steps
+    if box:
+        out["action_mse"] = {a: roll.sq_err[a] / steps for a in box}
+    return out
 
 
 def _params(policy: object) -> int | None:

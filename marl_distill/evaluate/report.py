@@ -27,8 +27,8 @@ def table(metrics: Mapping[str, Any]) -> str:
     """One row per policy: returns with CI, normalized return, agreement, KL, size, speed."""
     head = (
         "| policy | team return (95% CI) | episodes | normalized | action agreement | joint agreement "
-        "| KL(teacher‖student) | mixed-team min | acting params | µs / joint step |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
+        "| action MSE | KL(teacher‖student) | mixed-team min | acting params | µs / joint step |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for name, m in metrics.items():
@@ -40,6 +40,7 @@ def table(metrics: Mapping[str, Any]) -> str:
         rows.append(
             f"| {name} | {tr['mean']:.2f} [{lo:.2f}, {hi:.2f}] | {tr['episodes']} | {_fmt(m.get('normalized_return'))} "
             f"| {_fmt(_mean(m.get('action_agreement')), 3)} | {_fmt(m.get('joint_action_agreement'), 3)} "
+            f"| {_fmt(_mean(m.get('action_mse')), 4)} "
             f"| {_fmt(_mean(m.get('kl_teacher_student')), 4)} | {_fmt(mixed)} | {_fmt(m.get('params'))} "
             f"| {_fmt(m.get('latency_us_per_joint_step'), 0)} |"
         )

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from marl_distill.distributions import DiagGaussian
 from marl_distill.multiagent import JointVecEnv
 from marl_distill.policies import JointPolicy, select_actions
 
@@ -28,7 +28,9 @@ class Rollouts:
     steps: int = 0
     """Joint steps taken by acting agents (summed over episodes)."""
     agree: dict[str, int] = field(default_factory=dict)
-    """Per agent: steps where argmax(policy) == argmax(reference)."""
+    """Per Discrete agent: steps where argmax(policy) == argmax(reference)."""
+    sq_err: dict[str, float] = field(default_factory=dict)
+    """Per Box agent: summed squared difference of the deterministic actions (policy vs reference)."""
     joint_agree: int = 0
     """Steps where every agent agreed with the reference."""
     kl_sum: dict[str, float] = field(default_factory=dict)
@@ -39,13 +41,6 @@ class Rollouts:
     @property
     def team(self) -> np.ndarray:
         return np.sum(list(self.per_agent.values()), axis=0)
-
-
-def kl_divergence(reference: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
-    """Row-wise KL(softmax(reference) || softmax(policy))."""
-    log_p = F.log_softmax(reference, dim=-1)
-    log_q = F.log_softmax(policy, dim=-1)
-    return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
 
 
 def run_episodes(
@@ -65,6 +60,7 @@ def run_episodes(
     out = Rollouts(
         {a: np.zeros(episodes) for a in agents},
         agree=dict.fromkeys(agents, 0),
+        sq_err=dict.fromkeys(agents, 0.0),
         kl_sum=dict.fromkeys(agents, 0.0),
     )
     kept: dict[str, list[np.ndarray]] = {a: [] for a in agents}
@@ -82,8 +78,9 @@ def run_episodes(
             for a in agents:
                 if sum(len(k) for k in kept[a]) < keep_obs:
                     kept[a].append(live_obs[a])
-            actions = {a: np.zeros(venv.n_envs, dtype=np.int64) for a in agents}
+            actions = {}
             for a in agents:
+                actions[a] = np.zeros((venv.n_envs, *actions_live[a].shape[1:]), dtype=actions_live[a].dtype)
                 actions[a][live] = actions_live[a]
             step = venv.step(actions)
             for a in agents:
@@ -99,9 +96,13 @@ def _score(out: Rollouts, obs: dict[str, np.ndarray], logits: dict[str, torch.Te
     ref_logits = ref.logits(obs)
     all_agree = None
     for a, lg in logits.items():
-        same = (lg.argmax(dim=-1) == ref_logits[a].argmax(dim=-1)).numpy()
+        head = ref.spec.head(a)
+        out.kl_sum[a] += float(head.kl(ref_logits[a], lg).sum())
+        if isinstance(head, DiagGaussian):
+            out.sq_err[a] += float(head.action_mse(ref_logits[a], lg).sum())
+            continue
+        same = head.agree(ref_logits[a], lg).numpy()
         out.agree[a] += int(same.sum())
-        out.kl_sum[a] += float(kl_divergence(ref_logits[a], lg).sum())
         all_agree = same if all_agree is None else all_agree & same
     if all_agree is not None:
         out.joint_agree += int(all_agree.sum())

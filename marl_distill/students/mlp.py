@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from marl_distill.distributions import Head
 from marl_distill.errors import UserError
 from marl_distill.io import atomic_write, read_json, write_json
 from marl_distill.multiagent import EnvSpec
 
 KINDS = ("shared", "per-agent")
+_NO_RNG = np.random.default_rng(0)  # greedy acting draws nothing
 WEIGHTS = "weights.pt"
 META = "student.json"
 
@@ -36,6 +38,7 @@ class StudentMeta:
     obs_dims: dict[str, int]
     """Flattened observation size per agent."""
     n_actions: dict[str, int]
+    """Output size per agent: logits (Discrete) or Gaussian mean + log_std (Box)."""
     hidden: list[int]
     """Hidden layer widths of every MLP."""
 
@@ -70,6 +73,7 @@ class StudentNet(nn.Module):
         super().__init__()
         self.meta = meta
         self.index = {a: i for i, a in enumerate(meta.agents)}
+        self.heads: dict[str, Head] = {}
         if meta.kind == "shared":
             self.max_obs = max(meta.obs_dims.values())
             self.shared = mlp(self.max_obs + len(meta.agents), meta.hidden, max(meta.n_actions.values()))
@@ -110,6 +114,7 @@ class StudentTeam:
     def __init__(self, spec: EnvSpec, net: StudentNet, *, deterministic: bool = True) -> None:
         self.spec = spec
         self.net = net.eval()
+        net.heads = {a: spec.head(a) for a in spec.agents}
         self.deterministic = deterministic
 
     @property
@@ -120,11 +125,11 @@ class StudentTeam:
         with torch.no_grad():
             return self.net.joint_logits(obs)
 
-    def act_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, int]:
+    def act_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One observation per agent -> actions: what a deployed student costs per joint step."""
         with torch.no_grad():
             logits = self.net.joint_logits({a: o[None] for a, o in obs.items()})
-        return {a: int(lg.argmax()) for a, lg in logits.items()}
+        return {a: self.spec.head(a).act(lg, True, _NO_RNG)[0] for a, lg in logits.items()}
 
     def acting_params(self) -> int:
         return sum(p.numel() for p in self.net.parameters())

@@ -123,7 +123,8 @@ class Coordinator:
     def step(self, actions: dict[str, np.ndarray]) -> dict[str, tuple]:
         """One joint step; returns each agent's (obs, rewards, dones, infos) as its VecEnv reports them."""
         n = self.venv.n_envs
-        step = self.venv.step({a: np.asarray(act).reshape(n) for a, act in actions.items()})
+        spaces = self.venv.spec.action_spaces
+        step = self.venv.step({a: np.asarray(act).reshape(n, *spaces[a].shape) for a, act in actions.items()})
         self.joint_steps += 1
         self._ep_lengths += 1
         infos: dict[str, list[dict[str, Any]]] = {a: [{} for _ in range(n)] for a in self.agents}

@@ -27,7 +27,10 @@ def teacher_logits(model: BaseAlgorithm, obs: np.ndarray, dqn_temperature: float
         if isinstance(model, DQN):
             return (model.policy.q_net(obs_t) / dqn_temperature).float().cpu()
         if isinstance(model, PPO):
-            return model.policy.get_distribution(obs_t).distribution.logits.float().cpu()
+            dist = model.policy.get_distribution(obs_t).distribution
+            if isinstance(dist, torch.distributions.Normal):  # diagonal Gaussian: [mean, log_std]
+                return torch.cat([dist.loc, dist.scale.log()], dim=-1).float().cpu()
+            return dist.logits.float().cpu()
     raise TypeError(f"no action distribution for {type(model).__name__}")
 
 
@@ -38,7 +41,9 @@ def acting_params(model: BaseAlgorithm) -> int:
         modules = [policy.q_net]
     else:
         modules = [policy.pi_features_extractor, policy.mlp_extractor.policy_net, policy.action_net]
-    return sum(p.numel() for m in modules for p in m.parameters())
+    count = sum(p.numel() for m in modules for p in m.parameters())
+    log_std = getattr(policy, "log_std", None)  # a Gaussian actor's state-independent std
+    return count + (log_std.numel() if isinstance(log_std, torch.nn.Parameter) else 0)
 
 
 class TeacherTeam:
@@ -81,6 +86,6 @@ class TeacherTeam:
         unique = {id(m): m for m in self.models.values()}
         return sum(acting_params(m) for m in unique.values())
 
-    def act_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, int]:
+    def act_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One observation per agent -> actions, the way a user deploys SB3 teachers (``predict``)."""
-        return {a: int(self.models[a].predict(o, deterministic=True)[0]) for a, o in obs.items()}
+        return {a: self.models[a].predict(o, deterministic=True)[0] for a, o in obs.items()}
