@@ -103,6 +103,26 @@ def envs() -> None:
             typer.echo(f"{env_id:<18} unavailable: {exc}  [{entry.source}]")
 
 
+@app.command("check-env")
+def check_env(
+    env: Annotated[str, typer.Argument(help="Registered id or package.module:callable.")],
+    env_kwargs: Annotated[str, typer.Option(help="JSON object of env factory arguments.")] = "",
+    episodes: Annotated[int, typer.Option(help="Random episodes to play.")] = 3,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Validate an env: PettingZoo's API and seed tests, then observations in their spaces, finite rewards,
+    action masks and agents that leave. Exit 2 with the first violation."""
+    from marl_distill.checkenv import check_env as run_check
+    from marl_distill.registry import resolve
+
+    factory = resolve(env, _json_kwargs(env_kwargs, "--env-kwargs"))
+    try:
+        factory()
+    except TypeError as exc:
+        raise UserError(f"the env factory rejected its arguments ({exc}); fix --env-kwargs") from None
+    typer.echo(run_check(factory, episodes=episodes, seed=seed).summary())
+
+
 @app.command("train-teachers")
 def train_teachers(
     env: Annotated[str, typer.Argument(help="Registered id or package.module:callable.")],

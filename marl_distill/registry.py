@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -74,6 +76,8 @@ def load_callable(target: str) -> Callable[..., Any]:
     module_name, _, attr_path = target.partition(":")
     if not module_name or not attr_path:
         raise UserError(f"env spec {target!r} is not 'package.module:callable'; use a registered id or that form")
+    if os.getcwd() not in sys.path:  # like uvicorn: a my_env.py in the current folder is found
+        sys.path.insert(0, os.getcwd())
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:

@@ -173,3 +173,17 @@ class ContinuousTarget(ParallelEnv):
         if cut:
             self.agents = []
         return obs, rewards, dict.fromkeys(agents, False), dict.fromkeys(agents, cut), {a: {} for a in agents}
+
+
+class LeakyTargetGame(TargetGame):
+    """TargetGame whose agent_1 reports an observation of 2.0 (its space is [0, 1]) from step 3 on."""
+
+    def _observe(self):
+        out = super()._observe()
+        if getattr(self, "t", 0) >= 3 and "agent_1" in out:
+            out["agent_1"] = out["agent_1"] * 2.0
+        return out
+
+
+def leaky_target_game():
+    return LeakyTargetGame(n_agents=2)
