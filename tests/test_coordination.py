@@ -1,0 +1,55 @@
+"""Mixed teams catch what returns miss: two conventions, each fine alone, that break when mixed."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from marl_distill_envs.matrix_games import penalty_game
+
+from marl_distill.distill import DistillConfig, distill
+from marl_distill.evaluate import EvalConfig, evaluate_all
+from marl_distill.multiagent import EnvSpec
+
+
+class Convention:
+    """A fixed joint policy for the penalty game: agent_0 plays ``first``, agent_1 plays ``2 - first``.
+
+    (0, 2) and (2, 0) both pay 10; a team that mixes the two conventions plays (0, 0) or (2, 2) and pays -k.
+    """
+
+    deterministic = True
+
+    def __init__(self, spec: EnvSpec, first: int) -> None:
+        self.spec = spec
+        self.choice = {"agent_0": first, "agent_1": 2 - first}
+
+    def logits(self, obs):
+        out = {}
+        for agent, o in obs.items():
+            lg = torch.full((len(o), 3), -5.0)
+            lg[:, self.choice[agent]] = 5.0
+            out[agent] = lg
+        return out
+
+
+def test_mixed_teams_expose_a_convention_that_returns_hide():
+    factory = lambda: penalty_game(k=25.0, rounds=5)  # noqa: E731
+    spec = EnvSpec.of(factory())
+    teacher_a, teacher_b = Convention(spec, 0), Convention(spec, 2)
+    # a real student, distilled from convention B, then judged against teacher A
+    student_b = distill(
+        factory, teacher_b, DistillConfig(students=["shared"], samples=2_000, epochs=10), progress=False
+    )["shared"].student
+    metrics = evaluate_all(
+        factory,
+        teacher_a,
+        {"student_b": student_b},
+        EvalConfig(episodes=20, mixed_episodes=20, latency_repeats=5),
+        progress=False,
+    )
+    m = metrics["student_b"]
+    assert m["normalized_return"] > 0.95  # on its own the student plays a perfect convention: returns look fine
+    assert m["per_agent_return"] == metrics["teacher"]["per_agent_return"]  # per-agent returns match too
+    assert m["joint_action_agreement"] < 0.05  # ... but never the teacher's
+    assert m["mixed_team"]["min_normalized_return"] < -1.0  # and next to a teacher it miscoordinates
+    assert np.isclose(m["mixed_team"]["by_mix"]["agent_0"], m["mixed_team"]["by_mix"]["agent_1"])
