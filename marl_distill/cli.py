@@ -164,6 +164,9 @@ def distill(
     sampling: Annotated[Sampling, typer.Option(help="Who acts while data is collected.")] = Sampling.teacher,
     steps: Annotated[int, typer.Option(help="States collected per agent.")] = 20_000,
     epochs: Annotated[int, typer.Option()] = 40,
+    extra_teachers: Annotated[
+        list[Path], typer.Option(help="Another run folder whose teachers are averaged in (repeatable).")
+    ] = [],  # noqa: B006
 ) -> None:
     """Distill the teachers of RUN_DIR into a student saved in OUT/students/KIND."""
     cfg = runner.load_run_config(run_dir)
@@ -183,6 +186,10 @@ def distill(
         epochs=epochs,
     )
     cfg.distill.validate()
+    for folder in extra_teachers:
+        if not (folder / "teachers").is_dir():
+            raise UserError(f"--extra-teachers {folder} holds no teachers/; pass a run folder from train-teachers")
+    cfg.extra_teachers = [str(f.resolve()) for f in extra_teachers]
     same = out.resolve() == run_dir.resolve()
     if (out / "students" / student.value).exists():
         raise UserError(f"{out / 'students' / student.value} exists; choose another --out")

@@ -48,6 +48,9 @@ class ExperimentConfig:
     """CPU threads torch uses for distillation and evaluation (teachers.torch_threads: per learner process)."""
     teachers_from: str = ""
     """Run folder whose teachers/ this run distills (empty: train this run's own teachers)."""
+    extra_teachers: list[str] = field(default_factory=list)
+    """More run folders (e.g. other seeds) whose teachers are averaged with these when distilling; every student
+    is then also scored against each of them (metrics: by_teacher)."""
     env: EnvConfig = field(default_factory=EnvConfig)
     teachers: TeacherConfig = field(default_factory=TeacherConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)

@@ -41,6 +41,11 @@ class Categorical:
     def uniform(self, batch: int) -> torch.Tensor:
         return torch.zeros(batch, self.n)
 
+    def average(self, members: list[torch.Tensor]) -> torch.Tensor:
+        """Logits of the mean of the members' probabilities (an equal-weight mixture)."""
+        probs = torch.stack([F.softmax(m, dim=-1) for m in members]).mean(dim=0)
+        return torch.log(probs.clamp_min(1e-12))
+
 
 class DiagGaussian:
     """Box actions; parameters are ``[mean, log_std]``; actions are clipped to the space's bounds."""
@@ -74,6 +79,14 @@ class DiagGaussian:
         a = torch.clamp(self.split(p)[0], low, high)
         b = torch.clamp(self.split(q)[0], low, high)
         return ((a - b) ** 2).mean(dim=-1)
+
+    def average(self, members: list[torch.Tensor]) -> torch.Tensor:
+        """The Gaussian matching the mean and variance of the members' equal-weight mixture."""
+        means = torch.stack([self.split(m)[0] for m in members])
+        variances = torch.stack([torch.exp(2 * self.split(m)[1]) for m in members])
+        mean = means.mean(dim=0)
+        var = (variances + means**2).mean(dim=0) - mean**2
+        return torch.cat([mean, 0.5 * torch.log(var.clamp_min(1e-12))], dim=-1)
 
     def uniform(self, batch: int) -> torch.Tensor:
         """A wide Gaussian centred in the box: the random baseline for continuous actions."""

@@ -70,3 +70,21 @@ class MixedTeam:
         from_student = self.student.logits({a: o for a, o in obs.items() if a in self.students})
         from_teacher = self.teacher.logits({a: o for a, o in obs.items() if a not in self.students})
         return {a: (from_student[a] if a in self.students else from_teacher[a]) for a in self.spec.agents}
+
+
+class TeacherEnsemble:
+    """Several teacher teams (e.g. trained with different seeds) as one: their distributions averaged per agent.
+
+    Distilling from it gives one student that has to serve every member's convention at once.
+    """
+
+    def __init__(self, members: Sequence[JointPolicy]) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = list(members)
+        self.spec = members[0].spec
+        self.deterministic = members[0].deterministic
+
+    def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        each = [m.logits(obs) for m in self.members]
+        return {a: self.spec.head(a).average([e[a] for e in each]) for a in obs}

@@ -17,9 +17,11 @@ from marl_distill.config import ExperimentConfig
 from marl_distill.distill import distill
 from marl_distill.errors import UserError
 from marl_distill.evaluate import evaluate_all
+from marl_distill.evaluate.metrics import score_against
 from marl_distill.evaluate.report import write_report
 from marl_distill.io import write_json
 from marl_distill.multiagent import EnvSpec, make_parallel
+from marl_distill.policies import JointPolicy, TeacherEnsemble
 from marl_distill.registry import resolve
 from marl_distill.students import StudentMeta, StudentTeam
 from marl_distill.students.mlp import META
@@ -69,13 +71,27 @@ def load_teachers(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> Teache
     return TeacherTeam.load(teachers_dir(cfg, run_dir), spec, dqn_temperature=cfg.distill.dqn_temperature)
 
 
+def extra_teachers(cfg: ExperimentConfig, spec: EnvSpec) -> dict[str, TeacherTeam]:
+    return {
+        folder: TeacherTeam.load(Path(folder), spec, dqn_temperature=cfg.distill.dqn_temperature)
+        for folder in cfg.extra_teachers
+    }
+
+
+def distill_source(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> JointPolicy:
+    """What students learn from: this run's teachers, averaged with any extra teacher runs."""
+    primary = load_teachers(cfg, run_dir, spec)
+    extras = list(extra_teachers(cfg, spec).values())
+    return TeacherEnsemble([primary, *extras]) if extras else primary
+
+
 def stage_distill(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None) -> None:
     torch.set_num_threads(cfg.torch_threads)
     todo = [k for k in cfg.distill.students if not (Path(run_dir) / "students" / k / META).exists()]
     if not todo:
         return
     factory, spec = env_factory(cfg)
-    teachers = load_teachers(cfg, run_dir, spec)
+    teachers = distill_source(cfg, run_dir, spec)
     sub = config_mod.from_dict(type(cfg.distill), {**config_mod.to_dict(cfg)["distill"], "students": todo})
     distill(factory, teachers, sub, out_dir=Path(run_dir), progress=progress)
 
@@ -93,6 +109,10 @@ def stage_evaluate(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | Non
     students = load_students(cfg, run_dir, spec)
     start = time.perf_counter()
     metrics = evaluate_all(factory, teachers, students, cfg.evaluate, progress=progress)
+    for folder, other in extra_teachers(cfg, spec).items():
+        scores = score_against(factory, other, students, cfg.evaluate, metrics["random"]["team_return"]["mean"])
+        for name, score in scores.items():
+            metrics[name].setdefault("by_teacher", {})[folder] = score
     metrics["_meta"] = {
         "env": cfg.env.id,
         "agents": list(spec.agents),

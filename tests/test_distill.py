@@ -218,3 +218,38 @@ def test_continuous_actions_end_to_end_gaussian_teachers_to_gaussian_students():
         assert max(m["action_mse"].values()) < 0.01, m["action_mse"]  # students act like their teachers
         assert max(m["kl_teacher_student"].values()) < 0.1, m["kl_teacher_student"]
         assert m["normalized_return"] > 0.9
+
+
+def test_average_of_teacher_distributions():
+    from gymnasium import spaces
+
+    from marl_distill.distributions import Categorical, DiagGaussian
+
+    a, b = torch.tensor([[math.log(0.8), math.log(0.2)]]), torch.tensor([[math.log(0.2), math.log(0.8)]])
+    torch.testing.assert_close(Categorical(2).average([a, b]).exp(), torch.tensor([[0.5, 0.5]]))
+    g = DiagGaussian(spaces.Box(-1.0, 1.0, (1,), np.float32))
+    mixed = g.average([torch.tensor([[-0.5, math.log(0.1)]]), torch.tensor([[0.5, math.log(0.1)]])])
+    mean, log_std = g.split(mixed)
+    assert float(mean) == pytest.approx(0.0) and float(log_std.exp() ** 2) == pytest.approx(0.01 + 0.25)
+
+
+def test_one_student_from_several_teacher_runs_is_scored_against_each(fixed_teachers):
+    from marl_distill.evaluate.metrics import score_against
+    from marl_distill.policies import TeacherEnsemble
+
+    cfg = TeacherConfig(
+        steps=6_000, n_envs=8, seed=9, ppo={"n_steps": 64, "batch_size": 128, "n_epochs": 10, "learning_rate": 3e-3}
+    )
+    other = TeacherTeam(fixed_teachers.spec, train_teachers(lambda: TargetGame(n_agents=3), cfg, progress=False).models)
+    ensemble = TeacherEnsemble([fixed_teachers, other])
+    student = distill(
+        lambda: TargetGame(n_agents=3),
+        ensemble,
+        DistillConfig(students=["shared"], samples=4_000, epochs=20),
+        progress=False,
+    )["shared"].student
+    eval_cfg = EvalConfig(episodes=40, mixed_teams=False, latency_repeats=5)
+    for teacher in (fixed_teachers, other):
+        score = score_against(lambda: TargetGame(n_agents=3), teacher, {"shared": student}, eval_cfg, 5.0)
+        assert score["shared"]["joint_action_agreement"] >= 0.99  # both runs solved the game the same way
+        assert score["shared"]["normalized_return"] > 0.95

@@ -158,6 +158,38 @@ def evaluate_all(
     return metrics
 
 
+def score_against(
+    factory: Callable[[], Any],
+    teacher: JointPolicy,
+    students: Mapping[str, JointPolicy],
+    cfg: EvalConfig,
+    random_mean: float,
+) -> dict[str, dict[str, Any]]:
+    """Each student judged against another teacher team (several-teachers distillation): that team's return on
+    the same seeds, the student's return normalized by it, and agreement and KL on the student's states."""
+    rng = np.random.default_rng(cfg.seed)
+    ref = run_episodes(factory, teacher, episodes=cfg.episodes, seed=cfg.seed, n_envs=cfg.n_envs, rng=rng)
+    out = {}
+    for name, student in students.items():
+        roll = run_episodes(
+            factory,
+            student,
+            episodes=cfg.episodes,
+            seed=cfg.seed,
+            n_envs=cfg.n_envs,
+            rng=np.random.default_rng(cfg.seed),
+            reference=teacher,
+        )
+        steps = max(roll.steps, 1)
+        out[name] = {
+            "teacher_team_return": mean_ci(ref.team, seed=cfg.seed),
+            "normalized_return": normalized(float(roll.team.mean()), random_mean, float(ref.team.mean())),
+            **_coordination(roll, teacher.spec, steps),
+            "kl_teacher_student": {a: roll.kl_sum[a] / steps for a in teacher.spec.agents},
+        }
+    return out
+
+
 def _coordination(roll: Rollouts, spec: EnvSpec, steps: int) -> dict[str, Any]:
     """Agreement for Discrete agents; action MSE in its place for Box agents (DESIGN's contract)."""
     box = [a for a in spec.agents if isinstance(spec.head(a), DiagGaussian)]
