@@ -108,7 +108,8 @@ def stage_evaluate(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | Non
     teachers = load_teachers(cfg, run_dir, spec)
     students = load_students(cfg, run_dir, spec)
     start = time.perf_counter()
-    metrics = evaluate_all(factory, teachers, students, cfg.evaluate, progress=progress)
+    cross = {folder: load_students(cfg, Path(folder), spec) for folder in cfg.evaluate.cross_play}
+    metrics = evaluate_all(factory, teachers, students, cfg.evaluate, cross_play=cross, progress=progress)
     for folder, other in extra_teachers(cfg, spec).items():
         scores = score_against(factory, other, students, cfg.evaluate, metrics["random"]["team_return"]["mean"])
         for name, score in scores.items():

@@ -53,3 +53,23 @@ def test_mixed_teams_expose_a_convention_that_returns_hide():
     assert m["joint_action_agreement"] < 0.05  # ... but never the teacher's
     assert m["mixed_team"]["min_normalized_return"] < -1.0  # and next to a teacher it miscoordinates
     assert np.isclose(m["mixed_team"]["by_mix"]["agent_0"], m["mixed_team"]["by_mix"]["agent_1"])
+
+
+def test_cross_seed_play_exposes_students_whose_conventions_drifted():
+    factory = lambda: penalty_game(k=25.0, rounds=5)  # noqa: E731
+    spec = EnvSpec.of(factory())
+    cfg = DistillConfig(students=["shared"], samples=2_000, epochs=10)
+    # two "seeds" of the same pipeline that settled on different conventions
+    student_a = distill(factory, Convention(spec, 0), cfg, progress=False)["shared"].student
+    student_b = distill(factory, Convention(spec, 2), cfg, progress=False)["shared"].student
+    metrics = evaluate_all(
+        factory,
+        Convention(spec, 0),
+        {"shared": student_a},
+        EvalConfig(episodes=20, mixed_episodes=20, latency_repeats=5),
+        cross_play={"seed_b": {"shared": student_b}},
+        progress=False,
+    )
+    m = metrics["shared"]
+    assert m["normalized_return"] > 0.95 and m["mixed_team"]["min_normalized_return"] > 0.95  # fine with its own
+    assert m["cross_seed"]["seed_b"]["min_normalized_return"] < -1.0  # but not with the other seed's student

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,7 +33,9 @@ class EvalConfig:
     mixed_teams: bool = True
     """Also play every team where some agents act by the student and the rest by their teachers."""
     mixed_episodes: int = 100
-    """Episodes per mixed team."""
+    """Episodes per mixed team (and per cross-seed team)."""
+    cross_play: list[str] = field(default_factory=list)
+    """Run folders (same env, other seeds) whose students are paired with this run's students of the same name."""
     latency_repeats: int = 300
     """Batch-1 joint steps timed per policy (median reported)."""
 
@@ -94,14 +96,20 @@ def evaluate_all(
     students: Mapping[str, JointPolicy],
     cfg: EvalConfig,
     *,
+    cross_play: Mapping[str, Mapping[str, JointPolicy]] | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Evaluate teachers, the random policy and every student on the same seeds; return metrics.json's dict."""
+    """Evaluate teachers, the random policy and every student on the same seeds; return metrics.json's dict.
+
+    ``cross_play`` maps other runs (e.g. other seeds) to their students: each student of the same name is then
+    paired with ours in every mix (``cross_seed``), which exposes conventions that drifted between seeds."""
     cfg.validate()
     show = sys.stderr.isatty() if progress is None else progress
     spec = teachers.spec
     n_mix = len(mixes(spec.agents)) if cfg.mixed_teams else 0
-    bar = tqdm(total=2 + len(students) * (1 + n_mix), desc="evaluate", unit="policy", disable=not show, leave=False)
+    n_cross = sum(name in others for others in (cross_play or {}).values() for name in students)
+    total = 2 + len(students) * (1 + n_mix) + n_cross * len(mixes(spec.agents))
+    bar = tqdm(total=total, desc="evaluate", unit="policy", disable=not show, leave=False)
 
     def play(policy: JointPolicy, episodes: int, reference: JointPolicy | None = None) -> Rollouts:
         roll = run_episodes(
@@ -129,6 +137,17 @@ def evaluate_all(
         },
         "random": {**returns_block(random_roll, cfg.seed), "normalized_return": 0.0, "params": 0},
     }
+    k = min(cfg.mixed_episodes, cfg.episodes)
+    lo, hi = float(random_roll.team[:k].mean()), float(teacher_roll.team[:k].mean())
+
+    def mix_with(base: JointPolicy, other: JointPolicy) -> dict[str, Any]:
+        """Normalized return of every team where the agents in a mix act by ``other``, the rest by ``base``."""
+        by_mix = {}
+        for mix in mixes(spec.agents):
+            team = play(MixedTeam(base, other, mix), k)
+            by_mix["+".join(mix)] = normalized(float(team.team.mean()), lo, hi)
+        return {"min_normalized_return": min(by_mix.values()), "by_mix": by_mix, "episodes": k}
+
     for name, student in students.items():
         roll = play(student, cfg.episodes, reference=teachers)
         steps = max(roll.steps, 1)
@@ -142,17 +161,10 @@ def evaluate_all(
             "latency_us_per_joint_step": _latency(student, obs_sample, cfg.latency_repeats),
         }
         if n_mix:
-            by_mix = {}
-            k = min(cfg.mixed_episodes, cfg.episodes)
-            lo, hi = float(random_roll.team[:k].mean()), float(teacher_roll.team[:k].mean())
-            for mix in mixes(spec.agents):
-                team = play(MixedTeam(teachers, student, mix), k)
-                by_mix["+".join(mix)] = normalized(float(team.team.mean()), lo, hi)
-            entry["mixed_team"] = {
-                "min_normalized_return": min(by_mix.values()),
-                "by_mix": by_mix,
-                "episodes": k,
-            }
+            entry["mixed_team"] = mix_with(teachers, student)
+        for folder, others in (cross_play or {}).items():
+            if name in others:  # students of another run (another seed) paired with this run's
+                entry.setdefault("cross_seed", {})[folder] = mix_with(student, others[name])
         metrics[name] = entry
     bar.close()
     return metrics

@@ -56,6 +56,12 @@ def mixed_table(metrics: Mapping[str, Any]) -> str:
         lines.append(f"\n**{name}** ({mixed['episodes']} episodes per mix; agents listed act by the student):\n")
         lines.append("| students in the team | normalized return |\n|---|---|")
         lines += [f"| {mix} | {value:.2f} |" for mix, value in mixed["by_mix"].items()]
+        for folder, cross in m.get("cross_seed", {}).items():
+            lines.append(
+                f"\n**{name} × {name} of {folder}** (cross-seed play; agents listed act by the other run's):\n"
+            )
+            lines.append("| other run's students | normalized return |\n|---|---|")
+            lines += [f"| {mix} | {value:.2f} |" for mix, value in cross["by_mix"].items()]
     return "\n".join(lines) + "\n" if lines else ""
 
 
