@@ -168,6 +168,19 @@ class JointVecEnv:
                 self.finished[i] = True
         return JointStep({a: o.copy() for a, o in self._obs.items()}, rewards, terminated, truncated, done, final_obs)
 
+    def call(self, what: str, name: str, args: tuple, kwargs: dict, indices: Sequence[int]) -> list[Any]:
+        """SB3's get_attr / set_attr / env_method on the copies ``indices`` (``what``: get, set or method)."""
+        out = []
+        for i in indices:
+            env = self.envs[i]
+            if what == "get":
+                out.append(getattr(env, name))
+            elif what == "set":
+                out.append(setattr(env, name, args[0]))
+            else:
+                out.append(getattr(env, name)(*args, **kwargs))
+        return out
+
     def close(self) -> None:
         for env in self.envs:
             env.close()

@@ -30,7 +30,10 @@ def _worker(remote: Any, factory: Callable[[], Any], n_envs: int, autoreset: boo
             if cmd == "close":
                 break
             try:
-                remote.send(("ok", venv.step(data) if cmd == "step" else venv.reset(data)))
+                if cmd == "call":
+                    remote.send(("ok", venv.call(*data)))
+                else:
+                    remote.send(("ok", venv.step(data) if cmd == "step" else venv.reset(data)))
             except Exception as exc:  # noqa: BLE001
                 remote.send(("error", exc))
     except (EOFError, KeyboardInterrupt):
@@ -39,11 +42,13 @@ def _worker(remote: Any, factory: Callable[[], Any], n_envs: int, autoreset: boo
         venv.close()
 
 
-def _answer(remote: Any) -> Any:
-    status, value = remote.recv()
-    if status == "error":
-        raise value
-    return value
+def _answers(remotes: Sequence[Any]) -> list[Any]:
+    """Every worker's reply, read before raising the first error so the pipes never fall out of step."""
+    replies = [r.recv() for r in remotes]
+    for status, value in replies:
+        if status == "error":
+            raise value
+    return [value for _, value in replies]
 
 
 def _concat(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -67,7 +72,7 @@ class SubprocJointVecEnv:
             child.close()
             self.remotes.append(parent)
             self.procs.append(proc)
-        specs = [_answer(r) for r in self.remotes]
+        specs = _answers(self.remotes)
         self.spec: EnvSpec = specs[0]
         self.agents = self.spec.agents
         self.n_envs = n_envs
@@ -79,12 +84,12 @@ class SubprocJointVecEnv:
     def reset(self, seeds: Sequence[int | None]) -> dict[str, np.ndarray]:
         for remote, sl in zip(self.remotes, self._slices()):
             remote.send(("reset", list(seeds)[sl]))
-        return _concat([_answer(r) for r in self.remotes])
+        return _concat(_answers(self.remotes))
 
     def step(self, actions: Mapping[str, np.ndarray]) -> JointStep:
         for remote, sl in zip(self.remotes, self._slices()):
             remote.send(("step", {a: np.asarray(act)[sl] for a, act in actions.items()}))
-        parts: list[JointStep] = [_answer(r) for r in self.remotes]
+        parts: list[JointStep] = _answers(self.remotes)
         return JointStep(
             _concat([p.obs for p in parts]),
             _concat([p.rewards for p in parts]),
@@ -93,6 +98,15 @@ class SubprocJointVecEnv:
             np.concatenate([p.done for p in parts]),
             _concat([p.final_obs for p in parts]),
         )
+
+    def call(self, what: str, name: str, args: tuple, kwargs: dict, indices: Sequence[int]) -> list[Any]:
+        """``JointVecEnv.call`` on the workers that own the copies ``indices``, answers in ``indices`` order."""
+        owner = np.searchsorted(self.bounds, list(indices), side="right") - 1
+        for w, remote in enumerate(self.remotes):
+            local = [int(i - self.bounds[w]) for i, o in zip(indices, owner) if o == w]
+            remote.send(("call", (what, name, args, kwargs, local)))
+        answers = [iter(value) for value in _answers(self.remotes)]
+        return [next(answers[o]) for o in owner]
 
     def close(self) -> None:
         for remote in self.remotes:

@@ -15,6 +15,27 @@ from marl_distill.multiagent import EnvSpec
 from marl_distill.students import StudentTeam
 from marl_distill.teachers import TeacherConfig, TeacherTeam, train_teachers
 
+FAST_PPO = {"n_steps": 64, "batch_size": 128, "n_epochs": 10, "learning_rate": 3e-3}
+QUICK_EVAL = EvalConfig(episodes=40, mixed_teams=False, latency_repeats=5)
+
+
+def teachers_for(factory, *, steps: int = 6_000, seed: int = 0) -> TeacherTeam:
+    """Per-agent PPO teachers trained briefly on ``factory``'s env."""
+    cfg = TeacherConfig(steps=steps, n_envs=8, seed=seed, ppo=FAST_PPO)
+    return TeacherTeam(EnvSpec.of(factory()), train_teachers(factory, cfg, progress=False).models)
+
+
+def distill_and_evaluate(factory, teachers: TeacherTeam, *, epochs: int) -> tuple[dict, dict]:
+    """A shared and a per-agent student distilled from ``teachers``, and metrics.json's dict for them."""
+    results = distill(
+        factory,
+        teachers,
+        DistillConfig(students=["shared", "per-agent"], samples=4_000, epochs=epochs),
+        progress=False,
+    )
+    metrics = evaluate_all(factory, teachers, {k: r.student for k, r in results.items()}, QUICK_EVAL, progress=False)
+    return results, metrics
+
 
 def test_kl_loss_matches_hand_computation_with_temperature_on_both_sides():
     teacher = torch.tensor([[2.0, 0.0]])
@@ -39,22 +60,19 @@ def test_ce_and_mse_losses_match_hand_computation():
 
 @pytest.fixture(scope="module")
 def fixed_teachers():
-    cfg = TeacherConfig(
-        steps=6_000,
-        n_envs=8,
-        seed=2,
-        ppo={"n_steps": 64, "batch_size": 128, "n_epochs": 10, "learning_rate": 3e-3},
-    )
-    models = train_teachers(lambda: TargetGame(n_agents=3), cfg, progress=False).models
-    return TeacherTeam(EnvSpec.of(TargetGame(n_agents=3)), models)
+    return teachers_for(three_targets, seed=2)
+
+
+def three_targets() -> TargetGame:
+    return TargetGame(n_agents=3)
 
 
 def test_students_distilled_from_fixed_teachers_agree_with_them(fixed_teachers, tmp_path):
     cfg = DistillConfig(students=["shared", "per-agent"], hidden=[32], samples=4_000, epochs=20, seed=0)
-    results = distill(lambda: TargetGame(n_agents=3), fixed_teachers, cfg, out_dir=tmp_path, progress=False)
+    results = distill(three_targets, fixed_teachers, cfg, out_dir=tmp_path, progress=False)
     students = {k: StudentTeam.load(tmp_path / "students" / k, fixed_teachers.spec) for k in results}
     metrics = evaluate_all(
-        lambda: TargetGame(n_agents=3),
+        three_targets,
         fixed_teachers,
         students,
         EvalConfig(episodes=40, mixed_episodes=10, latency_repeats=20),
@@ -98,7 +116,7 @@ def test_student_driven_states_are_labelled_by_the_teachers_and_beta_decides_who
     rng = np.random.default_rng(0)
     for beta in (0.0, 0.3, 1.0):
         got = collect(
-            lambda: TargetGame(n_agents=3),
+            three_targets,
             fixed_teachers,
             samples=2_000,
             n_envs=8,
@@ -133,13 +151,13 @@ def test_dagger_sampling_distils_a_fixed_teacher(fixed_teachers, sampling):
     cfg = DistillConfig(
         students=["shared"], hidden=[32], samples=4_000, epochs=15, iterations=3, sampling=sampling, seed=0
     )
-    result = distill(lambda: TargetGame(n_agents=3), fixed_teachers, cfg, progress=False)["shared"]
+    result = distill(three_targets, fixed_teachers, cfg, progress=False)["shared"]
     assert [h["iteration"] for h in result.history][-1] == 3
     metrics = evaluate_all(
-        lambda: TargetGame(n_agents=3),
+        three_targets,
         fixed_teachers,
         {"shared": result.student},
-        EvalConfig(episodes=40, mixed_teams=False, latency_repeats=5),
+        QUICK_EVAL,
         progress=False,
     )
     assert metrics["shared"]["joint_action_agreement"] >= 0.99
@@ -151,23 +169,8 @@ def test_one_shared_student_serves_agents_with_different_spaces():
     env = HeteroTargetGame()
     spec = EnvSpec.of(env)
     assert spec.obs_dim("agent_0") != spec.obs_dim("agent_1") and spec.n_actions("agent_0") != spec.n_actions("agent_1")
-    cfg = TeacherConfig(
-        steps=6_000, n_envs=8, seed=3, ppo={"n_steps": 64, "batch_size": 128, "n_epochs": 10, "learning_rate": 3e-3}
-    )
-    teachers = TeacherTeam(spec, train_teachers(HeteroTargetGame, cfg, progress=False).models)
-    results = distill(
-        HeteroTargetGame,
-        teachers,
-        DistillConfig(students=["shared", "per-agent"], samples=4_000, epochs=20),
-        progress=False,
-    )
-    metrics = evaluate_all(
-        HeteroTargetGame,
-        teachers,
-        {k: r.student for k, r in results.items()},
-        EvalConfig(episodes=40, mixed_teams=False, latency_repeats=5),
-        progress=False,
-    )
+    teachers = teachers_for(HeteroTargetGame, seed=3)
+    results, metrics = distill_and_evaluate(HeteroTargetGame, teachers, epochs=20)
     assert metrics["teacher"]["normalized_return"] == 1.0
     teacher_return = metrics["teacher"]["team_return"]["mean"]
     assert teacher_return >= 0.9 * 10, teacher_return  # both agents hit their targets: the teachers learned
@@ -193,24 +196,8 @@ def test_gaussian_kl_matches_hand_computation():
 def test_continuous_actions_end_to_end_gaussian_teachers_to_gaussian_students():
     from worlds import ContinuousTarget
 
-    spec = EnvSpec.of(ContinuousTarget())
-    cfg = TeacherConfig(
-        steps=8_000, n_envs=8, seed=0, ppo={"n_steps": 64, "batch_size": 128, "n_epochs": 10, "learning_rate": 3e-3}
-    )
-    teachers = TeacherTeam(spec, train_teachers(ContinuousTarget, cfg, progress=False).models)
-    results = distill(
-        ContinuousTarget,
-        teachers,
-        DistillConfig(students=["shared", "per-agent"], samples=4_000, epochs=30),
-        progress=False,
-    )
-    metrics = evaluate_all(
-        ContinuousTarget,
-        teachers,
-        {k: r.student for k, r in results.items()},
-        EvalConfig(episodes=40, mixed_teams=False, latency_repeats=5),
-        progress=False,
-    )
+    teachers = teachers_for(ContinuousTarget, steps=8_000)
+    _, metrics = distill_and_evaluate(ContinuousTarget, teachers, epochs=30)
     assert metrics["teacher"]["team_return"]["ci95"][0] > metrics["random"]["team_return"]["ci95"][1]
     for name in ("shared", "per-agent"):
         m = metrics[name]
@@ -237,19 +224,15 @@ def test_one_student_from_several_teacher_runs_is_scored_against_each(fixed_teac
     from marl_distill.evaluate.metrics import score_against
     from marl_distill.policies import TeacherEnsemble
 
-    cfg = TeacherConfig(
-        steps=6_000, n_envs=8, seed=9, ppo={"n_steps": 64, "batch_size": 128, "n_epochs": 10, "learning_rate": 3e-3}
-    )
-    other = TeacherTeam(fixed_teachers.spec, train_teachers(lambda: TargetGame(n_agents=3), cfg, progress=False).models)
+    other = teachers_for(three_targets, seed=9)
     ensemble = TeacherEnsemble([fixed_teachers, other])
     student = distill(
-        lambda: TargetGame(n_agents=3),
+        three_targets,
         ensemble,
         DistillConfig(students=["shared"], samples=4_000, epochs=20),
         progress=False,
     )["shared"].student
-    eval_cfg = EvalConfig(episodes=40, mixed_teams=False, latency_repeats=5)
     for teacher in (fixed_teachers, other):
-        score = score_against(lambda: TargetGame(n_agents=3), teacher, {"shared": student}, eval_cfg, 5.0)
+        score = score_against(three_targets, teacher, {"shared": student}, QUICK_EVAL, 5.0)
         assert score["shared"]["joint_action_agreement"] >= 0.99  # both runs solved the game the same way
         assert score["shared"]["normalized_return"] > 0.95

@@ -88,3 +88,19 @@ def test_same_seed_same_teachers_in_process_or_with_env_worker_processes():
     for agent in a:
         for pa, pb in zip(a[agent].policy.parameters(), b[agent].policy.parameters()):
             torch.testing.assert_close(pa, pb)
+
+
+def test_env_calls_reach_the_right_copies_in_process_and_in_workers():
+    # SB3's get_attr / set_attr / env_method on a learner's VecEnv end up here, on the shared env copies
+    from marl_distill.multiagent import JointVecEnv
+    from marl_distill.multiagent_proc import SubprocJointVecEnv
+
+    for venv in (JointVecEnv(TargetGame, 5), SubprocJointVecEnv(TargetGame, 5, 2)):
+        for i in range(5):
+            venv.call("set", "tag", (i * 10,), {}, [i])
+        assert venv.call("get", "tag", (), {}, [4, 0, 3]) == [40, 0, 30]
+        assert venv.call("method", "observation_space", ("agent_0",), {}, [2])[0].shape == (5,)
+        with pytest.raises(AttributeError):
+            venv.call("get", "no_such_attribute", (), {}, [0, 4])
+        assert venv.call("get", "tag", (), {}, [1]) == [10]  # still in step after an error
+        venv.close()

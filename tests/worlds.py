@@ -2,12 +2,63 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 
-class TargetGame(ParallelEnv):
+class RoundsGame(ParallelEnv, ABC):
+    """A parallel game cut by a time limit after ``rounds`` joint steps (a truncation, never a termination).
+
+    Subclasses say what each agent observes (``_observe``) and earns (``_reward``); every agent shares one
+    observation space and one action space unless a subclass overrides the two space methods.
+    """
+
+    metadata = {"name": "rounds_game_v0", "render_modes": []}
+
+    def __init__(self, n_agents: int, rounds: int, obs_space: spaces.Space, act_space: spaces.Space) -> None:
+        self.possible_agents = [f"agent_{i}" for i in range(n_agents)]
+        self.agents: list[str] = []
+        self.rounds = rounds
+        self._obs = obs_space
+        self._act = act_space
+        self.rng = np.random.default_rng()
+
+    def observation_space(self, agent):
+        return self._obs
+
+    def action_space(self, agent):
+        return self._act
+
+    @abstractmethod
+    def _observe(self) -> dict:
+        """Each live agent's observation (also where a world draws its per-step randomness)."""
+
+    @abstractmethod
+    def _reward(self, agent: str, action) -> float:
+        """What ``agent`` earns for ``action`` in the current state."""
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.agents = list(self.possible_agents)
+        self.t = 0
+        return self._observe(), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        rewards = {a: self._reward(a, actions[a]) for a in self.agents}
+        self.t += 1
+        cut = self.t >= self.rounds
+        obs = self._observe()
+        agents = list(self.agents)
+        if cut:
+            self.agents = []
+        return obs, rewards, dict.fromkeys(agents, False), dict.fromkeys(agents, cut), {a: {} for a in agents}
+
+
+class TargetGame(RoundsGame):
     """Each agent sees its own random target (one-hot) and is paid 1 for choosing it, 0 otherwise.
 
     Targets are drawn independently per agent, so a learner fed another agent's observation or reward can do
@@ -19,19 +70,9 @@ class TargetGame(ParallelEnv):
     steps_taken = 0
 
     def __init__(self, n_agents: int = 2, n_targets: int = 3, rounds: int = 5) -> None:
-        self.possible_agents = [f"agent_{i}" for i in range(n_agents)]
-        self.agents: list[str] = []
+        obs = spaces.Box(0.0, 1.0, (n_targets + n_agents,), np.float32)
+        super().__init__(n_agents, rounds, obs, spaces.Discrete(n_targets))
         self.n_targets = n_targets
-        self.rounds = rounds
-        self._obs = spaces.Box(0.0, 1.0, (n_targets + n_agents,), np.float32)
-        self._act = spaces.Discrete(n_targets)
-        self.rng = np.random.default_rng()
-
-    def observation_space(self, agent):
-        return self._obs
-
-    def action_space(self, agent):
-        return self._act
 
     def _observe(self):
         self.targets = {a: int(self.rng.integers(self.n_targets)) for a in self.agents}
@@ -43,26 +84,15 @@ class TargetGame(ParallelEnv):
             out[a] = o
         return out
 
-    def reset(self, seed=None, options=None):
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-        self.agents = list(self.possible_agents)
-        self.t = 0
-        return self._observe(), {a: {} for a in self.agents}
+    def _reward(self, agent, action):
+        return float(int(action) == self.targets[agent])
 
     def step(self, actions):
         TargetGame.steps_taken += 1
-        rewards = {a: float(int(actions[a]) == self.targets[a]) for a in self.agents}
-        self.t += 1
-        cut = self.t >= self.rounds
-        obs = self._observe()
-        agents = list(self.agents)
-        if cut:
-            self.agents = []
-        return obs, rewards, dict.fromkeys(agents, False), dict.fromkeys(agents, cut), {a: {} for a in agents}
+        return super().step(actions)
 
 
-class ConstantReward(ParallelEnv):
+class ConstantReward(RoundsGame):
     """Reward 1 every step and a constant observation; a time limit cuts the episode after ``rounds`` steps.
 
     The true value of the (only) state is 1 / (1 - gamma) when the cut is a truncation, but at most ``rounds``
@@ -72,37 +102,13 @@ class ConstantReward(ParallelEnv):
     metadata = {"name": "constant_reward_v0", "render_modes": []}
 
     def __init__(self, rounds: int = 4) -> None:
-        self.possible_agents = ["agent_0", "agent_1"]
-        self.agents: list[str] = []
-        self.rounds = rounds
-        self._obs = spaces.Box(0.0, 1.0, (2,), np.float32)
-        self._act = spaces.Discrete(2)
+        super().__init__(2, rounds, spaces.Box(0.0, 1.0, (2,), np.float32), spaces.Discrete(2))
 
-    def observation_space(self, agent):
-        return self._obs
+    def _observe(self):
+        return {a: np.ones(2, np.float32) for a in self.agents}
 
-    def action_space(self, agent):
-        return self._act
-
-    def reset(self, seed=None, options=None):
-        self.agents = list(self.possible_agents)
-        self.t = 0
-        return {a: np.ones(2, np.float32) for a in self.agents}, {a: {} for a in self.agents}
-
-    def step(self, actions):
-        self.t += 1
-        cut = self.t >= self.rounds
-        agents = list(self.agents)
-        if cut:
-            self.agents = []
-        obs = {a: np.ones(2, np.float32) for a in agents}
-        return (
-            obs,
-            dict.fromkeys(agents, 1.0),
-            dict.fromkeys(agents, False),
-            dict.fromkeys(agents, cut),
-            {a: {} for a in agents},
-        )
+    def _reward(self, agent, action):
+        return 1.0
 
 
 class HeteroTargetGame(TargetGame):
@@ -134,45 +140,21 @@ class HeteroTargetGame(TargetGame):
         return out
 
 
-class ContinuousTarget(ParallelEnv):
+class ContinuousTarget(RoundsGame):
     """Each agent sees a private target in [-1, 1] and is paid -(action - target)^2: a Box-action bandit."""
 
     metadata = {"name": "continuous_target_v0", "render_modes": []}
 
     def __init__(self, n_agents: int = 2, rounds: int = 5) -> None:
-        self.possible_agents = [f"agent_{i}" for i in range(n_agents)]
-        self.agents: list[str] = []
-        self.rounds = rounds
-        self._obs = spaces.Box(-1.0, 1.0, (1,), np.float32)
-        self._act = spaces.Box(-1.0, 1.0, (1,), np.float32)
-        self.rng = np.random.default_rng()
-
-    def observation_space(self, agent):
-        return self._obs
-
-    def action_space(self, agent):
-        return self._act
+        box = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        super().__init__(n_agents, rounds, box, spaces.Box(-1.0, 1.0, (1,), np.float32))
 
     def _observe(self):
         self.targets = {a: self.rng.uniform(-1, 1, 1).astype(np.float32) for a in self.agents}
         return {a: t.copy() for a, t in self.targets.items()}
 
-    def reset(self, seed=None, options=None):
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-        self.agents = list(self.possible_agents)
-        self.t = 0
-        return self._observe(), {a: {} for a in self.agents}
-
-    def step(self, actions):
-        rewards = {a: -float(((np.asarray(actions[a]) - self.targets[a]) ** 2).sum()) for a in self.agents}
-        self.t += 1
-        cut = self.t >= self.rounds
-        obs = self._observe()
-        agents = list(self.agents)
-        if cut:
-            self.agents = []
-        return obs, rewards, dict.fromkeys(agents, False), dict.fromkeys(agents, cut), {a: {} for a in agents}
+    def _reward(self, agent, action):
+        return -float(((np.asarray(action) - self.targets[agent]) ** 2).sum())
 
 
 class LeakyTargetGame(TargetGame):

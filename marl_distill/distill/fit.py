@@ -13,19 +13,21 @@ import torch
 
 from marl_distill.distill.collect import Dataset
 from marl_distill.distill.losses import LossFn
-from marl_distill.distributions import DiagGaussian
+from marl_distill.distributions import DiagGaussian, Head
 from marl_distill.io import atomic_write
 from marl_distill.students import StudentNet
 
 
-def held_out(net: StudentNet, data: Dataset, loss_fns: Mapping[str, LossFn]) -> dict[str, float | None]:
+def held_out(
+    net: StudentNet, data: Dataset, loss_fns: Mapping[str, LossFn], heads: Mapping[str, Head]
+) -> dict[str, float | None]:
     """Held-out loss, argmax agreement (Discrete agents) and action MSE (Box agents) against the teachers."""
     loss, hits, n_cat, sq, n_box = 0.0, 0, 0, 0.0, 0
     with torch.no_grad():
         for agent, obs in data.obs.items():
             pred, target = net(agent, net.encode(agent, obs)), data.teacher_logits[agent]
             loss += float(loss_fns[agent](pred, target))
-            head = net.heads[agent]
+            head = heads[agent]
             if isinstance(head, DiagGaussian):
                 sq += float(head.action_mse(target, pred).sum())
                 n_box += len(obs)
@@ -44,6 +46,7 @@ def fit(
     train: Dataset,
     held: Dataset,
     loss_fns: Mapping[str, LossFn],
+    heads: Mapping[str, Head],
     opt: torch.optim.Optimizer,
     *,
     epochs: int,
@@ -72,7 +75,7 @@ def fit(
             opt.step()
             losses.append(float(loss.detach()))
         net.eval()
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), **held_out(net, held, loss_fns)}
+        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), **held_out(net, held, loss_fns, heads)}
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)

@@ -118,7 +118,8 @@ def distill_one(
     net = StudentNet(meta)
     team = StudentTeam(teachers.spec, net)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    loss_fns = {a: make_loss(cfg.loss, cfg.temperature, cfg.alpha, teachers.spec.head(a)) for a in meta.agents}
+    heads = {a: teachers.spec.head(a) for a in meta.agents}
+    loss_fns = {a: make_loss(cfg.loss, cfg.temperature, cfg.alpha, heads[a]) for a in meta.agents}
     schedule = cfg.schedule()
     train_buf, held_buf = Buffer(cfg.buffer_size, rng), Buffer(max(1, int(cfg.buffer_size * cfg.holdout)), rng)
     writer = _writer(log_dir)
@@ -163,6 +164,7 @@ def distill_one(
             train_buf.data,
             held_buf.data,
             loss_fns,
+            heads,
             opt,
             epochs=cfg.epochs,
             batch_size=cfg.batch_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -54,8 +55,6 @@ class Actor(Protocol):
 
 def latency_us(actor: Actor, observations: Mapping[str, np.ndarray], repeats: int) -> float:
     """Median microseconds per joint step at batch 1 on one CPU thread."""
-    import time
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from marl_distill.distributions import Head
 from marl_distill.errors import UserError
 from marl_distill.io import atomic_write, read_json, write_json
 from marl_distill.multiagent import EnvSpec
@@ -73,7 +72,6 @@ class StudentNet(nn.Module):
         super().__init__()
         self.meta = meta
         self.index = {a: i for i, a in enumerate(meta.agents)}
-        self.heads: dict[str, Head] = {}
         if meta.kind == "shared":
             self.max_obs = max(meta.obs_dims.values())
             self.shared = mlp(self.max_obs + len(meta.agents), meta.hidden, max(meta.n_actions.values()))
@@ -114,7 +112,6 @@ class StudentTeam:
     def __init__(self, spec: EnvSpec, net: StudentNet, *, deterministic: bool = True) -> None:
         self.spec = spec
         self.net = net.eval()
-        net.heads = {a: spec.head(a) for a in spec.agents}
         self.deterministic = deterministic
 
     @property

@@ -49,15 +49,22 @@ class PipeAgentVecEnv(VecEnv):
     def close(self) -> None:
         pass
 
+    def _call(self, what: str, name: str, args: tuple, kwargs: dict, indices: Any) -> list[Any]:
+        """Ask the coordinator to reach the shared env copies (shared by every agent's learner)."""
+        self.conn.send(("call", (what, name, args, kwargs, list(self._get_indices(indices)))))
+        status, value = self.conn.recv()
+        if status == "error":
+            raise value
+        return value
+
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        value = None if attr_name == "render_mode" else getattr(self, attr_name, None)
-        return [value] * len(self._get_indices(indices))
+        return self._call("get", attr_name, (), {}, indices)
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        setattr(self, attr_name, value)
+        self._call("set", attr_name, (value,), {}, indices)
 
     def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list:
-        raise NotImplementedError(f"PipeAgentVecEnv does not forward {method_name!r} to the shared env")
+        return self._call("method", method_name, method_args, method_kwargs, indices)
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
         return [False] * len(self._get_indices(indices))
@@ -149,6 +156,21 @@ class Coordinator:
         return {a: (step.obs[a], step.rewards[a], step.done, infos[a]) for a in self.agents}
 
 
+def _next_request(agent: str, conn: Any, venv: Any) -> tuple[str, Any]:
+    """The learner's next lockstep request; get_attr / env_method calls in between are answered at once."""
+    while True:
+        try:
+            kind, payload = conn.recv()
+        except EOFError:
+            raise RuntimeError(f"learner {agent} died without a word (out of memory?)") from None
+        if kind != "call":
+            return kind, payload
+        try:
+            conn.send(("ok", venv.call(*payload)))
+        except Exception as exc:  # noqa: BLE001 - raised again in the learner, where SB3 expects it
+            conn.send(("error", exc))
+
+
 def run_learners(coordinator: Coordinator, specs: Sequence[LearnerSpec]) -> dict[str, int]:
     """Start one process per learner and serve their env calls until all finish; returns their timesteps."""
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
@@ -164,12 +186,7 @@ def run_learners(coordinator: Coordinator, specs: Sequence[LearnerSpec]) -> dict
     finished = False
     try:
         while True:
-            msgs = {}
-            for agent, conn in zip(agents, conns):
-                try:
-                    msgs[agent] = conn.recv()
-                except EOFError:
-                    raise RuntimeError(f"learner {agent} died without a word (out of memory?)") from None
+            msgs = {agent: _next_request(agent, conn, coordinator.venv) for agent, conn in zip(agents, conns)}
             kinds = {m[0] for m in msgs.values()}
             for agent, (kind, payload) in msgs.items():
                 if kind == "user_error":
