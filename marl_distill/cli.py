@@ -164,6 +164,9 @@ def distill(
     sampling: Annotated[Sampling, typer.Option(help="Who acts while data is collected.")] = Sampling.teacher,
     steps: Annotated[int, typer.Option(help="States collected per agent.")] = 20_000,
     epochs: Annotated[int, typer.Option()] = 40,
+    init_from_teacher: Annotated[
+        bool, typer.Option(help="per-agent: start from the PPO teachers' actors (needs --hidden = their sizes).")
+    ] = False,
     extra_teachers: Annotated[
         list[Path], typer.Option(help="Another run folder whose teachers are averaged in (repeatable).")
     ] = [],  # noqa: B006
@@ -184,6 +187,7 @@ def distill(
         sampling=sampling.value,
         samples=steps,
         epochs=epochs,
+        init_from_teacher=init_from_teacher,
     )
     cfg.distill.validate()
     for folder in extra_teachers:
@@ -233,6 +237,34 @@ def run(
     run_dir = out or Path("runs") / config.stem
     metrics = runner.run(cfg, run_dir, resume=resume)
     _print_summary(metrics, run_dir)
+
+
+@app.command()
+def benchmark(
+    config: Annotated[Path, typer.Argument(help="Benchmark TOML, e.g. experiments/benchmark.toml.")],
+    out: Annotated[Path | None, typer.Option(help="Benchmark folder (default runs/CONFIG_NAME).")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="Override a benchmark key: key=value.")] = [],  # noqa: B006
+    ray_address: Annotated[
+        str | None, typer.Option(help="Run the grid on this Ray cluster ('auto', 'ray://HOST:10001').")
+    ] = None,
+) -> None:
+    """Run a grid of tasks x student settings x seeds (finished runs are reused) into one report."""
+    from marl_distill import grid
+
+    cfg = grid.load(config, set_)
+    folder = out or Path("runs") / config.stem
+    command = " ".join(["marl-distill", "benchmark", config.as_posix(), *(f"--set {s}" for s in set_)])
+    summary = grid.run_benchmark(
+        cfg, folder, ray_address=ray_address, log=lambda line: typer.echo(line, err=True), command=command
+    )
+    for env, tasks in summary.items():
+        for task, rows in tasks.items():
+            typer.echo(f"{task} ({env}): normalized return, IQM over seeds")
+            for policy, row in rows.items():
+                nr = row["normalized_return"]
+                if nr["iqm"] is not None and policy not in ("teacher", "random"):
+                    typer.echo(f"  {policy:28s} {nr['iqm']:.3f} [{nr['ci95'][0]:.3f}, {nr['ci95'][1]:.3f}]")
+    typer.echo(f"report: {folder / 'report.md'}")
 
 
 def _is_usage_error(exc: BaseException) -> bool:

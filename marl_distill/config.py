@@ -115,18 +115,36 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist; pass the path of a TOML file")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {path} is not valid TOML ({exc})") from None
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base`` table by table (nested tables merge; any other value replaces)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def load(path: Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a TOML file (or start from defaults), apply overrides, validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file {path} does not exist; pass the path of a TOML file")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"config file {path} is not valid TOML ({exc})") from None
-    for item in overrides or []:
+    data: dict[str, Any] = read_toml(path) if path is not None else {}
+    return build(apply_overrides(data, overrides or []))
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Each ``--set a.b=value`` written into ``data`` (in place; also returned)."""
+    for item in overrides:
         keys, value = parse_override(item)
         node = data
         for k in keys[:-1]:
@@ -134,6 +152,11 @@ def load(path: Path | None, overrides: list[str] | None = None) -> ExperimentCon
             if not isinstance(node, dict):
                 raise UserError(f"--set {item!r}: {k} is not a table")
         node[keys[-1]] = value
+    return data
+
+
+def build(data: dict[str, Any]) -> ExperimentConfig:
+    """A validated ExperimentConfig from a (possibly partial) dict."""
     cfg = from_dict(ExperimentConfig, data)
     validate(cfg)
     return cfg

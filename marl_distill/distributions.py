@@ -22,11 +22,11 @@ class Categorical:
         self.n = n
         self.size = n
 
-    def act(self, params: torch.Tensor, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
+    def act(self, params: torch.Tensor | np.ndarray, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
+        logits = np.asarray(params)
         if deterministic:
-            return params.argmax(dim=-1).numpy()
-        gumbel = rng.gumbel(size=tuple(params.shape)).astype(np.float32)
-        return (params.numpy() + gumbel).argmax(axis=-1)
+            return logits.argmax(axis=-1)
+        return (logits + rng.gumbel(size=logits.shape).astype(np.float32)).argmax(axis=-1)
 
     def kl(self, p: torch.Tensor, q: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """Row-wise KL(softmax(p/T) || softmax(q/T))."""
@@ -62,8 +62,9 @@ class DiagGaussian:
     def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return params[:, : self.dim], params[:, self.dim :]
 
-    def act(self, params: torch.Tensor, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
-        mean, log_std = (t.numpy() for t in self.split(params))
+    def act(self, params: torch.Tensor | np.ndarray, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
+        flat = np.asarray(params)
+        mean, log_std = flat[:, : self.dim], flat[:, self.dim :]
         action = mean if deterministic else mean + np.exp(log_std) * rng.standard_normal(mean.shape)
         return np.clip(action, self.low, self.high).astype(np.float32).reshape(len(mean), *self.shape)
 

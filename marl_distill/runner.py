@@ -29,6 +29,7 @@ from marl_distill.teachers import TeacherTeam, train_teachers
 from marl_distill.teachers.train import MANIFEST
 
 CONFIG = "config.toml"
+STAGES = ("teachers", "distill", "evaluate")
 
 
 def prepare_dir(run_dir: Path, resume: bool) -> None:
@@ -114,6 +115,9 @@ def stage_evaluate(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | Non
         scores = score_against(factory, other, students, cfg.evaluate, metrics["random"]["team_return"]["mean"])
         for name, score in scores.items():
             metrics[name].setdefault("by_teacher", {})[folder] = score
+    metrics["teacher"]["bytes_on_disk"] = _bytes(teachers_dir(cfg, run_dir) / "teachers", "*.zip")
+    for name in students:
+        metrics[name]["bytes_on_disk"] = _bytes(Path(run_dir) / "students" / name, "weights.pt")
     metrics["_meta"] = {
         "env": cfg.env.id,
         "agents": list(spec.agents),
@@ -123,6 +127,11 @@ def stage_evaluate(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | Non
     write_json(Path(run_dir) / "metrics.json", metrics)
     write_report(Path(run_dir), metrics, f"{cfg.name}: {cfg.env.id}", _notes(cfg))
     return metrics
+
+
+def _bytes(folder: Path, pattern: str) -> int:
+    """What a policy costs to ship: its saved weights (teachers: the SB3 zips, which also hold value nets)."""
+    return sum(p.stat().st_size for p in folder.glob(pattern))
 
 
 def _describe(meta: StudentMeta) -> dict[str, Any]:
@@ -139,8 +148,15 @@ def _notes(cfg: ExperimentConfig) -> str:
     )
 
 
-def run(cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, progress: bool | None = None) -> dict:
-    """The whole pipeline into ``run_dir``; with ``resume`` finished stages are kept, not redone."""
+def run(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    stages: tuple[str, ...] = STAGES,
+) -> dict:
+    """The pipeline's ``stages`` into ``run_dir``; with ``resume`` finished stages are kept, not redone."""
     run_dir = Path(run_dir)
     prepare_dir(run_dir, resume)
     saved = run_dir / CONFIG
@@ -149,6 +165,8 @@ def run(cfg: ExperimentConfig, run_dir: Path, *, resume: bool = False, progress:
             raise UserError(f"{saved} differs from this config; resume with the same config or use a new --out")
     else:
         config_mod.save(cfg, saved)
-    stage_teachers(cfg, run_dir, progress=progress)
-    stage_distill(cfg, run_dir, progress=progress)
-    return stage_evaluate(cfg, run_dir, progress=progress)
+    if "teachers" in stages:
+        stage_teachers(cfg, run_dir, progress=progress)
+    if "distill" in stages:
+        stage_distill(cfg, run_dir, progress=progress)
+    return stage_evaluate(cfg, run_dir, progress=progress) if "evaluate" in stages else {}

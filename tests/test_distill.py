@@ -236,3 +236,45 @@ def test_one_student_from_several_teacher_runs_is_scored_against_each(fixed_teac
         score = score_against(three_targets, teacher, {"shared": student}, QUICK_EVAL, 5.0)
         assert score["shared"]["joint_action_agreement"] >= 0.99  # both runs solved the game the same way
         assert score["shared"]["normalized_return"] > 0.95
+
+
+def test_mse_on_dqn_teachers_compares_raw_q_values_not_q_over_tau():
+    from marl_distill.distill.losses import make_loss
+
+    student, teacher = torch.tensor([[100.0, 0.0]]), torch.tensor([[0.0, 0.0]])  # logits in Q/tau units
+    assert float(make_loss("mse", scale=0.01)(student, teacher)) == pytest.approx((1.0**2) / 2)
+    cfg = TeacherConfig(algo="dqn", steps=256, n_envs=4, seed=0, dqn={"learning_starts": 64})
+    factory = three_targets
+    teachers = TeacherTeam(EnvSpec.of(factory()), train_teachers(factory, cfg, progress=False).models)
+    assert teachers.logit_scale("agent_0") == teachers.dqn_temperature == 0.01
+    history = distill(
+        factory, teachers, DistillConfig(students=["per-agent"], loss="mse", samples=500, epochs=2), progress=False
+    )["per-agent"].history
+    assert history[0]["loss"] < 1.0, history[0]  # raw Q of a barely trained net is small; Q/0.01 is 10^4x larger
+
+
+def test_per_agent_students_can_start_as_copies_of_their_ppo_teachers(fixed_teachers):
+    from worlds import ContinuousTarget
+
+    from marl_distill.distill.warm_start import warm_start
+    from marl_distill.errors import UserError
+    from marl_distill.students import StudentMeta, StudentNet
+
+    obs = {a: np.random.default_rng(1).normal(size=(64, 6)).astype(np.float32) for a in fixed_teachers.spec.agents}
+    for teachers, factory in ((fixed_teachers, three_targets), (None, ContinuousTarget)):
+        if teachers is None:  # a Gaussian actor: [mean, log_std] copied too
+            teachers = teachers_for(factory, steps=128)
+            spec = teachers.spec
+            obs = {a: np.random.default_rng(1).normal(size=(64, spec.obs_dim(a))) for a in spec.agents}
+        net = StudentNet(StudentMeta.for_spec(teachers.spec, "per-agent", [64, 64]))
+        warm_start(net, teachers.models)
+        student = StudentTeam(teachers.spec, net).logits(obs)
+        for a, t in teachers.logits(obs).items():
+            s = student[a]
+            if factory is three_targets:  # SB3's Categorical hands back normalized logits
+                s, t = torch.log_softmax(s, -1), torch.log_softmax(t, -1)
+            torch.testing.assert_close(s, t, atol=1e-5, rtol=1e-5)
+    with pytest.raises(UserError, match="hidden"):
+        warm_start(StudentNet(StudentMeta.for_spec(fixed_teachers.spec, "per-agent", [32])), fixed_teachers.models)
+    with pytest.raises(UserError, match="per-agent"):
+        DistillConfig(students=["shared"], init_from_teacher=True).validate()

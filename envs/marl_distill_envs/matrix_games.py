@@ -24,6 +24,7 @@ class MatrixGameEnv(ParallelEnv):
     """Two agents play one payoff matrix ``rounds`` times."""
 
     metadata = {"name": "matrix_game_v0", "render_modes": [], "is_parallelizable": True}
+    render_mode = None
 
     def __init__(self, payoff: list[list[float]], rounds: int = 10, scale: float = 1.0) -> None:
         self.payoff = np.asarray(payoff, dtype=np.float32) * scale

@@ -14,7 +14,7 @@ import torch
 from marl_distill.distill.collect import Dataset
 from marl_distill.distill.losses import LossFn
 from marl_distill.distributions import DiagGaussian, Head
-from marl_distill.io import atomic_write
+from marl_distill.plotting import pyplot, save_figure
 from marl_distill.students import StudentNet
 
 
@@ -91,11 +91,7 @@ def fit(
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
     """Loss and held-out agreement per epoch, DAgger iterations marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     x = list(range(1, len(history) + 1))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
     ax1.plot(x, [h["loss"] for h in history])
@@ -119,5 +115,4 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
     ax2.legend(loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

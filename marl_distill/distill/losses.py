@@ -49,11 +49,15 @@ def gaussian_mean_mse(student: torch.Tensor, teacher: torch.Tensor, head: DiagGa
 LOSSES = ("kl", "ce", "mse")
 
 
-def make_loss(name: str, temperature: float = 1.0, alpha: float = 1.0, head: Head | None = None) -> LossFn:
+def make_loss(
+    name: str, temperature: float = 1.0, alpha: float = 1.0, head: Head | None = None, scale: float = 1.0
+) -> LossFn:
     """The loss by name for an action head (Categorical when ``head`` is None).
 
     ``kl`` with ``alpha < 1`` mixes in ``(1 - alpha)`` of the hard term. For Gaussian heads ``kl`` is the Gaussian
-    KL and both ``ce`` (there is no argmax) and ``mse`` fit the means.
+    KL and both ``ce`` (there is no argmax) and ``mse`` fit the means. ``scale`` turns logits back into the
+    teacher's own outputs for ``mse``: a DQN teacher's logits are Q/tau, so scale = tau makes it Rusu et al.'s MSE
+    on raw Q-values, whose size does not depend on tau (the student keeps producing logits in Q/tau units).
     """
     if isinstance(head, DiagGaussian):
         if name == "kl":
@@ -70,5 +74,5 @@ def make_loss(name: str, temperature: float = 1.0, alpha: float = 1.0, head: Hea
     if name == "ce":
         return ce_loss
     if name == "mse":
-        return mse_loss
+        return mse_loss if scale == 1.0 else lambda s, t: mse_loss(s * scale, t * scale)
     raise ValueError(f"unknown loss {name!r}; use one of {LOSSES}")

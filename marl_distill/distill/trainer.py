@@ -16,6 +16,7 @@ from marl_distill.distill.collect import Buffer, collect
 from marl_distill.distill.fit import fit, plot_curves
 from marl_distill.distill.losses import LOSSES, make_loss
 from marl_distill.distill.schedule import SCHEDULES, BetaSchedule, betas
+from marl_distill.distill.warm_start import warm_start
 from marl_distill.errors import UserError
 from marl_distill.io import write_json
 from marl_distill.policies import JointPolicy
@@ -33,7 +34,7 @@ class DistillConfig:
     hidden: list[int] = field(default_factory=lambda: [32])
     """Hidden layer widths of the student MLPs."""
     loss: str = "kl"
-    """kl (soft targets with temperature), ce (teacher argmax) or mse (logits)."""
+    """kl (soft targets with temperature), ce (teacher argmax) or mse (logits; DQN teachers: raw Q-values)."""
     temperature: float = 1.0
     """Softening temperature of the kl loss (scaled by T^2)."""
     alpha: float = 1.0
@@ -68,10 +69,14 @@ class DistillConfig:
     """Fraction of states held out to measure agreement during training."""
     dqn_temperature: float = 0.01
     """DQN teachers' distribution is softmax(Q / dqn_temperature)."""
+    init_from_teacher: bool = False
+    """Per-agent students start as copies of their PPO teachers' actors (needs hidden = the teachers' net_arch)."""
     seed: int = 0
     """Seeds data collection, the split, initialisation and minibatch order."""
 
     def validate(self) -> None:
+        if self.init_from_teacher and "shared" in self.students:
+            raise UserError('distill.init_from_teacher applies to per-agent students; set students = ["per-agent"]')
         for kind in self.students:
             if kind not in KINDS:
                 raise UserError(f"unknown student {kind!r}; use one of {list(KINDS)}")
@@ -116,10 +121,13 @@ def distill_one(
     """Collect-and-fit rounds for one student; each round's acting team follows the beta schedule."""
     torch.manual_seed(int(rng.integers(2**31)))
     net = StudentNet(meta)
+    if cfg.init_from_teacher:
+        warm_start(net, getattr(teachers, "models", None))
     team = StudentTeam(teachers.spec, net)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     heads = {a: teachers.spec.head(a) for a in meta.agents}
-    loss_fns = {a: make_loss(cfg.loss, cfg.temperature, cfg.alpha, heads[a]) for a in meta.agents}
+    scale = getattr(teachers, "logit_scale", lambda _: 1.0)  # DQN teachers: mse on raw Q-values
+    loss_fns = {a: make_loss(cfg.loss, cfg.temperature, cfg.alpha, heads[a], scale(a)) for a in meta.agents}
     schedule = cfg.schedule()
     train_buf, held_buf = Buffer(cfg.buffer_size, rng), Buffer(max(1, int(cfg.buffer_size * cfg.holdout)), rng)
     writer = _writer(log_dir)

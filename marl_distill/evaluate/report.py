@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from marl_distill.io import atomic_write, write_text
+from marl_distill.io import write_text
+from marl_distill.plotting import pyplot, save_figure
 
 CORE = ("teacher", "random")
 
@@ -67,11 +68,7 @@ def mixed_table(metrics: Mapping[str, Any]) -> str:
 
 def plot_returns(metrics: Mapping[str, Any], path: Path) -> Path:
     """Team return per policy with 95% CI error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = [n for n, m in metrics.items() if isinstance(m, dict) and "team_return" in m]
     means = [metrics[n]["team_return"]["mean"] for n in names]
     errs = [
@@ -89,8 +86,7 @@ def plot_returns(metrics: Mapping[str, Any], path: Path) -> Path:
     ax.set_ylabel("team return (sum over agents)")
     ax.set_title(f"Team return, mean and 95% CI ({metrics[names[0]]['team_return']['episodes']} episodes)")
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return path
 
 

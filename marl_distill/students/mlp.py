@@ -106,13 +106,35 @@ class StudentNet(nn.Module):
         return self.nets[str(self.index[agent])](x)
 
 
+def numpy_layers(seq: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(W^T, b) of each Linear layer as numpy views that share the tensors' memory, so in-place training and
+    ``load_state_dict`` stay visible to them."""
+    return [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in seq if isinstance(m, nn.Linear)]
+
+
+def numpy_mlp(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    """The tanh MLP of ``mlp`` in plain numpy."""
+    for w, b in layers[:-1]:
+        x = np.tanh(x @ w + b)
+    w, b = layers[-1]
+    return x @ w + b
+
+
 class StudentTeam:
-    """A trained student network as a joint policy."""
+    """A trained student network as a joint policy.
+
+    ``logits`` (batches, training, evaluation) runs torch; ``act_single`` (one joint step, as deployed) runs the
+    same weights through numpy, which at batch 1 costs a fraction of torch's per-call dispatch."""
 
     def __init__(self, spec: EnvSpec, net: StudentNet, *, deterministic: bool = True) -> None:
         self.spec = spec
         self.net = net.eval()
         self.deterministic = deterministic
+        meta = net.meta
+        if meta.kind == "shared":
+            self._shared = numpy_layers(net.shared)
+        else:
+            self._nets = {a: numpy_layers(net.nets[str(i)]) for i, a in enumerate(meta.agents)}
 
     @property
     def meta(self) -> StudentMeta:
@@ -123,10 +145,19 @@ class StudentTeam:
             return self.net.joint_logits(obs)
 
     def act_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One observation per agent -> actions: what a deployed student costs per joint step."""
-        with torch.no_grad():
-            logits = self.net.joint_logits({a: o[None] for a, o in obs.items()})
-        return {a: self.spec.head(a).act(lg, True, _NO_RNG)[0] for a, lg in logits.items()}
+        """One observation per agent -> greedy actions: what a deployed student costs per joint step."""
+        meta, agents = self.net.meta, list(obs)
+        if meta.kind == "shared":
+            x = np.zeros((len(agents), self.net.max_obs + len(meta.agents)), dtype=np.float32)
+            for i, a in enumerate(agents):
+                flat = np.asarray(obs[a], dtype=np.float32).reshape(-1)
+                x[i, : flat.size] = flat
+                x[i, self.net.max_obs + self.net.index[a]] = 1.0
+            out = numpy_mlp(self._shared, x)
+            rows = {a: out[i : i + 1, : meta.n_actions[a]] for i, a in enumerate(agents)}
+        else:
+            rows = {a: numpy_mlp(self._nets[a], np.asarray(obs[a], dtype=np.float32).reshape(1, -1)) for a in agents}
+        return {a: self.spec.head(a).act(lg, True, _NO_RNG)[0] for a, lg in rows.items()}
 
     def acting_params(self) -> int:
         return sum(p.numel() for p in self.net.parameters())

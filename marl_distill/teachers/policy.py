@@ -81,6 +81,10 @@ class TeacherTeam:
     def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {a: teacher_logits(self.models[a], o, self.dqn_temperature) for a, o in obs.items()}
 
+    def logit_scale(self, agent: str) -> float:
+        """Factor from ``logits`` back to the model's own outputs: tau for DQN (logits are Q/tau), else 1."""
+        return self.dqn_temperature if isinstance(self.models[agent], DQN) else 1.0
+
     def acting_params(self) -> int:
         """Summed over agents; a model shared by several agents counts once."""
         unique = {id(m): m for m in self.models.values()}

@@ -1,0 +1,261 @@
+"""Many experiments: tasks x student settings x seeds, run on local processes (or a Ray cluster), one report.
+
+Layout of the benchmark folder::
+
+    teachers/TASK/seed_S/        one teacher run per task and seed, shared by every student setting
+    runs/TASK/SETTING/seed_S/    one ordinary run folder per cell, distilling from that teacher run
+    results.json, results.csv, report.md, plots/
+
+A cell whose ``metrics.json`` exists under the same resolved config is reused, not redone; a folder whose saved
+config differs is refused before anything runs, so a user's results are never overwritten.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from marl_distill import config as config_mod
+from marl_distill import runner
+from marl_distill.errors import UserError
+from marl_distill.evaluate.summary import write_summary
+from marl_distill.io import read_json
+from marl_distill.teachers.train import MANIFEST
+
+TEACHER_STAGES = ("teachers",)
+
+
+@dataclass
+class Named:
+    """A task or a student setting: a name, and ExperimentConfig keys laid over the grid's [base]."""
+
+    name: str
+    """Folder and table name (letters, digits, '-', '_', '.')."""
+    config: dict[str, Any]
+    """ExperimentConfig keys (env, teachers, distill, evaluate, ...)."""
+
+
+@dataclass
+class BenchmarkConfig:
+    """A grid: every task x every setting x every seed."""
+
+    name: str = "benchmark"
+    """Shown in the report's title."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    """Each seed trains its own teachers (teachers.seed) and distills with it (distill.seed)."""
+    workers: int = 1
+    """Runs at once on this machine (each teacher run already starts one process per agent)."""
+    ray_cpus_per_run: float = 1.0
+    """With --ray-address: CPUs Ray reserves for each run."""
+    base: dict[str, Any] = field(default_factory=dict)
+    """ExperimentConfig keys shared by every run."""
+    tasks: list[Named] = field(default_factory=list)
+    """[[tasks]]: environments (and their teachers); a name plus ExperimentConfig keys."""
+    settings: list[Named] = field(default_factory=list)
+    """[[settings]]: student settings (distill, evaluate keys); a name plus ExperimentConfig keys."""
+
+
+@dataclass
+class Cell:
+    """One run of the grid."""
+
+    task: str
+    setting: str  # "" for a teacher run
+    seed: int
+    folder: Path
+    config: dict[str, Any]
+    stages: tuple[str, ...] = runner.STAGES
+
+    def finished(self) -> bool:
+        done = self.folder / (f"teachers/{MANIFEST}" if self.stages == TEACHER_STAGES else "metrics.json")
+        return done.exists()
+
+
+def _named(items: Any, key: str) -> list[Named]:
+    if not isinstance(items, list) or not items:
+        raise UserError(f"the benchmark config needs at least one [[{key}]] table with a name")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise UserError(f'[[{key}]] number {i + 1} needs name = "..."')
+        name = item["name"]
+        if not all(c.isalnum() or c in "-_." for c in name):
+            raise UserError(f"{key} name {name!r} may hold only letters, digits, '-', '_' and '.'")
+        out.append(Named(name, {k: v for k, v in item.items() if k != "name"}))
+    names = [n.name for n in out]
+    if len(set(names)) != len(names):
+        raise UserError(f"two [[{key}]] tables share a name; names must be unique: {names}")
+    return out
+
+
+def load(path: Path, overrides: list[str] | None = None) -> BenchmarkConfig:
+    data = config_mod.apply_overrides(config_mod.read_toml(path), overrides or [])
+    tasks, settings = _named(data.pop("tasks", None), "tasks"), _named(data.pop("settings", None), "settings")
+    cfg = config_mod.from_dict(BenchmarkConfig, data)
+    cfg.tasks, cfg.settings = tasks, settings
+    if not cfg.seeds or cfg.workers < 1 or cfg.ray_cpus_per_run <= 0:
+        raise UserError("benchmark needs at least one seed, workers >= 1 and ray_cpus_per_run > 0")
+    for s in settings:
+        moved = sorted({"env", "teachers", "teachers_from"} & set(s.config))
+        if moved:
+            raise UserError(f"setting {s.name!r} sets {moved[0]}; settings share teachers, so set it in [[tasks]]")
+    return cfg
+
+
+def cells(cfg: BenchmarkConfig, out: Path) -> tuple[list[Cell], list[Cell]]:
+    """Teacher runs and student runs, each config resolved and validated before anything runs."""
+    out = Path(out).resolve()
+    teacher_cells, student_cells = [], []
+    for task in cfg.tasks:
+        for seed in cfg.seeds:
+            base = config_mod.merge(cfg.base, task.config)
+            tdir = out / "teachers" / task.name / f"seed_{seed}"
+            tconf = config_mod.merge(base, {"name": f"{task.name} teachers", "teachers": {"seed": seed}})
+            tconf = config_mod.merge(tconf, {"distill": {"students": []}})
+            teacher_cells.append(Cell(task.name, "", seed, tdir, _resolved(tconf, tdir), TEACHER_STAGES))
+            for setting in cfg.settings:
+                sconf = config_mod.merge(base, setting.config)
+                sconf = config_mod.merge(
+                    sconf,
+                    {
+                        "name": f"{cfg.name}: {task.name} / {setting.name} / seed {seed}",
+                        "teachers": {"seed": seed},
+                        "distill": {"seed": seed},
+                        "teachers_from": str(tdir),
+                    },
+                )
+                sdir = out / "runs" / task.name / setting.name / f"seed_{seed}"
+                student_cells.append(Cell(task.name, setting.name, seed, sdir, _resolved(sconf, sdir)))
+    return teacher_cells, student_cells
+
+
+def _resolved(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    try:
+        cfg = config_mod.build(data)
+    except UserError as exc:
+        raise UserError(f"{folder.parent.name}/{folder.name}: {exc}") from None
+    resolved = config_mod.to_dict(cfg)
+    saved = folder / runner.CONFIG
+    if saved.exists() and config_mod.to_dict(config_mod.load(saved)) != resolved:
+        raise UserError(f"{saved} was written by another config; use a new --out (results are never overwritten)")
+    return resolved
+
+
+def run_cell(config: dict[str, Any], folder: str, stages: tuple[str, ...]) -> str:
+    """One grid cell in whatever process runs it (a pool worker, a Ray task or this one)."""
+    runner.run(config_mod.build(config), Path(folder), resume=True, progress=False, stages=stages)
+    return folder
+
+
+class _Local:
+    """Runs on this machine: in this process with one worker, else a pool of fresh (spawned) processes."""
+
+    def __init__(self, workers: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.pool = cf.ProcessPoolExecutor(workers, mp_context=ctx) if workers > 1 else None
+
+    def submit(self, cell: Cell) -> Any:
+        if self.pool is None:
+            future: cf.Future = cf.Future()
+            future.set_result(run_cell(cell.config, str(cell.folder), cell.stages))
+            return future
+        return self.pool.submit(run_cell, cell.config, str(cell.folder), cell.stages)
+
+    def wait_any(self, pending: list[Any]) -> list[Any]:
+        done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+        for f in done:
+            f.result()  # re-raise a failed run here
+        return list(done)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+class _Ray:
+    """Runs as Ray tasks on the cluster at ``address`` (marl-distill must be installed on its nodes)."""
+
+    def __init__(self, address: str, cpus: float) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--ray-address needs Ray; install it with: pip install 'marl-distill[ray]'") from None
+        self.ray = ray
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        except ConnectionError as exc:
+            msg = f"cannot reach a Ray cluster at {address!r} ({exc}); start one with `ray start --head`"
+            raise UserError(msg) from None
+        self.remote = ray.remote(num_cpus=cpus)(run_cell)
+
+    def submit(self, cell: Cell) -> Any:
+        return self.remote.remote(cell.config, str(cell.folder), cell.stages)
+
+    def wait_any(self, pending: list[Any]) -> list[Any]:
+        done, _ = self.ray.wait(pending, num_returns=1)
+        self.ray.get(done)  # re-raise a failed run here
+        return done
+
+    def close(self) -> None:
+        self.ray.shutdown()
+
+
+def run_benchmark(
+    cfg: BenchmarkConfig,
+    out: Path,
+    *,
+    ray_address: str | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] = lambda _: None,
+    command: str = "",
+) -> dict[str, Any]:
+    """Every unfinished cell (each task-seed's teachers first, then its students), then the summary."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder; pass another --out")
+    teacher_cells, student_cells = cells(cfg, out)
+    todo_t = [c for c in teacher_cells if not c.finished()]
+    todo_s = [c for c in student_cells if not c.finished()]
+    log(
+        f"{len(student_cells)} runs ({len(cfg.tasks)} tasks x {len(cfg.settings)} settings x {len(cfg.seeds)} "
+        f"seeds): {len(student_cells) - len(todo_s)} finished and reused, {len(todo_s)} to run; "
+        f"teacher runs to train: {len(todo_t)} of {len(teacher_cells)}"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    show = sys.stderr.isatty() if progress is None else progress
+    executor = _Ray(ray_address, cfg.ray_cpus_per_run) if ray_address else _Local(cfg.workers)
+    waiting = {(c.task, c.seed): [s for s in todo_s if (s.task, s.seed) == (c.task, c.seed)] for c in teacher_cells}
+    ready = [s for c in teacher_cells if c not in todo_t for s in waiting[(c.task, c.seed)]]
+    bar = tqdm(total=len(todo_t) + len(todo_s), desc="benchmark", unit="run", disable=not show)
+    try:
+        handles = {}
+        for cell in todo_t + ready:
+            handles[executor.submit(cell)] = cell
+        while handles:
+            for handle in executor.wait_any(list(handles)):
+                cell = handles.pop(handle)
+                bar.update(1)
+                if cell.stages == TEACHER_STAGES:
+                    for follow in waiting[(cell.task, cell.seed)]:
+                        handles[executor.submit(follow)] = follow
+    finally:
+        bar.close()
+        executor.close()
+    runs = [
+        {
+            "task": c.task,
+            "setting": c.setting,
+            "seed": c.seed,
+            "folder": c.folder.relative_to(out.resolve()).as_posix(),
+            "metrics": read_json(c.folder / "metrics.json"),
+        }
+        for c in student_cells
+    ]
+    return write_summary(out, cfg.name, runs, seeds=cfg.seeds, command=command)

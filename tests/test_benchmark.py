@@ -1,0 +1,123 @@
+"""The benchmark command: a grid into results.json / results.csv / report.md / plots, finished runs reused,
+another config refused rather than overwritten; and the deployed students' numpy path matching torch."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from marl_distill.cli import cli
+
+GRID = """
+name = "tiny grid"
+seeds = [0, 1]
+
+[base]
+evaluate = { episodes = 20, mixed_episodes = 10, latency_repeats = 20 }
+distill = { samples = 1000, epochs = 8 }
+
+[[tasks]]
+name = "penalty"
+env = { id = "penalty_game", kwargs = { rounds = 5 } }
+teachers = { steps = 2000, n_envs = 4, ppo = { n_steps = 50, batch_size = 100, learning_rate = 0.003 } }
+
+[[settings]]
+name = "kl-8"
+distill = { students = ["shared"], hidden = [8] }
+
+[[settings]]
+name = "ce"
+distill = { students = ["per-agent"], loss = "ce" }
+"""
+
+CONTRACT = {
+    "team_return",
+    "per_agent_return",
+    "normalized_return",
+    "action_agreement",
+    "joint_action_agreement",
+    "kl_teacher_student",
+    "mixed_team",
+    "params",
+    "latency_us_per_joint_step",
+    "bytes_on_disk",
+}
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    (root / "grid.toml").write_text(GRID)
+    assert cli(["benchmark", str(root / "grid.toml"), "--out", str(root / "out")]) == 0
+    return root
+
+
+def test_benchmark_writes_every_run_and_the_summary(grid):
+    out = grid / "out"
+    results = json.loads((out / "results.json").read_text())
+    runs = results["penalty_game"]["penalty"]  # env -> task -> policy -> run -> metrics
+    assert set(runs) == {"teacher", "random", "kl-8/shared", "ce/per-agent"}
+    assert all(set(by_run) == {"seed_0", "seed_1"} for by_run in runs.values())
+    for setting, student in (("kl-8", "shared"), ("ce", "per-agent")):
+        for seed in (0, 1):
+            metrics = json.loads((out / "runs" / "penalty" / setting / f"seed_{seed}" / "metrics.json").read_text())
+            assert CONTRACT <= set(metrics[student]), CONTRACT - set(metrics[student])
+            assert set(metrics[student]["mixed_team"]["by_mix"]) == {"agent_0", "agent_1"}  # every mix for N = 2
+    assert runs["kl-8/shared"]["seed_0"]["params"] < runs["ce/per-agent"]["seed_0"]["params"]
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 4 * 2 and {r["policy"] for r in rows} == set(runs)
+    summary = json.loads((out / "summary.json").read_text())["penalty_game"]["penalty"]
+    for policy in ("kl-8/shared", "ce/per-agent"):
+        values = [runs[policy][s]["normalized_return"] for s in ("seed_0", "seed_1")]
+        assert summary[policy]["normalized_return"]["iqm"] == pytest.approx(np.mean(values))  # IQM of 2 = mean
+        assert summary[policy]["speedup_vs_teacher"] > 1
+    report = (out / "report.md").read_text()
+    assert "| kl-8/shared |" in report and "IQM" in report
+    for name in ("returns", "agreement_vs_size", "mixed_teams", "learning_curves"):
+        png = out / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_benchmark_reuses_finished_runs_and_refuses_to_overwrite_others(grid, capsys):
+    out = grid / "out"
+    metrics = out / "runs" / "penalty" / "kl-8" / "seed_0" / "metrics.json"
+    before, stamp = (out / "results.json").read_text(), metrics.stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli(["benchmark", str(grid / "grid.toml"), "--out", str(out)]) == 0
+    assert "4 finished and reused, 0 to run" in capsys.readouterr().err
+    assert metrics.stat().st_mtime_ns == stamp and (out / "results.json").read_text() == before
+
+    code = cli(["benchmark", str(grid / "grid.toml"), "--out", str(out), "--set", "base.distill.epochs=3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "another config" in err[0], err
+    assert metrics.stat().st_mtime_ns == stamp
+
+
+def test_benchmark_settings_may_not_change_the_shared_teachers(grid, capsys):
+    bad = grid / "bad.toml"
+    bad.write_text(GRID + '\n[[settings]]\nname = "x"\nteachers = { steps = 10 }\n')
+    assert cli(["benchmark", str(bad), "--out", str(grid / "other")]) == 2
+    assert "[[tasks]]" in capsys.readouterr().err
+    assert not (grid / "other").exists()
+
+
+def test_students_act_the_same_through_numpy_as_through_torch():
+    from worlds import HeteroTargetGame
+
+    from marl_distill.multiagent import EnvSpec
+    from marl_distill.students import StudentMeta, StudentNet, StudentTeam
+
+    spec = EnvSpec.of(HeteroTargetGame())
+    rng = np.random.default_rng(0)
+    obs = {a: rng.normal(size=(200, spec.obs_dim(a))).astype(np.float32) for a in spec.agents}
+    for kind in ("shared", "per-agent"):
+        team = StudentTeam(spec, StudentNet(StudentMeta.for_spec(spec, kind, [16, 16])))
+        for p in team.net.parameters():  # trained in place after the team exists: numpy must see it
+            p.data.mul_(3.0)
+        greedy = {a: lg.argmax(-1).numpy() for a, lg in team.logits(obs).items()}
+        for i in range(200):
+            acts = team.act_single({a: o[i] for a, o in obs.items()})
+            assert all(acts[a] == greedy[a][i] for a in spec.agents), (kind, i)
