@@ -99,6 +99,16 @@ class DiagGaussian:
 
 Head = Categorical | DiagGaussian
 
+MASKED_LOGIT = -1e9
+"""Logit given to illegal actions: finite, so KL and MSE stay defined, and far below any real logit."""
+
+
+def apply_mask(logits: torch.Tensor, mask: np.ndarray | torch.Tensor | None) -> torch.Tensor:
+    """Illegal actions (mask False) get ``MASKED_LOGIT``: no argmax or sample can pick them."""
+    if mask is None:
+        return logits
+    return torch.where(torch.as_tensor(mask, dtype=torch.bool), logits, torch.full_like(logits, MASKED_LOGIT))
+
 
 def head_for(space: gym.Space) -> Head:
     if isinstance(space, gym.spaces.Discrete):

@@ -36,6 +36,14 @@ def make_parallel(factory: Callable[[], Any]) -> ParallelEnv:
     return env
 
 
+MASK_KEYS = ("observation", "action_mask")
+
+
+def _masked_space(space: gym.Space) -> bool:
+    """PettingZoo's convention for legal moves: a Dict of the observation and an ``action_mask``."""
+    return isinstance(space, gym.spaces.Dict) and set(space.spaces) == set(MASK_KEYS)
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """Static facts about a multi-agent env that policies need."""
@@ -43,11 +51,15 @@ class EnvSpec:
     agents: tuple[str, ...]
     """Every agent that can appear (``possible_agents``), in a fixed order."""
     observation_spaces: Mapping[str, gym.Space]
+    """What policies see: the env's observation space, or its ``observation`` part when masks come beside it."""
     action_spaces: Mapping[str, gym.Space]
+    masked: frozenset[str] = frozenset()
+    """Agents whose observations are Dict(observation, action_mask): only actions the mask allows are legal."""
 
     @classmethod
     def of(cls, env: ParallelEnv) -> EnvSpec:
         agents = tuple(env.possible_agents)
+        obs_spaces, masked = {}, set()
         for agent in agents:
             space = env.action_space(agent)
             if not isinstance(space, gym.spaces.Discrete) and not (
@@ -57,13 +69,18 @@ class EnvSpec:
                     f"agent {agent!r} has action space {space}; only Discrete and 1-D Box actions are supported"
                 )
             obs_space = env.observation_space(agent)
+            if _masked_space(obs_space):
+                if not isinstance(space, gym.spaces.Discrete):
+                    raise UserError(f"agent {agent!r} has an action_mask but {space} actions; masks need Discrete")
+                masked.add(agent)
+                obs_space = obs_space["observation"]
             if not isinstance(obs_space, gym.spaces.Box):
-                raise UserError(f"agent {agent!r} has observation space {obs_space}; only Box observations so far")
-        return cls(
-            agents,
-            {a: env.observation_space(a) for a in agents},
-            {a: env.action_space(a) for a in agents},
-        )
+                raise UserError(
+                    f"agent {agent!r} has observation space {obs_space}; use Box observations, or a Dict of "
+                    "'observation' (Box) and 'action_mask'"
+                )
+            obs_spaces[agent] = obs_space
+        return cls(agents, obs_spaces, {a: env.action_space(a) for a in agents}, frozenset(masked))
 
     def head(self, agent: str) -> Head:
         """The agent's action distribution: Categorical (Discrete) or DiagGaussian (Box)."""
@@ -90,6 +107,8 @@ class JointStep:
     """True where the copy's episode ended at this step."""
     final_obs: dict[str, np.ndarray]
     """Observation at the episode's end, valid where ``done``; what a truncated learner bootstraps from."""
+    masks: dict[str, np.ndarray]
+    """Legal actions (bool, copy x actions) that go with ``obs``, for the agents in ``EnvSpec.masked``."""
 
 
 class JointVecEnv:
@@ -109,6 +128,12 @@ class JointVecEnv:
         self.autoreset = autoreset
         self.finished = np.zeros(n_envs, dtype=bool)
         self._obs = {a: self._zeros_obs(a) for a in self.agents}
+        self._masks = {a: np.ones((n_envs, self.spec.n_actions(a)), dtype=bool) for a in self.spec.masked}
+
+    @property
+    def masks(self) -> dict[str, np.ndarray]:
+        """Legal actions per masked agent for the current observations (copy x actions)."""
+        return {a: m.copy() for a, m in self._masks.items()}
 
     def _zeros_obs(self, agent: str) -> np.ndarray:
         space = self.spec.observation_spaces[agent]
@@ -117,7 +142,12 @@ class JointVecEnv:
     def _store(self, i: int, obs: Mapping[str, Any], target: dict[str, np.ndarray]) -> None:
         for agent in self.agents:
             if agent in obs:
-                target[agent][i] = obs[agent]
+                if agent in self._masks:
+                    target[agent][i] = obs[agent]["observation"]
+                    if target is self._obs:
+                        self._masks[agent][i] = np.asarray(obs[agent]["action_mask"]).astype(bool)
+                else:
+                    target[agent][i] = obs[agent]
 
     def reset(self, seeds: Sequence[int | None]) -> dict[str, np.ndarray]:
         """Reset every copy; copy ``i`` uses ``seeds[i]`` (None keeps the env's own RNG going)."""
@@ -166,7 +196,8 @@ class JointVecEnv:
                 self._store(i, obs, self._obs)
             else:
                 self.finished[i] = True
-        return JointStep({a: o.copy() for a, o in self._obs.items()}, rewards, terminated, truncated, done, final_obs)
+        obs = {a: o.copy() for a, o in self._obs.items()}
+        return JointStep(obs, rewards, terminated, truncated, done, final_obs, self.masks)
 
     def call(self, what: str, name: str, args: tuple, kwargs: dict, indices: Sequence[int]) -> list[Any]:
         """SB3's get_attr / set_attr / env_method on the copies ``indices`` (``what``: get, set or method)."""

@@ -33,7 +33,7 @@ def _worker(remote: Any, factory: Callable[[], Any], n_envs: int, autoreset: boo
                 if cmd == "call":
                     remote.send(("ok", venv.call(*data)))
                 else:
-                    remote.send(("ok", venv.step(data) if cmd == "step" else venv.reset(data)))
+                    remote.send(("ok", venv.step(data) if cmd == "step" else (venv.reset(data), venv.masks)))
             except Exception as exc:  # noqa: BLE001
                 remote.send(("error", exc))
     except (EOFError, KeyboardInterrupt):
@@ -77,6 +77,8 @@ class SubprocJointVecEnv:
         self.agents = self.spec.agents
         self.n_envs = n_envs
         self.autoreset = autoreset
+        self.masks: dict[str, np.ndarray] = {}
+        """Legal actions of the masked agents for the latest observations (as ``JointVecEnv.masks``)."""
 
     def _slices(self) -> list[slice]:
         return [slice(int(lo), int(hi)) for lo, hi in zip(self.bounds[:-1], self.bounds[1:])]
@@ -84,20 +86,25 @@ class SubprocJointVecEnv:
     def reset(self, seeds: Sequence[int | None]) -> dict[str, np.ndarray]:
         for remote, sl in zip(self.remotes, self._slices()):
             remote.send(("reset", list(seeds)[sl]))
-        return _concat(_answers(self.remotes))
+        parts = _answers(self.remotes)
+        self.masks = _concat([m for _, m in parts])
+        return _concat([o for o, _ in parts])
 
     def step(self, actions: Mapping[str, np.ndarray]) -> JointStep:
         for remote, sl in zip(self.remotes, self._slices()):
             remote.send(("step", {a: np.asarray(act)[sl] for a, act in actions.items()}))
         parts: list[JointStep] = _answers(self.remotes)
-        return JointStep(
+        step = JointStep(
             _concat([p.obs for p in parts]),
             _concat([p.rewards for p in parts]),
             _concat([p.terminated for p in parts]),
             _concat([p.truncated for p in parts]),
             np.concatenate([p.done for p in parts]),
             _concat([p.final_obs for p in parts]),
+            _concat([p.masks for p in parts]),
         )
+        self.masks = step.masks
+        return step
 
     def call(self, what: str, name: str, args: tuple, kwargs: dict, indices: Sequence[int]) -> list[Any]:
         """``JointVecEnv.call`` on the workers that own the copies ``indices``, answers in ``indices`` order."""

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from marl_distill.distributions import apply_mask
 from marl_distill.multiagent import EnvSpec
 
 
@@ -35,13 +36,22 @@ def select_actions(
     obs: Mapping[str, np.ndarray],
     rng: np.random.Generator,
     deterministic: bool | None = None,
+    masks: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, torch.Tensor]]:
-    """Actions for every agent and the logits they came from: argmax or a sample, as ``deterministic`` says
-    (default: as the policy says)."""
-    logits = policy.logits(obs)
+    """Actions for every agent and the (masked) logits they came from: argmax or a sample, as ``deterministic``
+    says (default: as the policy says). Agents in ``masks`` can only take the actions their mask allows."""
+    logits = masked_logits(policy.logits(obs), masks)
     greedy = policy.deterministic if deterministic is None else deterministic
     actions = {agent: policy.spec.head(agent).act(lg, greedy, rng) for agent, lg in logits.items()}
     return actions, logits
+
+
+def masked_logits(
+    logits: Mapping[str, torch.Tensor], masks: Mapping[str, np.ndarray] | None
+) -> dict[str, torch.Tensor]:
+    """Every masked agent's illegal actions pushed out of reach (see ``distributions.apply_mask``)."""
+    masks = masks or {}
+    return {a: apply_mask(lg, masks.get(a)) for a, lg in logits.items()}
 
 
 class RandomPolicy:

@@ -278,3 +278,27 @@ def test_per_agent_students_can_start_as_copies_of_their_ppo_teachers(fixed_teac
         warm_start(StudentNet(StudentMeta.for_spec(fixed_teachers.spec, "per-agent", [32])), fixed_teachers.models)
     with pytest.raises(UserError, match="per-agent"):
         DistillConfig(students=["shared"], init_from_teacher=True).validate()
+
+
+def test_masked_actions_are_never_chosen_by_teachers_random_or_students():
+    from worlds import MaskedTargetGame
+
+    from marl_distill.evaluate.rollout import run_episodes
+    from marl_distill.multiagent import JointVecEnv
+    from marl_distill.policies import RandomPolicy, select_actions
+
+    teachers = teachers_for(MaskedTargetGame, steps=4_000)
+    assert teachers.spec.masked == {"agent_0", "agent_1"} and teachers.spec.obs_dim("agent_0") == 6
+    results, metrics = distill_and_evaluate(MaskedTargetGame, teachers, epochs=20)
+    MaskedTargetGame.illegal = 0
+    students = [r.student for r in results.values()]
+    for policy in (teachers, RandomPolicy(teachers.spec), *students):
+        run_episodes(MaskedTargetGame, policy, episodes=100, seed=0, n_envs=8, rng=np.random.default_rng(0))
+    assert MaskedTargetGame.illegal == 0  # 4 policies x 100 episodes x 5 rounds x 2 agents
+    for name in results:  # the legal action the teacher prefers is the one the student takes
+        assert metrics[name]["joint_action_agreement"] >= 0.95, metrics[name]
+    # without its masks the same student would step on illegal actions: the masks are what prevents it
+    venv = JointVecEnv(MaskedTargetGame, 64)
+    obs, masks = venv.reset(list(range(64))), venv.masks
+    acts, _ = select_actions(students[0], obs, np.random.default_rng(0))
+    assert sum(int((~masks[a][np.arange(64), acts[a]]).sum()) for a in acts) > 10

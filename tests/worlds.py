@@ -169,3 +169,35 @@ class LeakyTargetGame(TargetGame):
 
 def leaky_target_game():
     return LeakyTargetGame(n_agents=2)
+
+
+class MaskedTargetGame(TargetGame):
+    """TargetGame with PettingZoo-style action masks: observations are Dict(observation, action_mask), each action
+    is legal with probability 1/2 (at least one always is), and the target itself is often illegal. An illegal
+    action costs -1 and is counted in ``illegal`` (over all instances), so a test can count them."""
+
+    metadata = {"name": "masked_target_game_v0", "render_modes": []}
+    illegal = 0
+
+    def __init__(self, n_agents: int = 2, n_targets: int = 4, rounds: int = 5) -> None:
+        super().__init__(n_agents, n_targets, rounds)
+        self._inner = self._obs
+        self._dict = spaces.Dict({"observation": self._inner, "action_mask": spaces.Box(0, 1, (n_targets,), np.int8)})
+
+    def observation_space(self, agent):
+        return self._dict
+
+    def _observe(self):
+        inner = super()._observe()
+        self.legal = {}
+        for a in inner:
+            mask = (self.rng.random(self.n_targets) < 0.5).astype(np.int8)
+            mask[self.rng.integers(self.n_targets)] = 1
+            self.legal[a] = mask
+        return {a: {"observation": o, "action_mask": self.legal[a]} for a, o in inner.items()}
+
+    def _reward(self, agent, action):
+        if not self.legal[agent][int(action)]:
+            MaskedTargetGame.illegal += 1
+            return -1.0
+        return super()._reward(agent, action)

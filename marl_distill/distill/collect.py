@@ -8,7 +8,7 @@ joint step is taken by the teachers with probability beta. Labels never come fro
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,16 +20,22 @@ from marl_distill.policies import JointPolicy, select_actions
 
 @dataclass
 class Dataset:
-    """Per-agent observations and teacher logits, row-aligned."""
+    """Per-agent observations, teacher logits and (for masked agents) legal actions, row-aligned."""
 
     obs: dict[str, np.ndarray]
     teacher_logits: dict[str, torch.Tensor]
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    """Legal actions (bool rows) of the agents whose env masks actions; students are fitted on those only."""
 
     def __len__(self) -> int:
         return len(next(iter(self.obs.values())))
 
     def take(self, idx: np.ndarray) -> Dataset:
-        return Dataset({a: o[idx] for a, o in self.obs.items()}, {a: t[idx] for a, t in self.teacher_logits.items()})
+        return Dataset(
+            {a: o[idx] for a, o in self.obs.items()},
+            {a: t[idx] for a, t in self.teacher_logits.items()},
+            {a: m[idx] for a, m in self.masks.items()},
+        )
 
     def split(self, fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
         """Random (train, held-out) split with the same rows for every agent."""
@@ -63,6 +69,7 @@ class Buffer:
             self.data = Dataset(
                 {a: np.concatenate([self.data.obs[a], head.obs[a]]) for a in self.data.obs},
                 {a: torch.cat([self.data.teacher_logits[a], head.teacher_logits[a]]) for a in self.data.obs},
+                {a: np.concatenate([self.data.masks[a], head.masks[a]]) for a in self.data.masks},
             )
             self.seen += room
             new = new.take(np.arange(room, len(new)))
@@ -73,6 +80,8 @@ class Buffer:
                 for a in self.data.obs:
                     self.data.obs[a][slot] = new.obs[a][row]
                     self.data.teacher_logits[a][slot] = new.teacher_logits[a][row]
+                for a in self.data.masks:
+                    self.data.masks[a][slot] = new.masks[a][row]
 
 
 @dataclass
@@ -107,13 +116,15 @@ def collect(
     obs = venv.reset([seed * 10_000 + i for i in range(n_envs)])
     rows: dict[str, list[np.ndarray]] = {a: [] for a in venv.agents}
     labels: dict[str, list[torch.Tensor]] = {a: [] for a in venv.agents}
+    legal: dict[str, list[np.ndarray]] = {a: [] for a in venv.spec.masked}
     by_teacher = 0
     n_steps = -(-samples // n_envs)
     for _ in range(n_steps):
-        actions, teacher_logits = select_actions(teachers, obs, rng, deterministic=not sample_actions)
+        masks = venv.masks
+        actions, teacher_logits = select_actions(teachers, obs, rng, deterministic=not sample_actions, masks=masks)
         teacher_acts = rng.random(n_envs) < beta
         if student is not None and not teacher_acts.all():
-            student_actions, _ = select_actions(student, obs, rng, deterministic=True)
+            student_actions, _ = select_actions(student, obs, rng, deterministic=True, masks=masks)
             actions = {
                 a: np.where(teacher_acts.reshape(-1, *[1] * (act.ndim - 1)), act, student_actions[a])
                 for a, act in actions.items()
@@ -122,9 +133,15 @@ def collect(
         for a in venv.agents:
             rows[a].append(obs[a])
             labels[a].append(teacher_logits[a])
+        for a in legal:
+            legal[a].append(masks[a])
         obs = venv.step(actions).obs
         if on_step is not None:
             on_step(n_envs)
     venv.close()
-    data = Dataset({a: np.concatenate(r) for a, r in rows.items()}, {a: torch.cat(t) for a, t in labels.items()})
+    data = Dataset(
+        {a: np.concatenate(r) for a, r in rows.items()},
+        {a: torch.cat(t) for a, t in labels.items()},
+        {a: np.concatenate(m) for a, m in legal.items()},
+    )
     return Collected(data, by_teacher / (n_steps * n_envs))

@@ -13,7 +13,7 @@ import torch
 
 from marl_distill.distill.collect import Dataset
 from marl_distill.distill.losses import LossFn
-from marl_distill.distributions import DiagGaussian, Head
+from marl_distill.distributions import DiagGaussian, Head, apply_mask
 from marl_distill.plotting import pyplot, save_figure
 from marl_distill.students import StudentNet
 
@@ -25,7 +25,9 @@ def held_out(
     loss, hits, n_cat, sq, n_box = 0.0, 0, 0, 0.0, 0
     with torch.no_grad():
         for agent, obs in data.obs.items():
-            pred, target = net(agent, net.encode(agent, obs)), data.teacher_logits[agent]
+            mask = data.masks.get(agent)
+            pred = apply_mask(net(agent, net.encode(agent, obs)), mask)
+            target = apply_mask(data.teacher_logits[agent], mask)
             loss += float(loss_fns[agent](pred, target))
             head = heads[agent]
             if isinstance(head, DiagGaussian):
@@ -58,6 +60,7 @@ def fit(
     """Train ``net`` in place; stop after ``patience`` epochs without a lower held-out loss and keep the best
     epoch's weights."""
     inputs = {a: net.encode(a, o) for a, o in train.obs.items()}
+    masks = {a: torch.as_tensor(m, dtype=torch.bool) for a, m in train.masks.items()}
     n = len(train)
     best, best_state, stale, history = math.inf, copy.deepcopy(net.state_dict()), 0, []
     for epoch in range(epochs):
@@ -68,7 +71,9 @@ def fit(
             loss = torch.zeros(())
             for agent, x in inputs.items():
                 idx = order[agent][start : start + batch_size]
-                loss = loss + loss_fns[agent](net(agent, x[idx]), train.teacher_logits[agent][idx])
+                mask = masks[agent][idx] if agent in masks else None
+                pred, target = apply_mask(net(agent, x[idx]), mask), apply_mask(train.teacher_logits[agent][idx], mask)
+                loss = loss + loss_fns[agent](pred, target)
             loss = loss / len(inputs)
             opt.zero_grad()
             loss.backward()

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from marl_distill.distributions import DiagGaussian
-from marl_distill.multiagent import JointVecEnv
-from marl_distill.policies import JointPolicy, select_actions
+from marl_distill.multiagent import EnvSpec, JointVecEnv
+from marl_distill.policies import JointPolicy, masked_logits, select_actions
 
 
 @dataclass
@@ -72,9 +72,10 @@ def run_episodes(
         while not venv.finished.all():
             live = np.flatnonzero(~venv.finished)
             live_obs = {a: o[live] for a, o in obs.items()}
-            actions_live, logits = select_actions(policy, live_obs, rng)
+            live_masks = {a: m[live] for a, m in venv.masks.items()}
+            actions_live, logits = select_actions(policy, live_obs, rng, masks=live_masks)
             if reference is not None:
-                _score(out, live_obs, logits, reference)
+                _score(out, logits, masked_logits(reference.logits(live_obs), live_masks), reference.spec)
             for a in agents:
                 if sum(len(k) for k in kept[a]) < keep_obs:
                     kept[a].append(live_obs[a])
@@ -92,11 +93,11 @@ def run_episodes(
     return out
 
 
-def _score(out: Rollouts, obs: dict[str, np.ndarray], logits: dict[str, torch.Tensor], ref: JointPolicy) -> None:
-    ref_logits = ref.logits(obs)
+def _score(out: Rollouts, logits: dict[str, torch.Tensor], ref_logits: dict[str, torch.Tensor], spec: EnvSpec) -> None:
+    """Agreement, KL and action error of ``logits`` against the reference's on the same (legal) actions."""
     all_agree = None
     for a, lg in logits.items():
-        head = ref.spec.head(a)
+        head = spec.head(a)
         out.kl_sum[a] += float(head.kl(ref_logits[a], lg).sum())
         if isinstance(head, DiagGaussian):
             out.sq_err[a] += float(head.action_mse(ref_logits[a], lg).sum())
