@@ -31,6 +31,7 @@ app = typer.Typer(
 class Algo(str, Enum):
     ppo = "ppo"
     dqn = "dqn"
+    maskable_ppo = "maskable_ppo"
 
 
 class StudentKind(str, Enum):
@@ -66,8 +67,8 @@ def _agent_algos(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
         agent, sep, algo = item.partition("=")
-        if not sep or algo not in ("ppo", "dqn"):
-            raise UserError(f"--agent-algo {item!r} is not AGENT=ppo or AGENT=dqn")
+        if not sep or algo not in [a.value for a in Algo]:
+            raise UserError(f"--agent-algo {item!r} is not AGENT=ALGO with ALGO one of {[a.value for a in Algo]}")
         out[agent] = algo
     return out
 
@@ -90,14 +91,18 @@ def envs() -> None:
     """List registered environments (id, api, agents, spaces)."""
     from marl_distill.multiagent import EnvSpec, make_parallel
     from marl_distill.registry import all_envs, resolve
+    from marl_distill.turns import TurnBasedParallel
 
     for env_id, entry in all_envs().items():
         try:
-            spec = EnvSpec.of(make_parallel(resolve(env_id)))
+            env = make_parallel(resolve(env_id))
+            spec = EnvSpec.of(env)
+            api = "aec" if isinstance(env, TurnBasedParallel) else "parallel"
             a0 = spec.agents[0]
             typer.echo(
-                f"{env_id:<18} parallel  agents={len(spec.agents)} ({', '.join(spec.agents)})  "
-                f"obs={spec.observation_spaces[a0]}  act={spec.action_spaces[a0]}  [{entry.source}]"
+                f"{env_id:<18} {api:<8}  agents={len(spec.agents)} ({', '.join(spec.agents)})  "
+                f"obs={spec.observation_spaces[a0]}{' +mask' if a0 in spec.masked else ''}  "
+                f"act={spec.action_spaces[a0]}  [{entry.source}]"
             )
         except (UserError, ImportError) as exc:
             typer.echo(f"{env_id:<18} unavailable: {exc}  [{entry.source}]")
@@ -128,7 +133,7 @@ def train_teachers(
     env: Annotated[str, typer.Argument(help="Registered id or package.module:callable.")],
     out: Annotated[Path, typer.Option(help="Run folder to create.")],
     algo: Annotated[Algo, typer.Option(help="SB3 algorithm for every agent.")] = Algo.ppo,
-    agent_algo: Annotated[list[str], typer.Option(help="Per-agent override AGENT=ppo|dqn.")] = [],  # noqa: B006
+    agent_algo: Annotated[list[str], typer.Option(help="Per-agent override AGENT=ppo|dqn|maskable_ppo.")] = [],  # noqa: B006
     steps: Annotated[int, typer.Option(help="Transitions each learner learns from.")] = 50_000,
     seed: Annotated[int, typer.Option()] = 0,
     n_envs: Annotated[int, typer.Option(help="Env copies stepped together.")] = 8,

@@ -18,6 +18,8 @@ from pettingzoo.utils.env import AECEnv, ParallelEnv
 
 from marl_distill.distributions import Head, head_for
 from marl_distill.errors import UserError
+from marl_distill.observations import encoded_space, encoder
+from marl_distill.turns import TurnBasedParallel, has_mask
 
 
 def make_parallel(factory: Callable[[], Any]) -> ParallelEnv:
@@ -27,21 +29,13 @@ def make_parallel(factory: Callable[[], Any]) -> ParallelEnv:
     except TypeError as exc:
         raise UserError(f"the env factory rejected its arguments ({exc}); fix --env-kwargs / env.kwargs") from None
     if isinstance(env, AECEnv):
-        raise UserError(
-            "this env is turn-based (AECEnv); only ParallelEnv is supported so far: pass its parallel_env "
-            "factory instead"
-        )
+        try:
+            return TurnBasedParallel(env)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     if not isinstance(env, ParallelEnv) and not hasattr(env, "possible_agents"):
         raise UserError(f"the env factory returned {type(env).__name__}, not a PettingZoo ParallelEnv")
     return env
-
-
-MASK_KEYS = ("observation", "action_mask")
-
-
-def _masked_space(space: gym.Space) -> bool:
-    """PettingZoo's convention for legal moves: a Dict of the observation and an ``action_mask``."""
-    return isinstance(space, gym.spaces.Dict) and set(space.spaces) == set(MASK_KEYS)
 
 
 @dataclass(frozen=True)
@@ -51,7 +45,8 @@ class EnvSpec:
     agents: tuple[str, ...]
     """Every agent that can appear (``possible_agents``), in a fixed order."""
     observation_spaces: Mapping[str, gym.Space]
-    """What policies see: the env's observation space, or its ``observation`` part when masks come beside it."""
+    """What policies see: the env's observation (its ``observation`` part when masks come beside it) as a float32
+    Box, through the declared preprocessor in ``observations``."""
     action_spaces: Mapping[str, gym.Space]
     masked: frozenset[str] = frozenset()
     """Agents whose observations are Dict(observation, action_mask): only actions the mask allows are legal."""
@@ -69,17 +64,12 @@ class EnvSpec:
                     f"agent {agent!r} has action space {space}; only Discrete and 1-D Box actions are supported"
                 )
             obs_space = env.observation_space(agent)
-            if _masked_space(obs_space):
+            if has_mask(obs_space):
                 if not isinstance(space, gym.spaces.Discrete):
                     raise UserError(f"agent {agent!r} has an action_mask but {space} actions; masks need Discrete")
                 masked.add(agent)
                 obs_space = obs_space["observation"]
-            if not isinstance(obs_space, gym.spaces.Box):
-                raise UserError(
-                    f"agent {agent!r} has observation space {obs_space}; use Box observations, or a Dict of "
-                    "'observation' (Box) and 'action_mask'"
-                )
-            obs_spaces[agent] = obs_space
+            obs_spaces[agent] = encoded_space(obs_space, agent)
         return cls(agents, obs_spaces, {a: env.action_space(a) for a in agents}, frozenset(masked))
 
     def head(self, agent: str) -> Head:
@@ -109,6 +99,8 @@ class JointStep:
     """Observation at the episode's end, valid where ``done``; what a truncated learner bootstraps from."""
     masks: dict[str, np.ndarray]
     """Legal actions (bool, copy x actions) that go with ``obs``, for the agents in ``EnvSpec.masked``."""
+    acting: dict[str, np.ndarray]
+    """Per agent and copy: does the agent act on ``obs`` (False while waiting for its turn or after it left)?"""
 
 
 class JointVecEnv:
@@ -129,6 +121,14 @@ class JointVecEnv:
         self.finished = np.zeros(n_envs, dtype=bool)
         self._obs = {a: self._zeros_obs(a) for a in self.agents}
         self._masks = {a: np.ones((n_envs, self.spec.n_actions(a)), dtype=bool) for a in self.spec.masked}
+        self._acting = {a: np.ones(n_envs, dtype=bool) for a in self.agents}
+        raw = {a: self.envs[0].observation_space(a) for a in self.agents}
+        self._encode = {a: encoder(raw[a]["observation"] if a in self._masks else raw[a]) for a in self.agents}
+
+    @property
+    def acting(self) -> dict[str, np.ndarray]:
+        """Per agent: which copies it acts in now (not waiting for its turn, not gone from the episode)."""
+        return {a: m.copy() for a, m in self._acting.items()}
 
     @property
     def masks(self) -> dict[str, np.ndarray]:
@@ -143,11 +143,11 @@ class JointVecEnv:
         for agent in self.agents:
             if agent in obs:
                 if agent in self._masks:
-                    target[agent][i] = obs[agent]["observation"]
+                    target[agent][i] = self._encode[agent](obs[agent]["observation"])
                     if target is self._obs:
                         self._masks[agent][i] = np.asarray(obs[agent]["action_mask"]).astype(bool)
                 else:
-                    target[agent][i] = obs[agent]
+                    target[agent][i] = self._encode[agent](obs[agent])
 
     def reset(self, seeds: Sequence[int | None]) -> dict[str, np.ndarray]:
         """Reset every copy; copy ``i`` uses ``seeds[i]`` (None keeps the env's own RNG going)."""
@@ -155,18 +155,21 @@ class JointVecEnv:
             raise ValueError(f"need {self.n_envs} seeds, got {len(seeds)}")
         self.finished[:] = False
         for i, (env, seed) in enumerate(zip(self.envs, seeds)):
-            obs, _ = env.reset(seed=seed)
-            self._check_agents(env, obs)
-            self._store(i, obs, self._obs)
+            self._start(i, *env.reset(seed=seed))
         return {a: o.copy() for a, o in self._obs.items()}
 
-    def _check_agents(self, env: ParallelEnv, obs: Mapping[str, Any]) -> None:
-        if set(obs) != set(self.agents):
-            missing = sorted(set(self.agents) - set(obs))
-            raise UserError(
-                f"agents {missing} are absent while their episode goes on; envs whose agents leave early "
-                "are not supported yet"
-            )
+    def _start(self, i: int, obs: Mapping[str, Any], infos: Mapping[str, Any]) -> None:
+        """A fresh episode in copy ``i``: agents absent from it keep a zero observation and do not act."""
+        for a in self.agents:
+            if a not in obs:
+                self._obs[a][i] = 0
+        self._store(i, obs, self._obs)
+        self._mark_acting(i, self.envs[i], infos)
+
+    def _mark_acting(self, i: int, env: ParallelEnv, infos: Mapping[str, Any]) -> None:
+        live = set(env.agents)
+        for a in self.agents:
+            self._acting[a][i] = a in live and bool((infos.get(a) or {}).get("acting", True))
 
     def step(self, actions: Mapping[str, np.ndarray]) -> JointStep:
         """Apply ``actions[agent][i]`` in copy ``i`` for every unfinished copy."""
@@ -179,25 +182,23 @@ class JointVecEnv:
         for i, env in enumerate(self.envs):
             if self.finished[i]:
                 continue
-            obs, rew, term, trunc, _ = env.step({a: actions[a][i] for a in self.agents})
+            obs, rew, term, trunc, infos = env.step({a: actions[a][i] for a in env.agents})
             for a in self.agents:
                 rewards[a][i] = rew.get(a, 0.0)
                 terminated[a][i] = bool(term.get(a, False))
                 truncated[a][i] = bool(trunc.get(a, False))
-            if env.agents:
-                self._check_agents(env, obs)
-                self._store(i, obs, self._obs)
-                continue
-            done[i] = True
             self._store(i, obs, final_obs)
             self._store(i, obs, self._obs)
+            self._mark_acting(i, env, infos)
+            if env.agents:  # agents that left keep their last observation and stop acting
+                continue
+            done[i] = True
             if self.autoreset:
-                obs, _ = env.reset()
-                self._store(i, obs, self._obs)
+                self._start(i, *env.reset())
             else:
                 self.finished[i] = True
         obs = {a: o.copy() for a, o in self._obs.items()}
-        return JointStep(obs, rewards, terminated, truncated, done, final_obs, self.masks)
+        return JointStep(obs, rewards, terminated, truncated, done, final_obs, self.masks, self.acting)
 
     def call(self, what: str, name: str, args: tuple, kwargs: dict, indices: Sequence[int]) -> list[Any]:
         """SB3's get_attr / set_attr / env_method on the copies ``indices`` (``what``: get, set or method)."""

@@ -32,8 +32,10 @@ def _worker(remote: Any, factory: Callable[[], Any], n_envs: int, autoreset: boo
             try:
                 if cmd == "call":
                     remote.send(("ok", venv.call(*data)))
+                elif cmd == "step":
+                    remote.send(("ok", venv.step(data)))
                 else:
-                    remote.send(("ok", venv.step(data) if cmd == "step" else (venv.reset(data), venv.masks)))
+                    remote.send(("ok", (venv.reset(data), venv.masks, venv.acting)))
             except Exception as exc:  # noqa: BLE001
                 remote.send(("error", exc))
     except (EOFError, KeyboardInterrupt):
@@ -79,6 +81,8 @@ class SubprocJointVecEnv:
         self.autoreset = autoreset
         self.masks: dict[str, np.ndarray] = {}
         """Legal actions of the masked agents for the latest observations (as ``JointVecEnv.masks``)."""
+        self.acting: dict[str, np.ndarray] = {}
+        """Which agents act on the latest observations (as ``JointVecEnv.acting``)."""
 
     def _slices(self) -> list[slice]:
         return [slice(int(lo), int(hi)) for lo, hi in zip(self.bounds[:-1], self.bounds[1:])]
@@ -87,8 +91,8 @@ class SubprocJointVecEnv:
         for remote, sl in zip(self.remotes, self._slices()):
             remote.send(("reset", list(seeds)[sl]))
         parts = _answers(self.remotes)
-        self.masks = _concat([m for _, m in parts])
-        return _concat([o for o, _ in parts])
+        self.masks, self.acting = _concat([p[1] for p in parts]), _concat([p[2] for p in parts])
+        return _concat([p[0] for p in parts])
 
     def step(self, actions: Mapping[str, np.ndarray]) -> JointStep:
         for remote, sl in zip(self.remotes, self._slices()):
@@ -102,8 +106,9 @@ class SubprocJointVecEnv:
             np.concatenate([p.done for p in parts]),
             _concat([p.final_obs for p in parts]),
             _concat([p.masks for p in parts]),
+            _concat([p.acting for p in parts]),
         )
-        self.masks = step.masks
+        self.masks, self.acting = step.masks, step.acting
         return step
 
     def call(self, what: str, name: str, args: tuple, kwargs: dict, indices: Sequence[int]) -> list[Any]:

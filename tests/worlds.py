@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
+from pettingzoo.utils.wrappers import BaseWrapper
 
 
 class RoundsGame(ParallelEnv, ABC):
@@ -201,3 +202,67 @@ class MaskedTargetGame(TargetGame):
             MaskedTargetGame.illegal += 1
             return -1.0
         return super()._reward(agent, action)
+
+
+class DyingTargetGame(TargetGame):
+    """TargetGame in which ``agent_1`` leaves (terminated) after ``lives`` rounds while ``agent_0`` plays on."""
+
+    metadata = {"name": "dying_target_game_v0", "render_modes": []}
+
+    def __init__(self, lives: int = 2, rounds: int = 5) -> None:
+        super().__init__(n_agents=2, n_targets=3, rounds=rounds)
+        self.lives = lives
+
+    def step(self, actions):
+        obs, rewards, terms, truncs, infos = super().step(actions)
+        if "agent_1" in self.agents and self.t >= self.lives:
+            self.agents.remove("agent_1")
+            terms["agent_1"], truncs["agent_1"] = True, False
+        return obs, rewards, terms, truncs, infos
+
+
+class IllegalMoveCounter(BaseWrapper):
+    """Counts (in ``illegal``, over all instances) moves that the wrapped AEC env's own mask forbids."""
+
+    illegal = 0
+    moves = 0
+
+    def step(self, action):
+        agent = self.agent_selection
+        if action is not None and not (self.terminations[agent] or self.truncations[agent]):
+            IllegalMoveCounter.moves += 1
+            if not self.observe(agent)["action_mask"][int(action)]:
+                IllegalMoveCounter.illegal += 1
+        super().step(action)
+
+
+def counted_tictactoe() -> IllegalMoveCounter:
+    from pettingzoo.classic import tictactoe_v3
+
+    return IllegalMoveCounter(tictactoe_v3.env())
+
+
+class MixedObsTargetGame(TargetGame):
+    """TargetGame whose three agents see their target three ways: a uint8 image (3 x 3 x 1, the target's row
+    lit), a float64 one-hot, and a bare Discrete index."""
+
+    metadata = {"name": "mixed_obs_target_game_v0", "render_modes": []}
+
+    def __init__(self, rounds: int = 5) -> None:
+        super().__init__(n_agents=3, n_targets=3, rounds=rounds)
+        self._spaces = {
+            "agent_0": spaces.Box(0, 255, (3, 3, 1), np.uint8),
+            "agent_1": spaces.Box(0.0, 1.0, (3,), np.float64),
+            "agent_2": spaces.Discrete(3),
+        }
+
+    def observation_space(self, agent):
+        return self._spaces[agent]
+
+    def _observe(self):
+        super()._observe()
+        image = np.zeros((3, 3, 1), np.uint8)
+        image[self.targets.get("agent_0", 0), :, 0] = 255
+        shown = {"agent_0": image, "agent_1": np.eye(3)[self.targets.get("agent_1", 0)]}
+        shown["agent_2"] = self.targets.get("agent_2", 0)
+        return {a: shown[a] for a in self.agents}

@@ -20,22 +20,37 @@ from marl_distill.policies import JointPolicy, select_actions
 
 @dataclass
 class Dataset:
-    """Per-agent observations, teacher logits and (for masked agents) legal actions, row-aligned."""
+    """Per-agent observations, teacher logits, legal actions (masked agents) and whether the agent acted, all
+    row-aligned. Rows where an agent did not act (another's turn, or it had left) are kept for alignment and
+    skipped when that agent's student is fitted or scored."""
 
     obs: dict[str, np.ndarray]
     teacher_logits: dict[str, torch.Tensor]
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     """Legal actions (bool rows) of the agents whose env masks actions; students are fitted on those only."""
+    acting: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per agent: did it act in this row (absent: always)."""
+
+    FIELDS = ("obs", "teacher_logits", "masks", "acting")
 
     def __len__(self) -> int:
         return len(next(iter(self.obs.values())))
 
     def take(self, idx: np.ndarray) -> Dataset:
-        return Dataset(
-            {a: o[idx] for a, o in self.obs.items()},
-            {a: t[idx] for a, t in self.teacher_logits.items()},
-            {a: m[idx] for a, m in self.masks.items()},
-        )
+        return Dataset(*({a: v[idx] for a, v in getattr(self, f).items()} for f in self.FIELDS))
+
+    def concat(self, other: Dataset) -> Dataset:
+        def cat(x: Any, y: Any) -> Any:
+            return torch.cat([x, y]) if isinstance(x, torch.Tensor) else np.concatenate([x, y])
+
+        return Dataset(*({a: cat(v, getattr(other, f)[a]) for a, v in getattr(self, f).items()} for f in self.FIELDS))
+
+    def put(self, slot: int, other: Dataset, row: int) -> None:
+        """Overwrite row ``slot`` with ``other``'s row ``row``."""
+        for f in self.FIELDS:
+            mine, theirs = getattr(self, f), getattr(other, f)
+            for a in mine:
+                mine[a][slot] = theirs[a][row]
 
     def split(self, fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
         """Random (train, held-out) split with the same rows for every agent."""
@@ -65,23 +80,14 @@ class Buffer:
             new = new.take(np.arange(room, len(new)))
         if len(self.data) < self.capacity and len(new):
             room = min(self.capacity - len(self.data), len(new))
-            head = new.take(np.arange(room))
-            self.data = Dataset(
-                {a: np.concatenate([self.data.obs[a], head.obs[a]]) for a in self.data.obs},
-                {a: torch.cat([self.data.teacher_logits[a], head.teacher_logits[a]]) for a in self.data.obs},
-                {a: np.concatenate([self.data.masks[a], head.masks[a]]) for a in self.data.masks},
-            )
+            self.data = self.data.concat(new.take(np.arange(room)))
             self.seen += room
             new = new.take(np.arange(room, len(new)))
         for row in range(len(new)):
             self.seen += 1
             slot = int(self.rng.integers(self.seen))
             if slot < self.capacity:
-                for a in self.data.obs:
-                    self.data.obs[a][slot] = new.obs[a][row]
-                    self.data.teacher_logits[a][slot] = new.teacher_logits[a][row]
-                for a in self.data.masks:
-                    self.data.masks[a][slot] = new.masks[a][row]
+                self.data.put(slot, new, row)
 
 
 @dataclass
@@ -117,10 +123,11 @@ def collect(
     rows: dict[str, list[np.ndarray]] = {a: [] for a in venv.agents}
     labels: dict[str, list[torch.Tensor]] = {a: [] for a in venv.agents}
     legal: dict[str, list[np.ndarray]] = {a: [] for a in venv.spec.masked}
+    acted: dict[str, list[np.ndarray]] = {a: [] for a in venv.agents}
     by_teacher = 0
     n_steps = -(-samples // n_envs)
     for _ in range(n_steps):
-        masks = venv.masks
+        masks, acting = venv.masks, venv.acting
         actions, teacher_logits = select_actions(teachers, obs, rng, deterministic=not sample_actions, masks=masks)
         teacher_acts = rng.random(n_envs) < beta
         if student is not None and not teacher_acts.all():
@@ -133,6 +140,7 @@ def collect(
         for a in venv.agents:
             rows[a].append(obs[a])
             labels[a].append(teacher_logits[a])
+            acted[a].append(acting[a])
         for a in legal:
             legal[a].append(masks[a])
         obs = venv.step(actions).obs
@@ -143,5 +151,6 @@ def collect(
         {a: np.concatenate(r) for a, r in rows.items()},
         {a: torch.cat(t) for a, t in labels.items()},
         {a: np.concatenate(m) for a, m in legal.items()},
+        {a: np.concatenate(m) for a, m in acted.items()},
     )
     return Collected(data, by_teacher / (n_steps * n_envs))

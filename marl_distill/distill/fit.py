@@ -25,17 +25,21 @@ def held_out(
     loss, hits, n_cat, sq, n_box = 0.0, 0, 0, 0.0, 0
     with torch.no_grad():
         for agent, obs in data.obs.items():
-            mask = data.masks.get(agent)
-            pred = apply_mask(net(agent, net.encode(agent, obs)), mask)
-            target = apply_mask(data.teacher_logits[agent], mask)
+            rows = data.acting[agent] if agent in data.acting else np.ones(len(obs), dtype=bool)
+            if not rows.any():
+                continue
+            mask = data.masks[agent][rows] if agent in data.masks else None
+            pred = apply_mask(net(agent, net.encode(agent, obs[rows])), mask)
+            target = apply_mask(data.teacher_logits[agent][torch.as_tensor(rows)], mask)
+            n = int(rows.sum())
             loss += float(loss_fns[agent](pred, target))
             head = heads[agent]
             if isinstance(head, DiagGaussian):
                 sq += float(head.action_mse(target, pred).sum())
-                n_box += len(obs)
+                n_box += n
             else:
                 hits += int(head.agree(target, pred).sum())
-                n_cat += len(obs)
+                n_cat += n
     return {
         "held_loss": loss / max(len(data.obs), 1),
         "agreement": hits / n_cat if n_cat else None,
@@ -61,6 +65,7 @@ def fit(
     epoch's weights."""
     inputs = {a: net.encode(a, o) for a, o in train.obs.items()}
     masks = {a: torch.as_tensor(m, dtype=torch.bool) for a, m in train.masks.items()}
+    acting = {a: torch.as_tensor(m, dtype=torch.bool) for a, m in train.acting.items()}
     n = len(train)
     best, best_state, stale, history = math.inf, copy.deepcopy(net.state_dict()), 0, []
     for epoch in range(epochs):
@@ -71,6 +76,10 @@ def fit(
             loss = torch.zeros(())
             for agent, x in inputs.items():
                 idx = order[agent][start : start + batch_size]
+                if agent in acting:  # only the rows where this agent acted
+                    idx = idx[acting[agent][idx]]
+                    if len(idx) == 0:
+                        continue
                 mask = masks[agent][idx] if agent in masks else None
                 pred, target = apply_mask(net(agent, x[idx]), mask), apply_mask(train.teacher_logits[agent][idx], mask)
                 loss = loss + loss_fns[agent](pred, target)

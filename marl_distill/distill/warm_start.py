@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
@@ -31,7 +32,7 @@ def warm_start(net: StudentNet, models: Mapping[str, BaseAlgorithm] | None) -> N
         raise UserError("distill.init_from_teacher needs one teacher run, not an ensemble of runs")
     for i, agent in enumerate(net.meta.agents):
         model = models[agent]
-        if not isinstance(model, PPO):
+        if not isinstance(model, (PPO, MaskablePPO)):
             raise UserError(f"init_from_teacher copies PPO actors; {agent}'s teacher is {type(model).__name__}")
         trunk = model.policy.mlp_extractor.policy_net
         widths = [m.out_features for m in _linears(trunk)]

@@ -149,13 +149,11 @@ def evaluate_all(
 
     for name, student in students.items():
         roll = play(student, cfg.episodes, reference=teachers)
-        steps = max(roll.steps, 1)
         entry = {
             **returns_block(roll, cfg.seed),
             "normalized_return": normalized(float(roll.team.mean()), r_random, r_teacher),
-            **_coordination(roll, spec, steps),
-            "kl_teacher_student": {a: roll.kl_sum[a] / steps for a in spec.agents},
-            "agreement_states": roll.steps,
+            **_coordination(roll, spec),
+            "agreement_states": roll.acted,
             "params": _params(student),
             "latency_us_per_joint_step": _latency(student, obs_sample, cfg.latency_repeats),
         }
@@ -191,26 +189,27 @@ def score_against(
             rng=np.random.default_rng(cfg.seed),
             reference=teacher,
         )
-        steps = max(roll.steps, 1)
         out[name] = {
             "teacher_team_return": mean_ci(ref.team, seed=cfg.seed),
             "normalized_return": normalized(float(roll.team.mean()), random_mean, float(ref.team.mean())),
-            **_coordination(roll, teacher.spec, steps),
-            "kl_teacher_student": {a: roll.kl_sum[a] / steps for a in teacher.spec.agents},
+            **_coordination(roll, teacher.spec),
         }
     return out
 
 
-def _coordination(roll: Rollouts, spec: EnvSpec, steps: int) -> dict[str, Any]:
-    """Agreement for Discrete agents; action MSE in its place for Box agents (DESIGN's contract)."""
+def _coordination(roll: Rollouts, spec: EnvSpec) -> dict[str, Any]:
+    """Agreement for Discrete agents, action MSE in its place for Box agents (DESIGN's contract), and KL; each
+    over the states where the agent acted (all of them in a parallel env where no agent leaves early)."""
     box = [a for a in spec.agents if isinstance(spec.head(a), DiagGaussian)]
     discrete = [a for a in spec.agents if a not in box]
+    acted = {a: max(roll.acted[a], 1) for a in spec.agents}
     out: dict[str, Any] = {}
     if discrete:
-        out["action_agreement"] = {a: roll.agree[a] / steps for a in discrete}
-        out["joint_action_agreement"] = roll.joint_agree / steps
+        out["action_agreement"] = {a: roll.agree[a] / acted[a] for a in discrete}
+        out["joint_action_agreement"] = roll.joint_agree / max(roll.scored_steps, 1)
     if box:
-        out["action_mse"] = {a: roll.sq_err[a] / steps for a in box}
+        out["action_mse"] = {a: roll.sq_err[a] / acted[a] for a in box}
+    out["kl_teacher_student"] = {a: roll.kl_sum[a] / acted[a] for a in spec.agents}
     return out
 
 

@@ -26,15 +26,19 @@ class Rollouts:
     per_agent: dict[str, np.ndarray]
     """Episode return per agent, one entry per episode, in seed order."""
     steps: int = 0
-    """Joint steps taken by acting agents (summed over episodes)."""
+    """Joint steps played (summed over episodes)."""
+    acted: dict[str, int] = field(default_factory=dict)
+    """Per agent: steps on which it acted (its turn, still in the episode); agreement and KL are over these."""
+    scored_steps: int = 0
+    """Joint steps on which at least one Discrete agent acted (the joint-agreement denominator)."""
     agree: dict[str, int] = field(default_factory=dict)
-    """Per Discrete agent: steps where argmax(policy) == argmax(reference)."""
+    """Per Discrete agent: acting steps where argmax(policy) == argmax(reference)."""
     sq_err: dict[str, float] = field(default_factory=dict)
     """Per Box agent: summed squared difference of the deterministic actions (policy vs reference)."""
     joint_agree: int = 0
-    """Steps where every agent agreed with the reference."""
+    """Steps where every acting Discrete agent agreed with the reference."""
     kl_sum: dict[str, float] = field(default_factory=dict)
-    """Per agent: summed KL(reference || policy) over visited states."""
+    """Per agent: summed KL(reference || policy) over its acting states."""
     observations: dict[str, np.ndarray] = field(default_factory=dict)
     """A sample of visited observations per agent (first steps), reused to time batch-1 acting."""
 
@@ -59,6 +63,7 @@ def run_episodes(
     agents = venv.agents
     out = Rollouts(
         {a: np.zeros(episodes) for a in agents},
+        acted=dict.fromkeys(agents, 0),
         agree=dict.fromkeys(agents, 0),
         sq_err=dict.fromkeys(agents, 0.0),
         kl_sum=dict.fromkeys(agents, 0.0),
@@ -73,9 +78,13 @@ def run_episodes(
             live = np.flatnonzero(~venv.finished)
             live_obs = {a: o[live] for a, o in obs.items()}
             live_masks = {a: m[live] for a, m in venv.masks.items()}
+            acting = {a: m[live] for a, m in venv.acting.items()}
             actions_live, logits = select_actions(policy, live_obs, rng, masks=live_masks)
+            for a in agents:
+                out.acted[a] += int(acting[a].sum())
             if reference is not None:
-                _score(out, logits, masked_logits(reference.logits(live_obs), live_masks), reference.spec)
+                ref_logits = masked_logits(reference.logits(live_obs), live_masks)
+                _score(out, logits, ref_logits, acting, reference.spec)
             for a in agents:
                 if sum(len(k) for k in kept[a]) < keep_obs:
                     kept[a].append(live_obs[a])
@@ -93,17 +102,26 @@ def run_episodes(
     return out
 
 
-def _score(out: Rollouts, logits: dict[str, torch.Tensor], ref_logits: dict[str, torch.Tensor], spec: EnvSpec) -> None:
-    """Agreement, KL and action error of ``logits`` against the reference's on the same (legal) actions."""
-    all_agree = None
+def _score(
+    out: Rollouts,
+    logits: dict[str, torch.Tensor],
+    ref_logits: dict[str, torch.Tensor],
+    acting: dict[str, np.ndarray],
+    spec: EnvSpec,
+) -> None:
+    """Agreement, KL and action error of ``logits`` against the reference's, on legal actions, counted only
+    where the agent acts (a waiting or departed agent's forced action says nothing)."""
+    all_agree, any_acting = None, None
     for a, lg in logits.items():
-        head = spec.head(a)
-        out.kl_sum[a] += float(head.kl(ref_logits[a], lg).sum())
+        head, act = spec.head(a), torch.as_tensor(acting[a])
+        out.kl_sum[a] += float(head.kl(ref_logits[a], lg)[act].sum())
         if isinstance(head, DiagGaussian):
-            out.sq_err[a] += float(head.action_mse(ref_logits[a], lg).sum())
+            out.sq_err[a] += float(head.action_mse(ref_logits[a], lg)[act].sum())
             continue
-        same = head.agree(ref_logits[a], lg).numpy()
-        out.agree[a] += int(same.sum())
+        same = head.agree(ref_logits[a], lg).numpy() | ~acting[a]
+        out.agree[a] += int((same & acting[a]).sum())
         all_agree = same if all_agree is None else all_agree & same
-    if all_agree is not None:
-        out.joint_agree += int(all_agree.sum())
+        any_acting = acting[a] if any_acting is None else any_acting | acting[a]
+    if all_agree is not None and any_acting is not None:
+        out.joint_agree += int((all_agree & any_acting).sum())
+        out.scored_steps += int(any_acting.sum())

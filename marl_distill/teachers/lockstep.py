@@ -33,18 +33,27 @@ class PipeAgentVecEnv(VecEnv):
     def __init__(self, conn: Any, n_envs: int, observation_space: gym.Space, action_space: gym.Space) -> None:
         self.conn = conn
         self._actions: np.ndarray | None = None
+        self._masks: np.ndarray | None = None
         super().__init__(n_envs, observation_space, action_space)
 
     def reset(self) -> np.ndarray:
         self.conn.send(("reset", None))
-        return self.conn.recv()
+        obs, self._masks = self.conn.recv()
+        return obs
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         self.conn.send(("step", self._actions))
-        return self.conn.recv()
+        obs, rewards, dones, infos, self._masks = self.conn.recv()
+        return obs, rewards, dones, infos
+
+    def action_masks(self) -> np.ndarray:
+        """Legal actions of this agent in every copy (all legal where the env has no masks)."""
+        if self._masks is None:
+            return np.ones((self.num_envs, int(self.action_space.n)), dtype=bool)
+        return self._masks
 
     def close(self) -> None:
         pass
@@ -63,7 +72,12 @@ class PipeAgentVecEnv(VecEnv):
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
         self._call("set", attr_name, (value,), {}, indices)
 
+    def has_attr(self, attr_name: str) -> bool:
+        return attr_name == "action_masks" or super().has_attr(attr_name)
+
     def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list:
+        if method_name == "action_masks":  # sb3-contrib's MaskablePPO: this agent's masks, not the env's
+            return list(self.action_masks()[self._get_indices(indices)])
         return self._call("method", method_name, method_args, method_kwargs, indices)
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
@@ -122,13 +136,16 @@ class Coordinator:
         self._ep_lengths = np.zeros(venv.n_envs, dtype=int)
         self._start = time.time()
 
-    def reset(self) -> dict[str, np.ndarray]:
+    def reset(self) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        """Every agent's first observations and legal actions."""
         obs = self.venv.reset(self._seeds)
         self._seeds = [None] * self.venv.n_envs
-        return obs
+        masks = self.venv.masks
+        return {a: (obs[a], masks.get(a)) for a in self.agents}
 
     def step(self, actions: dict[str, np.ndarray]) -> dict[str, tuple]:
-        """One joint step; returns each agent's (obs, rewards, dones, infos) as its VecEnv reports them."""
+        """One joint step; returns each agent's (obs, rewards, dones, infos) as its VecEnv reports them, and its
+        legal actions (None where the env has no masks)."""
         n = self.venv.n_envs
         spaces = self.venv.spec.action_spaces
         step = self.venv.step({a: np.asarray(act).reshape(n, *spaces[a].shape) for a, act in actions.items()})
@@ -153,7 +170,7 @@ class Coordinator:
             self._ep_lengths[i] = 0
         if self._on_step is not None:
             self._on_step(step)
-        return {a: (step.obs[a], step.rewards[a], step.done, infos[a]) for a in self.agents}
+        return {a: (step.obs[a], step.rewards[a], step.done, infos[a], step.masks.get(a)) for a in self.agents}
 
 
 def _next_request(agent: str, conn: Any, venv: Any) -> tuple[str, Any]:

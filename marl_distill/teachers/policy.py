@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sb3_contrib import MaskablePPO
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
@@ -26,7 +27,7 @@ def teacher_logits(model: BaseAlgorithm, obs: np.ndarray, dqn_temperature: float
         obs_t, _ = model.policy.obs_to_tensor(obs)
         if isinstance(model, DQN):
             return (model.policy.q_net(obs_t) / dqn_temperature).float().cpu()
-        if isinstance(model, PPO):
+        if isinstance(model, (PPO, MaskablePPO)):  # masks are applied by whoever acts, from the env's own
             dist = model.policy.get_distribution(obs_t).distribution
             if isinstance(dist, torch.distributions.Normal):  # diagonal Gaussian: [mean, log_std]
                 return torch.cat([dist.loc, dist.scale.log()], dim=-1).float().cpu()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sb3_contrib import MaskablePPO
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from tqdm import tqdm
@@ -22,7 +23,10 @@ from marl_distill.multiagent import EnvSpec, JointVecEnv
 from marl_distill.multiagent_proc import SubprocJointVecEnv
 from marl_distill.teachers.lockstep import Coordinator, LearnerSpec, run_learners
 
-ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN}
+ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO, "dqn": DQN}
+"""Teacher algorithms by name; maskable_ppo (sb3-contrib) is PPO that only samples legal actions."""
+SETTINGS = {"ppo": "ppo", "maskable_ppo": "ppo", "dqn": "dqn"}
+"""Which TeacherConfig table holds each algorithm's keyword arguments."""
 MANIFEST = "teachers.json"
 
 
@@ -31,7 +35,7 @@ class TeacherConfig:
     """How the per-agent teachers are trained."""
 
     algo: str = "ppo"
-    """SB3 algorithm for every agent: ppo or dqn."""
+    """SB3 algorithm for every agent: ppo, dqn, or maskable_ppo (sb3-contrib; for envs with action masks)."""
     agent_algo: dict[str, str] = field(default_factory=dict)
     """Per-agent override, e.g. {agent_1 = "dqn"}: PPO and DQN agents train side by side."""
     steps: int = 50_000
@@ -43,7 +47,7 @@ class TeacherConfig:
     seed: int = 0
     """Seeds the env copies (seed, seed+1, ...) and learner i's SB3 seed (seed + i)."""
     ppo: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments for stable_baselines3.PPO (n_steps, batch_size, learning_rate, policy_kwargs, ...)."""
+    """Keyword arguments for stable_baselines3.PPO and MaskablePPO (n_steps, batch_size, learning_rate, ...)."""
     dqn: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for stable_baselines3.DQN (buffer_size, train_freq, exploration_fraction, ...)."""
     torch_threads: int = 1
@@ -67,7 +71,7 @@ class TeacherConfig:
 
 def _chunk(algo: str, kwargs: dict[str, Any]) -> int:
     """Env steps one learner takes between training phases: its learn() loop only ends on these bounds."""
-    if algo == "ppo":
+    if SETTINGS[algo] == "ppo":
         return int(kwargs.get("n_steps", 2048))
     freq = kwargs.get("train_freq", 4)
     if isinstance(freq, (tuple, list)):
@@ -82,7 +86,7 @@ def aligned_vec_steps(cfg: TeacherConfig, agents: tuple[str, ...]) -> int:
     lcm = 1
     for agent in agents:
         algo = cfg.algo_of(agent)
-        lcm = math.lcm(lcm, _chunk(algo, getattr(cfg, algo)))
+        lcm = math.lcm(lcm, _chunk(algo, getattr(cfg, SETTINGS[algo])))
     need = math.ceil(cfg.steps / cfg.n_envs)
     return math.ceil(need / lcm) * lcm
 
@@ -106,7 +110,7 @@ def learner_specs(
     specs = []
     for i, agent in enumerate(spec.agents):
         algo = cfg.algo_of(agent)
-        kwargs = {"device": "cpu", **getattr(cfg, algo)}
+        kwargs = {"device": "cpu", **getattr(cfg, SETTINGS[algo])}
         specs.append(
             LearnerSpec(
                 agent=agent,

@@ -1,0 +1,67 @@
+"""The declared observation preprocessor: every agent's observation becomes a float32 Box that MLP teachers
+(SB3 MlpPolicy) and students take as they are, whatever the env hands out.
+
+- Box: kept in shape, cast to float32 (float64 and int8 envs alike); uint8 images are scaled to [0, 1] (what
+  SB3 does to images), so students and teachers see the same numbers.
+- Discrete(n): a one-hot of n; MultiDiscrete: the one-hots side by side; MultiBinary: its bits as floats.
+Multi-dimensional Boxes keep their shape here; SB3's MlpPolicy and the students flatten them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from marl_distill.errors import UserError
+
+Encoder = Callable[[Any], np.ndarray]
+
+
+def _is_image(space: gym.spaces.Box) -> bool:
+    return space.dtype == np.uint8 and bool(np.all(space.low == 0)) and bool(np.all(space.high == 255))
+
+
+def encoded_space(space: gym.Space, agent: str = "") -> gym.spaces.Box:
+    """The float32 Box that ``encoder(space)`` produces."""
+    if isinstance(space, gym.spaces.Box):
+        if _is_image(space):
+            return gym.spaces.Box(0.0, 1.0, space.shape, np.float32)
+        return gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), space.shape, np.float32)
+    if isinstance(space, gym.spaces.Discrete):
+        return gym.spaces.Box(0.0, 1.0, (int(space.n),), np.float32)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return gym.spaces.Box(0.0, 1.0, (int(np.sum(space.nvec)),), np.float32)
+    if isinstance(space, gym.spaces.MultiBinary):
+        return gym.spaces.Box(0.0, 1.0, (int(np.prod(space.shape)),), np.float32)
+    raise UserError(
+        f"agent {agent!r} has observation space {space}; use Box, Discrete, MultiDiscrete or MultiBinary "
+        "observations, or a Dict of 'observation' and 'action_mask'"
+    )
+
+
+def encoder(space: gym.Space) -> Encoder:
+    """A function from one raw observation of ``space`` to its float32 encoding."""
+    if isinstance(space, gym.spaces.Box):
+        if _is_image(space):
+            return lambda x: np.asarray(x, np.float32) / 255.0
+        return lambda x: np.asarray(x, np.float32)
+    if isinstance(space, gym.spaces.Discrete):
+        n, start = int(space.n), int(space.start)
+        return lambda x: np.eye(n, dtype=np.float32)[int(x) - start]
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        nvec = [int(v) for v in np.ravel(space.nvec)]
+        offsets = np.cumsum([0, *nvec[:-1]])
+        width = int(sum(nvec))
+
+        def multi(x: Any) -> np.ndarray:
+            out = np.zeros(width, np.float32)
+            out[offsets + np.ravel(np.asarray(x, int))] = 1.0
+            return out
+
+        return multi
+    if isinstance(space, gym.spaces.MultiBinary):
+        return lambda x: np.asarray(x, np.float32).reshape(-1)
+    raise UserError(f"no encoder for observation space {space}")
