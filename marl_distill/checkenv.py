@@ -1,5 +1,7 @@
 """``check-env``: is a plugged-in env usable? PettingZoo's own tests, then what they do not look at.
 
+Turn-based (AEC) envs get PettingZoo's AEC tests, then our checks through the parallel view that training uses.
+
 PettingZoo's ``parallel_api_test`` checks the API's shape but not, for instance, that observations lie inside
 their declared spaces. We play a few random episodes and report the first violation with its agent and step:
 observations outside their space, non-finite rewards, action masks that disagree with the action space or
@@ -21,6 +23,7 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, see
 from pettingzoo.utils.env import AECEnv
 
 from marl_distill.errors import UserError
+from marl_distill.turns import TurnBasedParallel
 
 
 class EnvViolation(UserError):
@@ -113,9 +116,9 @@ def check_env(factory: Callable[[], Any], *, episodes: int = 3, seed: int = 0, m
     api = _pettingzoo_tests(factory, env)
     env = factory()
     notes: list[str] = []
-    if api == "aec":
-        notes.append("turn-based (AEC) env: PettingZoo's api_test passed; training needs a ParallelEnv for now")
-        return CheckReport(api, 0, 0, list(env.possible_agents), notes)
+    if api == "aec":  # our checks run on the view training uses: only the player to move acts
+        env = TurnBasedParallel(env)
+        notes.append("turn-based (AEC) env: played through marl-distill's parallel view, one mover per step")
     rng = np.random.default_rng(seed)
     steps = 0
     for episode in range(episodes):

@@ -59,9 +59,16 @@ class TurnBasedParallel(ParallelEnv):
         while env.agents and (env.terminations[env.agent_selection] or env.truncations[env.agent_selection]):
             env.step(None)
 
+    def _turn(self) -> str | None:
+        """The agent to move, if it is still in the game."""
+        env = self.aec
+        if not env.agents or env.terminations[env.agent_selection] or env.truncations[env.agent_selection]:
+            return None
+        return env.agent_selection
+
     def _observe(self, agents: list[str]) -> dict[str, Any]:
         out = {}
-        turn = self.aec.agent_selection if self.aec.agents else None
+        turn = self._turn()
         for a in agents:
             raw = self.aec.observe(a)
             inner = raw["observation"] if self._own_mask[a] else raw
@@ -75,7 +82,7 @@ class TurnBasedParallel(ParallelEnv):
         return out
 
     def _infos(self, agents: list[str]) -> dict[str, dict[str, Any]]:
-        turn = self.aec.agent_selection if self.aec.agents else None
+        turn = self._turn()
         return {a: {"acting": a == turn} for a in agents}
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
@@ -90,9 +97,10 @@ class TurnBasedParallel(ParallelEnv):
         rewards = {a: float(env.rewards.get(a, 0.0)) for a in before}
         terminated = {a: bool(env.terminations.get(a, False)) for a in before}
         truncated = {a: bool(env.truncations.get(a, False)) for a in before}
-        obs = self._observe(before)  # final observations of agents that just ended, too
+        final = self._observe(before)  # agents that just ended keep these
         self._skip_ended()
         self.agents = list(env.agents)
+        obs = {**final, **self._observe(self.agents)}  # the rest, with the next mover's mask
         infos = self._infos(before)
         for a in before:
             if a not in self.agents:  # left the game: not acting again this episode

@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from pettingzoo.test import parallel_api_test
 from worlds import LeakyTargetGame
 
 from marl_distill.cli import cli
 
 
-def test_check_env_passes_a_good_env(capsys):
-    assert cli(["check-env", "climbing_game", "--env-kwargs", '{"rounds": 5}']) == 0
+@pytest.mark.parametrize("env, agents", [("climbing_game", 2), ("penalty_game", 2), ("navigation", 3)])
+def test_built_in_worlds_pass_check_env(capsys, env, agents):
+    assert cli(["check-env", env, "--env-kwargs", '{"max_cycles": 10}' if env == "navigation" else "{}"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("ok: parallel env, 2 agents") and "steps checked" in out
+    assert out.startswith(f"ok: parallel env, {agents} agents") and "steps checked" in out
+
+
+def test_check_env_runs_pettingzoo_tests_on_turn_based_envs(capsys):
+    assert cli(["check-env", "pettingzoo.classic.tictactoe_v3:env"]) == 0
+    assert "aec" in capsys.readouterr().out.lower()
+
+
+def test_navigation_vector_api_steps_every_copy_like_the_pettingzoo_api():
+    from marl_distill_envs.navigation import NavigationBatch, parallel_env
+
+    rng = np.random.default_rng(0)
+    actions = rng.integers(5, size=(25, 4, 3))
+    batch = NavigationBatch(4, 3, max_cycles=25)
+    batch.reset(seed=7)
+    single = [parallel_env() for _ in range(4)]
+    for k, env in enumerate(single):  # copy k of the batch starts where a single env would
+        env.reset(seed=7)
+        env.world.pos, env.world.vel = batch.pos[k : k + 1].copy(), batch.vel[k : k + 1].copy()
+        env.world.landmarks = batch.landmarks[k : k + 1].copy()
+    for t in range(25):
+        obs, rewards, truncated = batch.step(actions[t])
+        for k, env in enumerate(single):
+            o, r, _, trunc, _ = env.step({f"agent_{i}": actions[t, k, i] for i in range(3)})
+            np.testing.assert_allclose(obs[k], np.stack(list(o.values())), rtol=1e-6)
+            np.testing.assert_allclose(rewards[k], list(r.values()), rtol=1e-6)
+            assert truncated[k] == all(trunc.values()) == (t == 24)
 
 
 def test_check_env_refuses_observations_outside_their_space_that_pettingzoo_lets_through(capsys):

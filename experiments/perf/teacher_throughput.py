@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import supersuit as ss
 import torch
-from scipy import stats
 from stable_baselines3 import PPO
 from stable_baselines3.common.utils import set_random_seed
 
+from marl_distill.evaluate.stats import mean_t_ci as mean_ci
 from marl_distill.registry import resolve
 from marl_distill.teachers.train import TeacherConfig, aligned_vec_steps, train_teachers
 
@@ -56,18 +56,6 @@ class Row:
     ret_mean: float
     ret_lo: float
     ret_hi: float
-
-
-def mean_ci(x: list[float] | np.ndarray) -> tuple[float, float, float]:
-    """Mean and 95% t-interval (nan bounds below two samples)."""
-    a = np.asarray(x, dtype=float)
-    m = float(a.mean())
-    if len(a) < 2:
-        return m, float("nan"), float("nan")
-    if float(a.std()) == 0.0:
-        return m, m, m
-    lo, hi = stats.t.interval(0.95, len(a) - 1, loc=m, scale=stats.sem(a))
-    return m, float(lo), float(hi)
 
 
 def team_returns(factory: Callable[[], Any], act: Policy, episodes: int) -> np.ndarray:

@@ -58,3 +58,16 @@ def iqm_ci(values: np.ndarray, *, confidence: float = 0.95, seed: int = 0, resam
     )
     lo, hi = res.confidence_interval
     return {"iqm": point, "ci95": [float(lo), float(hi)], "runs": int(len(values))}
+
+
+def mean_t_ci(values: list[float] | np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval, for a handful of repeated measurements (perf scripts); nan bounds
+    below two samples."""
+    a = np.asarray(values, dtype=float)
+    m = float(a.mean())
+    if len(a) < 2:
+        return m, float("nan"), float("nan")
+    if float(a.std()) == 0.0:
+        return m, m, m
+    lo, hi = stats.t.interval(0.95, len(a) - 1, loc=m, scale=stats.sem(a))
+    return m, float(lo), float(hi)
