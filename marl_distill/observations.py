@@ -53,7 +53,7 @@ def encoder(space: gym.Space) -> Encoder:
         return lambda x: np.eye(n, dtype=np.float32)[int(x) - start]
     if isinstance(space, gym.spaces.MultiDiscrete):
         nvec = [int(v) for v in np.ravel(space.nvec)]
-        offsets = np.cumsum([0, *nvec[:-1]])
+        offsets = np.cumsum([0, *nvec[:-1]]) - np.ravel(space.start).astype(int)
         width = int(sum(nvec))
 
         def multi(x: Any) -> np.ndarray:

@@ -20,6 +20,8 @@ import gymnasium as gym
 import numpy as np
 from pettingzoo.utils.env import AECEnv, ParallelEnv
 
+from marl_distill.errors import UserError
+
 MASK_KEYS = ("observation", "action_mask")
 
 
@@ -53,18 +55,25 @@ class TurnBasedParallel(ParallelEnv):
     def action_space(self, agent: str) -> gym.Space:
         return self.aec.action_space(agent)
 
+    def _ended(self, agent: str) -> bool:
+        return bool(self.aec.terminations.get(agent, True) or self.aec.truncations.get(agent, True))
+
     def _skip_ended(self) -> None:
-        """Play the ``None`` turns the AEC API asks of agents that have ended, which removes them."""
+        """Play the ``None`` turns the AEC API asks of agents that have ended, which removes them (stopping if an
+        env leaves ``agent_selection`` on an agent it already removed)."""
         env = self.aec
-        while env.agents and (env.terminations[env.agent_selection] or env.truncations[env.agent_selection]):
+        while env.agents and env.agent_selection in env.agents and self._ended(env.agent_selection):
             env.step(None)
+
+    def _live(self) -> list[str]:
+        """Agents still playing: an agent that ended leaves the parallel view at once, even while the AEC env
+        keeps it until its next turn."""
+        return [a for a in self.aec.agents if not self._ended(a)]
 
     def _turn(self) -> str | None:
         """The agent to move, if it is still in the game."""
-        env = self.aec
-        if not env.agents or env.terminations[env.agent_selection] or env.truncations[env.agent_selection]:
-            return None
-        return env.agent_selection
+        sel = self.aec.agent_selection
+        return sel if sel in self.aec.agents and not self._ended(sel) else None
 
     def _observe(self, agents: list[str]) -> dict[str, Any]:
         out = {}
@@ -88,18 +97,23 @@ class TurnBasedParallel(ParallelEnv):
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         self.aec.reset(seed=seed, options=options)
         self._skip_ended()
-        self.agents = list(self.aec.agents)
+        self.agents = self._live()
         return self._observe(self.agents), self._infos(self.agents)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         env, before = self.aec, list(self.agents)
+        if env.agent_selection not in env.agents:
+            raise UserError(
+                f"the AEC env's agent_selection is {env.agent_selection!r}, which it already removed; an env should "
+                "hand the turn to a live agent (PettingZoo's _deads_step_first does this for knocked-out agents)"
+            )
         env.step(actions[env.agent_selection])
         rewards = {a: float(env.rewards.get(a, 0.0)) for a in before}
         terminated = {a: bool(env.terminations.get(a, False)) for a in before}
         truncated = {a: bool(env.truncations.get(a, False)) for a in before}
         final = self._observe(before)  # agents that just ended keep these
         self._skip_ended()
-        self.agents = list(env.agents)
+        self.agents = self._live()
         obs = {**final, **self._observe(self.agents)}  # the rest, with the next mover's mask
         infos = self._infos(before)
         for a in before:

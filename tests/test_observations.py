@@ -19,6 +19,7 @@ def test_encoders():
     assert encoder(gym.spaces.Box(-1, 1, (2,), np.float64))(np.array([0.5, -1.0])).dtype == np.float32
     np.testing.assert_array_equal(encoder(gym.spaces.Discrete(3, start=1))(3), [0, 0, 1])
     np.testing.assert_array_equal(encoder(gym.spaces.MultiDiscrete([2, 3]))([1, 0]), [0, 1, 1, 0, 0])
+    np.testing.assert_array_equal(encoder(gym.spaces.MultiDiscrete([3, 2], start=[1, 5]))([3, 6]), [0, 0, 1, 0, 1])
 
 
 def test_image_float64_and_discrete_observers_learn_and_distill():

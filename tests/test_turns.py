@@ -59,3 +59,21 @@ def test_an_agent_that_leaves_mid_episode_stops_acting_and_earning():
     for name in ("shared", "per-agent"):
         assert metrics[name]["agreement_states"] == {"agent_0": 5 * episodes, "agent_1": 2 * episodes}
         assert metrics[name]["joint_action_agreement"] >= 0.95, metrics[name]
+
+
+def test_a_player_knocked_out_between_its_turns_leaves_at_once():
+    from worlds import EliminationGame
+
+    from marl_distill.turns import TurnBasedParallel
+
+    env = TurnBasedParallel(EliminationGame())
+    env.reset(seed=0)
+    _, rewards, terms, _, infos = env.step({"player_0": 1, "player_1": 0, "player_2": 0})
+    assert terms == {"player_0": False, "player_1": False, "player_2": True} and rewards["player_2"] == -1.0
+    assert env.agents == ["player_0", "player_1"] and infos["player_1"]["acting"]
+    played = 1
+    while env.agents:  # player_2's removal turn is skipped; the others play on to the time limit
+        _, rewards, terms, truncs, infos = env.step(dict.fromkeys(env.agents, 0))
+        assert "player_2" not in rewards
+        played += 1
+    assert played == 6 and all(truncs.values())

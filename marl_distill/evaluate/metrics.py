@@ -202,14 +202,17 @@ def _coordination(roll: Rollouts, spec: EnvSpec) -> dict[str, Any]:
     over the states where the agent acted (all of them in a parallel env where no agent leaves early)."""
     box = [a for a in spec.agents if isinstance(spec.head(a), DiagGaussian)]
     discrete = [a for a in spec.agents if a not in box]
-    acted = {a: max(roll.acted[a], 1) for a in spec.agents}
+
+    def per(total: Any, agent: str) -> float | None:  # None for an agent that never acted
+        return total / roll.acted[agent] if roll.acted[agent] else None
+
     out: dict[str, Any] = {}
     if discrete:
-        out["action_agreement"] = {a: roll.agree[a] / acted[a] for a in discrete}
-        out["joint_action_agreement"] = roll.joint_agree / max(roll.scored_steps, 1)
+        out["action_agreement"] = {a: per(roll.agree[a], a) for a in discrete}
+        out["joint_action_agreement"] = roll.joint_agree / roll.scored_steps if roll.scored_steps else None
     if box:
-        out["action_mse"] = {a: roll.sq_err[a] / acted[a] for a in box}
-    out["kl_teacher_student"] = {a: roll.kl_sum[a] / acted[a] for a in spec.agents}
+        out["action_mse"] = {a: per(roll.sq_err[a], a) for a in box}
+    out["kl_teacher_student"] = {a: per(roll.kl_sum[a], a) for a in spec.agents}
     return out
 
 

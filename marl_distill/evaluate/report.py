@@ -20,8 +20,10 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return str(x)
 
 
-def _mean(d: Mapping[str, float] | None) -> float | None:
-    return sum(d.values()) / len(d) if d else None
+def _mean(d: Mapping[str, float | None] | None) -> float | None:
+    """Mean over agents that have a value (an agent that never acted has none)."""
+    values = [v for v in (d or {}).values() if v is not None]
+    return sum(values) / len(values) if values else None
 
 
 def table(metrics: Mapping[str, Any]) -> str:

@@ -1,8 +1,9 @@
 """A benchmark's results across runs: results.json / results.csv (one record per run), summary.json and report.md
 (IQM and bootstrap CIs over seeds), and the plots in grid_plots.
 
-results.json follows the layout marl-eval reads: env -> task -> policy -> run -> metrics, where a policy is
-``teacher``, ``random`` or ``SETTING/STUDENT`` and a run is ``seed_S``.
+results.json nests env -> task -> policy -> run -> metrics, the nesting marl-eval uses (its metrics are lists per
+evaluation step; ours are one scalar per run, per-agent values averaged). A policy is ``teacher``, ``random`` or
+``SETTING/STUDENT``; a run is ``seed_S``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ CSV_FIELDS = (
 )
 
 
-def _mean(d: Mapping[str, float] | None) -> float | None:
-    return float(np.mean(list(d.values()))) if d else None
+def _mean(d: Mapping[str, float | None] | None) -> float | None:
+    """Mean over agents that have a value (an agent that never acted has none)."""
+    values = [v for v in (d or {}).values() if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 def flatten(m: Mapping[str, Any]) -> dict[str, Any]:

@@ -145,7 +145,8 @@ class StudentTeam:
             return self.net.joint_logits(obs)
 
     def act_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One observation per agent -> greedy actions: what a deployed student costs per joint step."""
+        """One observation per agent -> greedy actions: what a deployed student costs per joint step (no
+        action masks here: this times the network; evaluation and ``select_actions`` apply masks)."""
         meta, agents = self.net.meta, list(obs)
         if meta.kind == "shared":
             x = np.zeros((len(agents), self.net.max_obs + len(meta.agents)), dtype=np.float32)

@@ -7,6 +7,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,14 @@ def train_teachers(
         venv = JointVecEnv(factory, cfg.n_envs, autoreset=True)
     try:
         cfg.validate(venv.agents)
+        unmasked = sorted(a for a in venv.spec.masked if cfg.algo_of(a) != "maskable_ppo")
+        if unmasked:
+            warnings.warn(
+                f"agents {unmasked} have action masks but learn with a maskless algorithm, so their teachers try "
+                "illegal actions while training (the env's penalty is their only teacher); use maskable_ppo",
+                UserWarning,
+                stacklevel=2,
+            )
         vec_steps = aligned_vec_steps(cfg, venv.agents)
         show = sys.stderr.isatty() if progress is None else progress
         bar = tqdm(total=vec_steps * cfg.n_envs, desc="teachers", unit="step", disable=not show, leave=False)
