@@ -13,6 +13,7 @@ config differs is refused before anything runs, so a user's results are never ov
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import multiprocessing
 import sys
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from marl_distill.io import read_json
 from marl_distill.teachers.train import MANIFEST
 
 TEACHER_STAGES = ("teachers",)
+DISTILL_STAGES = ("teachers", "distill")
 
 
 @dataclass
@@ -54,6 +56,9 @@ class BenchmarkConfig:
     """Runs at once on this machine (each teacher run already starts one process per agent)."""
     ray_cpus_per_run: float = 1.0
     """With --ray-address: CPUs Ray reserves for each run."""
+    cross_seed: list[str] = field(default_factory=list)
+    """Tasks whose students are also paired with the same setting's students of every other seed, in every mix
+    (cross-seed play, ``cross_seed`` in metrics.json); costs mixes x other seeds evaluations per student."""
     base: dict[str, Any] = field(default_factory=dict)
     """ExperimentConfig keys shared by every run."""
     tasks: list[Named] = field(default_factory=list)
@@ -72,10 +77,15 @@ class Cell:
     folder: Path
     config: dict[str, Any]
     stages: tuple[str, ...] = runner.STAGES
+    """What the first submission runs; cross-seed cells distill first and are evaluated once every seed has."""
 
     def finished(self) -> bool:
         done = self.folder / (f"teachers/{MANIFEST}" if self.stages == TEACHER_STAGES else "metrics.json")
         return done.exists()
+
+    @property
+    def evaluate_later(self) -> bool:
+        return self.stages == DISTILL_STAGES
 
 
 def _named(items: Any, key: str) -> list[Named]:
@@ -102,6 +112,9 @@ def load(path: Path, overrides: list[str] | None = None) -> BenchmarkConfig:
     cfg.tasks, cfg.settings = tasks, settings
     if not cfg.seeds or cfg.workers < 1 or cfg.ray_cpus_per_run <= 0:
         raise UserError("benchmark needs at least one seed, workers >= 1 and ray_cpus_per_run > 0")
+    unknown = sorted(set(cfg.cross_seed) - {t.name for t in tasks})
+    if unknown:
+        raise UserError(f"cross_seed names unknown tasks {unknown}; the tasks are {[t.name for t in tasks]}")
     for s in settings:
         moved = sorted({"env", "teachers", "teachers_from"} & set(s.config))
         if moved:
@@ -132,7 +145,12 @@ def cells(cfg: BenchmarkConfig, out: Path) -> tuple[list[Cell], list[Cell]]:
                     },
                 )
                 sdir = out / "runs" / task.name / setting.name / f"seed_{seed}"
-                student_cells.append(Cell(task.name, setting.name, seed, sdir, _resolved(sconf, sdir)))
+                stages = runner.STAGES
+                if task.name in cfg.cross_seed:
+                    others = [str(sdir.parent / f"seed_{o}") for o in cfg.seeds if o != seed]
+                    sconf = config_mod.merge(sconf, {"evaluate": {"cross_play": others}})
+                    stages = DISTILL_STAGES
+                student_cells.append(Cell(task.name, setting.name, seed, sdir, _resolved(sconf, sdir), stages))
     return teacher_cells, student_cells
 
 
@@ -245,6 +263,12 @@ def run_benchmark(
                 if cell.stages == TEACHER_STAGES:
                     for follow in waiting[(cell.task, cell.seed)]:
                         handles[executor.submit(follow)] = follow
+        # cross-seed cells: every seed's students exist now, so each run can meet the others'
+        later = [dataclasses.replace(c, stages=("evaluate",)) for c in todo_s if c.evaluate_later]
+        handles = {executor.submit(c): c for c in later}
+        while handles:
+            for handle in executor.wait_any(list(handles)):
+                handles.pop(handle)
     finally:
         bar.close()
         executor.close()

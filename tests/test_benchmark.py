@@ -14,6 +14,7 @@ from marl_distill.cli import cli
 GRID = """
 name = "tiny grid"
 seeds = [0, 1]
+cross_seed = ["penalty"]
 
 [base]
 evaluate = { episodes = 20, mixed_episodes = 10, latency_repeats = 20 }
@@ -66,6 +67,9 @@ def test_benchmark_writes_every_run_and_the_summary(grid):
             metrics = json.loads((out / "runs" / "penalty" / setting / f"seed_{seed}" / "metrics.json").read_text())
             assert CONTRACT <= set(metrics[student]), CONTRACT - set(metrics[student])
             assert set(metrics[student]["mixed_team"]["by_mix"]) == {"agent_0", "agent_1"}  # every mix for N = 2
+            (other,) = metrics[student]["cross_seed"]  # paired with the other seed's student, in every mix
+            assert other.endswith(f"{setting}/seed_{1 - seed}")
+            assert set(metrics[student]["cross_seed"][other]["by_mix"]) == {"agent_0", "agent_1"}
     assert runs["kl-8/shared"]["seed_0"]["params"] < runs["ce/per-agent"]["seed_0"]["params"]
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 4 * 2 and {r["policy"] for r in rows} == set(runs)
@@ -74,6 +78,7 @@ def test_benchmark_writes_every_run_and_the_summary(grid):
         values = [runs[policy][s]["normalized_return"] for s in ("seed_0", "seed_1")]
         assert summary[policy]["normalized_return"]["iqm"] == pytest.approx(np.mean(values))  # IQM of 2 = mean
         assert summary[policy]["speedup_vs_teacher"] > 1
+        assert summary[policy]["cross_seed_min"]["runs"] == 2
     report = (out / "report.md").read_text()
     assert "| kl-8/shared |" in report and "IQM" in report
     for name in ("returns", "agreement_vs_size", "mixed_teams", "learning_curves"):

@@ -21,6 +21,8 @@ from marl_distill.evaluate.stats import iqm_ci, mean_ci
 from marl_distill.io import write_json, write_text
 
 REFERENCE = ("teacher", "random")
+MEAN_KEYS = ("joint_action_agreement", "action_mse", "kl_teacher_student", "mixed_team_min", "cross_seed_min")
+"""Per-run scalars summarised by their mean and CI over runs."""
 CSV_FIELDS = (
     "team_return",
     "team_return_ci_lo",
@@ -32,6 +34,7 @@ CSV_FIELDS = (
     "kl_teacher_student",
     "action_mse",
     "mixed_team_min",
+    "cross_seed_min",
     "params",
     "bytes_on_disk",
     "latency_us_per_joint_step",
@@ -59,6 +62,7 @@ def flatten(m: Mapping[str, Any]) -> dict[str, Any]:
         "action_mse": _mean(m.get("action_mse")),
         "mixed_team_min": (m.get("mixed_team") or {}).get("min_normalized_return"),
         "mixed_team": (m.get("mixed_team") or {}).get("by_mix"),
+        "cross_seed_min": min((c["min_normalized_return"] for c in m.get("cross_seed", {}).values()), default=None),
         "params": m.get("params"),
         "bytes_on_disk": m.get("bytes_on_disk"),
         "latency_us_per_joint_step": m.get("latency_us_per_joint_step"),
@@ -107,7 +111,7 @@ def aggregate(results: Mapping[str, Any]) -> dict[str, Any]:
                     "normalized_return_mean": _ci(col("normalized_return")),
                     "team_return": _ci(col("team_return")),
                 }
-                for key in ("joint_action_agreement", "action_mse", "kl_teacher_student", "mixed_team_min"):
+                for key in MEAN_KEYS:
                     if len(col(key)):
                         row[key] = _ci(col(key))
                 for key in ("params", "bytes_on_disk", "latency_us_per_joint_step"):
@@ -154,8 +158,9 @@ def task_table(rows: Mapping[str, Any]) -> str:
     """One row per policy of one task: what README's headline table shows."""
     lines = [
         "| policy | normalized return, IQM [95% CI] | normalized, mean [95% CI] | team return, mean [95% CI] "
-        "| joint agreement | mixed-team min | acting params | bytes on disk | µs / joint step | × faster |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| joint agreement | mixed-team min | cross-seed min | acting params | bytes on disk | µs / joint step "
+        "| × faster |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for policy, r in rows.items():
         nr = r["normalized_return"]
@@ -165,6 +170,7 @@ def task_table(rows: Mapping[str, Any]) -> str:
         lines.append(
             f"| {policy} | {iqm} | {_mean_cell(r['normalized_return_mean'], 3)} | {_mean_cell(r['team_return'])} "
             f"| {_f(joint, 3)} | {_f(r.get('mixed_team_min', {}).get('mean'))} "
+            f"| {_f(r.get('cross_seed_min', {}).get('mean'))} "
             f"| {'–' if size is None else int(size)} | {_int(r.get('bytes_on_disk'))} "
             f"| {_f(r.get('latency_us_per_joint_step'), 0)} | {_f(r.get('speedup_vs_teacher'), 1)} |"
         )
@@ -193,7 +199,9 @@ def write_summary(
         f"Seeds {list(seeds)}: each seed trains its own teachers and distills its own students. Normalized return: "
         "(R − R_random) / (R_teacher − R_random) on the same episode seeds, 0 = random, 1 = teacher; its IQM "
         "(mean of the middle 50% of runs) and every mean carry 95% percentile-bootstrap CIs over runs. Agreement is "
-        "measured on the states each student visits. Latency: batch 1, one CPU thread, teachers through SB3 "
+        "measured on the states each student visits. Mixed-team min: the worst team of this student and the "
+        "teachers; cross-seed min: the worst team of this student and the same setting's student of another seed "
+        "(tasks listed in cross_seed). Latency: batch 1, one CPU thread, teachers through SB3 "
         "`predict`; × faster is the median over seeds of teacher latency / policy latency. Bytes on disk: SB3 zips "
         "for teachers (value nets and optimizer state included), weights.pt for students.\n"
     )
