@@ -18,7 +18,11 @@ import typer
 
 from marl_distill import config as config_mod
 from marl_distill import runner
+from marl_distill.distill.losses import LOSSES
+from marl_distill.distill.trainer import SAMPLINGS
 from marl_distill.errors import UserError
+from marl_distill.students.mlp import KINDS
+from marl_distill.teachers.train import ALGOS
 
 app = typer.Typer(
     help="Distill per-agent SB3 teachers of a PettingZoo env into compact shared or per-agent students.",
@@ -28,27 +32,15 @@ app = typer.Typer(
 )
 
 
-class Algo(str, Enum):
-    ppo = "ppo"
-    dqn = "dqn"
-    maskable_ppo = "maskable_ppo"
+def _choices(name: str, values: Any) -> Any:
+    """A str Enum for typer, made from the tuple the lab itself validates against (one list of choices)."""
+    return Enum(name, {v: v for v in values}, type=str)
 
 
-class StudentKind(str, Enum):
-    shared = "shared"
-    per_agent = "per-agent"
-
-
-class Loss(str, Enum):
-    kl = "kl"
-    ce = "ce"
-    mse = "mse"
-
-
-class Sampling(str, Enum):
-    teacher = "teacher"
-    student = "student"
-    mixed = "mixed"
+Algo = _choices("Algo", ALGOS)
+StudentKind = _choices("StudentKind", KINDS)
+Loss = _choices("Loss", LOSSES)
+Sampling = _choices("Sampling", SAMPLINGS)
 
 
 def _json_kwargs(text: str | None, option: str) -> dict[str, Any]:
@@ -67,8 +59,8 @@ def _agent_algos(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
         agent, sep, algo = item.partition("=")
-        if not sep or algo not in [a.value for a in Algo]:
-            raise UserError(f"--agent-algo {item!r} is not AGENT=ALGO with ALGO one of {[a.value for a in Algo]}")
+        if not sep or algo not in ALGOS:
+            raise UserError(f"--agent-algo {item!r} is not AGENT=ALGO with ALGO one of {list(ALGOS)}")
         out[agent] = algo
     return out
 

@@ -139,15 +139,15 @@ class JointVecEnv:
         space = self.spec.observation_spaces[agent]
         return np.zeros((self.n_envs, *space.shape), dtype=space.dtype)
 
-    def _store(self, i: int, obs: Mapping[str, Any], target: dict[str, np.ndarray]) -> None:
+    def _store(self, i: int, obs: Mapping[str, Any]) -> None:
+        """Copy ``i``'s observations (encoded once) and legal actions; absent agents keep theirs."""
         for agent in self.agents:
             if agent in obs:
                 if agent in self._masks:
-                    target[agent][i] = self._encode[agent](obs[agent]["observation"])
-                    if target is self._obs:
-                        self._masks[agent][i] = np.asarray(obs[agent]["action_mask"]).astype(bool)
+                    self._obs[agent][i] = self._encode[agent](obs[agent]["observation"])
+                    self._masks[agent][i] = np.asarray(obs[agent]["action_mask"]).astype(bool)
                 else:
-                    target[agent][i] = self._encode[agent](obs[agent])
+                    self._obs[agent][i] = self._encode[agent](obs[agent])
 
     def reset(self, seeds: Sequence[int | None]) -> dict[str, np.ndarray]:
         """Reset every copy; copy ``i`` uses ``seeds[i]`` (None keeps the env's own RNG going)."""
@@ -163,7 +163,7 @@ class JointVecEnv:
         for a in self.agents:
             if a not in obs:
                 self._obs[a][i] = 0
-        self._store(i, obs, self._obs)
+        self._store(i, obs)
         self._mark_acting(i, self.envs[i], infos)
 
     def _mark_acting(self, i: int, env: ParallelEnv, infos: Mapping[str, Any]) -> None:
@@ -187,12 +187,13 @@ class JointVecEnv:
                 rewards[a][i] = rew.get(a, 0.0)
                 terminated[a][i] = bool(term.get(a, False))
                 truncated[a][i] = bool(trunc.get(a, False))
-            self._store(i, obs, final_obs)
-            self._store(i, obs, self._obs)
+            self._store(i, obs)
             self._mark_acting(i, env, infos)
             if env.agents:  # agents that left keep their last observation and stop acting
                 continue
             done[i] = True
+            for a in self.agents:
+                final_obs[a][i] = self._obs[a][i]
             if self.autoreset:
                 self._start(i, *env.reset())
             else:

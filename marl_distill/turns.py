@@ -111,7 +111,7 @@ class TurnBasedParallel(ParallelEnv):
         rewards = {a: float(env.rewards.get(a, 0.0)) for a in before}
         terminated = {a: bool(env.terminations.get(a, False)) for a in before}
         truncated = {a: bool(env.truncations.get(a, False)) for a in before}
-        final = self._observe(before)  # agents that just ended keep these
+        final = self._observe([a for a in before if self._ended(a)])  # taken before the game removes them
         self._skip_ended()
         self.agents = self._live()
         obs = {**final, **self._observe(self.agents)}  # the rest, with the next mover's mask

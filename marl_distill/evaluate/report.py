@@ -6,24 +6,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from marl_distill.evaluate.stats import agent_mean
 from marl_distill.io import write_text
 from marl_distill.plotting import pyplot, save_figure
 
 CORE = ("teacher", "random")
 
 
-def _fmt(x: Any, digits: int = 2) -> str:
+def fmt(x: Any, digits: int = 2) -> str:
     if x is None:
         return "–"
     if isinstance(x, float):
         return f"{x:.{digits}f}"
     return str(x)
-
-
-def _mean(d: Mapping[str, float | None] | None) -> float | None:
-    """Mean over agents that have a value (an agent that never acted has none)."""
-    values = [v for v in (d or {}).values() if v is not None]
-    return sum(values) / len(values) if values else None
 
 
 def table(metrics: Mapping[str, Any]) -> str:
@@ -41,11 +36,11 @@ def table(metrics: Mapping[str, Any]) -> str:
         lo, hi = tr["ci95"]
         mixed = m.get("mixed_team", {}).get("min_normalized_return")
         rows.append(
-            f"| {name} | {tr['mean']:.2f} [{lo:.2f}, {hi:.2f}] | {tr['episodes']} | {_fmt(m.get('normalized_return'))} "
-            f"| {_fmt(_mean(m.get('action_agreement')), 3)} | {_fmt(m.get('joint_action_agreement'), 3)} "
-            f"| {_fmt(_mean(m.get('action_mse')), 4)} "
-            f"| {_fmt(_mean(m.get('kl_teacher_student')), 4)} | {_fmt(mixed)} | {_fmt(m.get('params'))} "
-            f"| {_fmt(m.get('latency_us_per_joint_step'), 0)} |"
+            f"| {name} | {tr['mean']:.2f} [{lo:.2f}, {hi:.2f}] | {tr['episodes']} | {fmt(m.get('normalized_return'))} "
+            f"| {fmt(agent_mean(m.get('action_agreement')), 3)} | {fmt(m.get('joint_action_agreement'), 3)} "
+            f"| {fmt(agent_mean(m.get('action_mse')), 4)} "
+            f"| {fmt(agent_mean(m.get('kl_teacher_student')), 4)} | {fmt(mixed)} | {fmt(m.get('params'))} "
+            f"| {fmt(m.get('latency_us_per_joint_step'), 0)} |"
         )
     return head + "\n".join(rows) + "\n"
 

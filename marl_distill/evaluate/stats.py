@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from scipy import stats
 
@@ -71,3 +73,9 @@ def mean_t_ci(values: list[float] | np.ndarray) -> tuple[float, float, float]:
         return m, m, m
     lo, hi = stats.t.interval(0.95, len(a) - 1, loc=m, scale=stats.sem(a))
     return m, float(lo), float(hi)
+
+
+def agent_mean(values: Mapping[str, float | None] | None) -> float | None:
+    """Mean over the agents that have a value (an agent that never acted has none)."""
+    present = [v for v in (values or {}).values() if v is not None]
+    return float(np.mean(present)) if present else None

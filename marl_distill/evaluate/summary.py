@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from marl_distill.evaluate import grid_plots
-from marl_distill.evaluate.stats import iqm_ci, mean_ci
+from marl_distill.evaluate.report import fmt
+from marl_distill.evaluate.stats import agent_mean, iqm_ci, mean_ci
 from marl_distill.io import write_json, write_text
 
 REFERENCE = ("teacher", "random")
@@ -41,12 +42,6 @@ CSV_FIELDS = (
 )
 
 
-def _mean(d: Mapping[str, float | None] | None) -> float | None:
-    """Mean over agents that have a value (an agent that never acted has none)."""
-    values = [v for v in (d or {}).values() if v is not None]
-    return float(np.mean(values)) if values else None
-
-
 def flatten(m: Mapping[str, Any]) -> dict[str, Any]:
     """One policy's metrics.json entry as scalars (per-agent values averaged over agents), plus mixed teams."""
     tr = m["team_return"]
@@ -56,10 +51,10 @@ def flatten(m: Mapping[str, Any]) -> dict[str, Any]:
         "team_return_ci_hi": tr["ci95"][1],
         "episodes": tr["episodes"],
         "normalized_return": m.get("normalized_return"),
-        "action_agreement": _mean(m.get("action_agreement")),
+        "action_agreement": agent_mean(m.get("action_agreement")),
         "joint_action_agreement": m.get("joint_action_agreement"),
-        "kl_teacher_student": _mean(m.get("kl_teacher_student")),
-        "action_mse": _mean(m.get("action_mse")),
+        "kl_teacher_student": agent_mean(m.get("kl_teacher_student")),
+        "action_mse": agent_mean(m.get("action_mse")),
         "mixed_team_min": (m.get("mixed_team") or {}).get("min_normalized_return"),
         "mixed_team": (m.get("mixed_team") or {}).get("by_mix"),
         "cross_seed_min": min((c["min_normalized_return"] for c in m.get("cross_seed", {}).values()), default=None),
@@ -143,10 +138,6 @@ def to_csv(results: Mapping[str, Any]) -> str:
     return buf.getvalue()
 
 
-def _f(x: float | None, digits: int = 2) -> str:
-    return "–" if x is None else f"{x:.{digits}f}"
-
-
 def _mean_cell(d: Mapping[str, Any] | None, digits: int = 2) -> str:
     if not d or d.get("mean") is None:
         return "–"
@@ -167,11 +158,11 @@ def task_table(rows: Mapping[str, Any]) -> str:
         iqm = "–" if nr["iqm"] is None else f"{nr['iqm']:.3f} [{nr['ci95'][0]:.3f}, {nr['ci95'][1]:.3f}]"
         size = r.get("params")
         cells = [policy, iqm, _mean_cell(r["normalized_return_mean"], 3), _mean_cell(r["team_return"])]
-        cells += [_f(r.get("joint_action_agreement", {}).get("mean"), 3), _f(r.get("mixed_team_min", {}).get("mean"))]
+        cells += [fmt(r.get("joint_action_agreement", {}).get("mean"), 3), fmt(r.get("mixed_team_min", {}).get("mean"))]
         if cross:
-            cells.append(_f(r.get("cross_seed_min", {}).get("mean")))
+            cells.append(fmt(r.get("cross_seed_min", {}).get("mean")))
         cells += ["–" if size is None else str(int(size)), _int(r.get("bytes_on_disk"))]
-        cells += [_f(r.get("latency_us_per_joint_step"), 0), _f(r.get("speedup_vs_teacher"), 1)]
+        cells += [fmt(r.get("latency_us_per_joint_step"), 0), fmt(r.get("speedup_vs_teacher"), 1)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
