@@ -21,6 +21,7 @@ from marl_distill import runner
 from marl_distill.distill.losses import LOSSES
 from marl_distill.distill.trainer import SAMPLINGS
 from marl_distill.errors import UserError
+from marl_distill.evaluate.report import ci_cell, fmt
 from marl_distill.students.mlp import KINDS
 from marl_distill.teachers.train import ALGOS
 
@@ -73,7 +74,7 @@ def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
         extra = f"  joint agreement {m['joint_action_agreement']:.3f}" if "joint_action_agreement" in m else ""
         typer.echo(
             f"{name:>10}: team return {tr['mean']:8.2f} [{tr['ci95'][0]:.2f}, {tr['ci95'][1]:.2f}]"
-            f"  normalized {m['normalized_return']:.3f}  params {m['params']}{extra}"
+            f"  normalized {fmt(m.get('normalized_return'), 3)}  params {m.get('params')}{extra}"
         )
     typer.echo(f"report: {run_dir / 'report.md'}")
 
@@ -127,22 +128,26 @@ def train_teachers(
     algo: Annotated[Algo, typer.Option(help="SB3 algorithm for every agent.")] = Algo.ppo,
     agent_algo: Annotated[list[str], typer.Option(help="Per-agent override AGENT=ppo|dqn|maskable_ppo.")] = [],  # noqa: B006
     steps: Annotated[int, typer.Option(help="Transitions each learner learns from.")] = 50_000,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Run seed: root of every seed of the run (learners, env copies).")] = 0,
     n_envs: Annotated[int, typer.Option(help="Env copies stepped together.")] = 8,
     env_kwargs: Annotated[str, typer.Option(help="JSON object of env factory arguments.")] = "",
+    ppo_kwargs: Annotated[str, typer.Option(help="JSON object of PPO arguments, e.g. '{\"n_steps\": 64}'.")] = "",
+    dqn_kwargs: Annotated[str, typer.Option(help="JSON object of DQN arguments.")] = "",
 ) -> None:
     """Train one SB3 learner per agent, all together, into OUT/teachers/AGENT.zip."""
-    cfg = config_mod.ExperimentConfig()
+    cfg = config_mod.build({"seed": seed})
     cfg.env = config_mod.EnvConfig(env, _json_kwargs(env_kwargs, "--env-kwargs"))
     cfg.teachers = dataclasses.replace(
         cfg.teachers,
         algo=algo.value,
         agent_algo=_agent_algos(agent_algo),
         steps=steps,
-        seed=seed,
         n_envs=n_envs,
+        ppo=_json_kwargs(ppo_kwargs, "--ppo-kwargs"),
+        dqn=_json_kwargs(dqn_kwargs, "--dqn-kwargs"),
     )
-    runner.env_factory(cfg)  # fail on a bad env before creating the folder
+    _, spec = runner.env_factory(cfg)  # fail on a bad env or settings before creating the folder
+    cfg.teachers.validate(spec.agents, spec.action_spaces)
     runner.prepare_dir(out, resume=False)
     config_mod.save(cfg, out / runner.CONFIG)
     runner.stage_teachers(cfg, out)
@@ -160,7 +165,10 @@ def distill(
     alpha: Annotated[float, typer.Option(help="kl loss: weight of soft KL vs hard cross-entropy.")] = 1.0,
     sampling: Annotated[Sampling, typer.Option(help="Who acts while data is collected.")] = Sampling.teacher,
     steps: Annotated[int, typer.Option(help="States collected per agent.")] = 20_000,
-    epochs: Annotated[int, typer.Option()] = 40,
+    epochs: Annotated[
+        int, typer.Option(help="Gradient-step budget in epochs of teacher-driven sampling (same for every scheme).")
+    ] = 40,
+    grad_steps: Annotated[int, typer.Option(help="Gradient steps in all (0: --epochs decides).")] = 0,
     init_from_teacher: Annotated[
         bool, typer.Option(help="per-agent: start from the PPO teachers' actors (needs --hidden = their sizes).")
     ] = False,
@@ -184,6 +192,7 @@ def distill(
         sampling=sampling.value,
         samples=steps,
         epochs=epochs,
+        grad_steps=grad_steps,
         init_from_teacher=init_from_teacher,
     )
     cfg.distill.validate()
@@ -260,7 +269,7 @@ def benchmark(
             for policy, row in rows.items():
                 nr = row["normalized_return"]
                 if nr["iqm"] is not None and policy not in ("teacher", "random"):
-                    typer.echo(f"  {policy:28s} {nr['iqm']:.3f} [{nr['ci95'][0]:.3f}, {nr['ci95'][1]:.3f}]")
+                    typer.echo(f"  {policy:28s} {ci_cell(nr, 3, key='iqm')}")
     typer.echo(f"report: {folder / 'report.md'}")
 
 

@@ -44,6 +44,9 @@ class ExperimentConfig:
 
     name: str = "experiment"
     """Shown in the report's title."""
+    seed: int = 0
+    """Run seed: the root of the run's one SeedSequence tree (stage, agent, copy); it is every stage's seed unless
+    that stage's own ``seed`` is set (e.g. to distill again from the same teachers with another seed)."""
     torch_threads: int = 1
     """CPU threads torch uses for distillation and evaluation (teachers.torch_threads: per learner process)."""
     teachers_from: str = ""
@@ -155,14 +158,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+SEEDED_STAGES = ("teachers", "distill", "evaluate")
+"""Config tables whose ``seed`` defaults to the run seed."""
+
+
 def build(data: dict[str, Any]) -> ExperimentConfig:
-    """A validated ExperimentConfig from a (possibly partial) dict."""
+    """A validated ExperimentConfig from a (possibly partial) dict; stage seeds not given take the run seed."""
+    data = dict(data)
+    run_seed = data.get("seed", 0)
+    for stage in SEEDED_STAGES:
+        table = data.get(stage, {})
+        if isinstance(table, dict) and "seed" not in table:
+            data[stage] = {**table, "seed": run_seed}
     cfg = from_dict(ExperimentConfig, data)
     validate(cfg)
     return cfg
 
 
 def validate(cfg: ExperimentConfig) -> None:
+    for where, seed in [("seed", cfg.seed), *((f"{s}.seed", getattr(cfg, s).seed) for s in SEEDED_STAGES)]:
+        if seed < 0:
+            raise UserError(f"{where} must be a non-negative integer, got {seed}")
     if cfg.torch_threads < 1:
         raise UserError(f"torch_threads must be >= 1, got {cfg.torch_threads}")
     cfg.distill.validate()

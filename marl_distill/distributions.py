@@ -90,10 +90,15 @@ class DiagGaussian:
         return torch.cat([mean, 0.5 * torch.log(var.clamp_min(1e-12))], dim=-1)
 
     def uniform(self, batch: int) -> torch.Tensor:
-        """A wide Gaussian centred in the box: the random baseline for continuous actions."""
-        centre = (self.low + self.high) / 2
-        half = np.where(np.isfinite(self.high - self.low), (self.high - self.low) / 2, 1.0)
-        log_std = np.log(np.maximum(half, 1e-6))
+        """A wide Gaussian centred in the box: the random baseline for continuous actions. A dimension with no
+        finite bound gets N(0, 1); one bounded on one side only, N(bound +- 1, 1) inside it (never NaN or inf)."""
+        lo_ok, hi_ok = np.isfinite(self.low), np.isfinite(self.high)
+        low = np.where(lo_ok, self.low, 0.0).astype(np.float64)  # finite stand-ins where a bound is missing
+        high = np.where(hi_ok, self.high, 0.0).astype(np.float64)
+        both = lo_ok & hi_ok
+        centre = np.select([both, lo_ok, hi_ok], [(low + high) / 2, low + 1.0, high - 1.0], 0.0)
+        half = np.where(both, (high - low) / 2, 1.0)
+        log_std = np.log(np.clip(half, 1e-6, np.finfo(np.float32).max))
         return torch.as_tensor(np.concatenate([centre, log_std]), dtype=torch.float32).repeat(batch, 1)
 
 

@@ -51,7 +51,8 @@ class BenchmarkConfig:
     name: str = "benchmark"
     """Shown in the report's title."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    """Each seed trains its own teachers (teachers.seed) and distills with it (distill.seed)."""
+    """Run seeds: each seeds its own teachers, students and evaluation episodes (the run's ``seed`` and every stage's
+    ``seed``), so no two runs share a learner, a distillation or an evaluation stream."""
     workers: int = 1
     """Runs at once on this machine (each teacher run already starts one process per agent)."""
     ray_cpus_per_run: float = 1.0
@@ -130,7 +131,7 @@ def cells(cfg: BenchmarkConfig, out: Path) -> tuple[list[Cell], list[Cell]]:
         for seed in cfg.seeds:
             base = config_mod.merge(cfg.base, task.config)
             tdir = out / "teachers" / task.name / f"seed_{seed}"
-            tconf = config_mod.merge(base, {"name": f"{task.name} teachers", "teachers": {"seed": seed}})
+            tconf = config_mod.merge(base, {"name": f"{task.name} teachers", **_seeded(seed)})
             tconf = config_mod.merge(tconf, {"distill": {"students": []}})
             teacher_cells.append(Cell(task.name, "", seed, tdir, _resolved(tconf, tdir), TEACHER_STAGES))
             for setting in cfg.settings:
@@ -139,8 +140,7 @@ def cells(cfg: BenchmarkConfig, out: Path) -> tuple[list[Cell], list[Cell]]:
                     sconf,
                     {
                         "name": f"{cfg.name}: {task.name} / {setting.name} / seed {seed}",
-                        "teachers": {"seed": seed},
-                        "distill": {"seed": seed},
+                        **_seeded(seed),
                         "teachers_from": str(tdir),
                     },
                 )
@@ -152,6 +152,11 @@ def cells(cfg: BenchmarkConfig, out: Path) -> tuple[list[Cell], list[Cell]]:
                     stages = DISTILL_STAGES
                 student_cells.append(Cell(task.name, setting.name, seed, sdir, _resolved(sconf, sdir), stages))
     return teacher_cells, student_cells
+
+
+def _seeded(seed: int) -> dict[str, Any]:
+    """Config keys that make ``seed`` the run seed of a cell and of each of its stages."""
+    return {"seed": seed, **{stage: {"seed": seed} for stage in config_mod.SEEDED_STAGES}}
 
 
 def _resolved(data: dict[str, Any], folder: Path) -> dict[str, Any]:

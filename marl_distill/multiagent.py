@@ -3,7 +3,8 @@
 ``JointVecEnv`` steps several copies of a ParallelEnv together and hands back per-agent arrays with a leading
 copy axis, so teachers, students and evaluation all batch their forward passes the same way. Episode ends keep
 the difference between *terminated* (the MDP ended: no bootstrap) and *truncated* (a time limit cut it: the
-learner bootstraps from the final observation).
+learner bootstraps from the final observation). An agent that leaves while others play on ends *its* episode
+then (``JointStep.left``) and is absent (``present`` False) until its copy starts a new episode.
 """
 
 from __future__ import annotations
@@ -96,11 +97,17 @@ class JointStep:
     done: np.ndarray
     """True where the copy's episode ended at this step."""
     final_obs: dict[str, np.ndarray]
-    """Observation at the episode's end, valid where ``done``; what a truncated learner bootstraps from."""
+    """Observation at the agent's episode end, valid where ``left``; what a truncated learner bootstraps from."""
     masks: dict[str, np.ndarray]
     """Legal actions (bool, copy x actions) that go with ``obs``, for the agents in ``EnvSpec.masked``."""
     acting: dict[str, np.ndarray]
     """Per agent and copy: does the agent act on ``obs`` (False while waiting for its turn or after it left)?"""
+    left: dict[str, np.ndarray]
+    """Per agent and copy: the agent's own episode ended at this step (it left, or the copy's episode ended
+    with it still there); its ``terminated`` / ``truncated`` say how."""
+    present: dict[str, np.ndarray]
+    """Per agent and copy: is the agent in the episode that ``obs`` belongs to? A waiting agent is present; one
+    that left (or has not joined) is not, and its ``obs`` entry is a stale placeholder no learner may train on."""
 
 
 class JointVecEnv:
@@ -122,6 +129,13 @@ class JointVecEnv:
         self._obs = {a: self._zeros_obs(a) for a in self.agents}
         self._masks = {a: np.ones((n_envs, self.spec.n_actions(a)), dtype=bool) for a in self.spec.masked}
         self._acting = {a: np.ones(n_envs, dtype=bool) for a in self.agents}
+        self._present = {a: np.ones(n_envs, dtype=bool) for a in self.agents}
+        # Learners and students index Discrete actions from 0; only the env sees its declared ``start``.
+        self._action_offset = {
+            a: int(sp.start)
+            for a, sp in self.spec.action_spaces.items()
+            if isinstance(sp, gym.spaces.Discrete) and int(sp.start) != 0
+        }
         raw = {a: self.envs[0].observation_space(a) for a in self.agents}
         self._encode = {a: encoder(raw[a]["observation"] if a in self._masks else raw[a]) for a in self.agents}
 
@@ -129,6 +143,11 @@ class JointVecEnv:
     def acting(self) -> dict[str, np.ndarray]:
         """Per agent: which copies it acts in now (not waiting for its turn, not gone from the episode)."""
         return {a: m.copy() for a, m in self._acting.items()}
+
+    @property
+    def present(self) -> dict[str, np.ndarray]:
+        """Per agent: which copies' current episode it is in (waiting for its turn counts; having left does not)."""
+        return {a: m.copy() for a, m in self._present.items()}
 
     @property
     def masks(self) -> dict[str, np.ndarray]:
@@ -169,37 +188,44 @@ class JointVecEnv:
     def _mark_acting(self, i: int, env: ParallelEnv, infos: Mapping[str, Any]) -> None:
         live = set(env.agents)
         for a in self.agents:
+            self._present[a][i] = a in live
             self._acting[a][i] = a in live and bool((infos.get(a) or {}).get("acting", True))
 
     def step(self, actions: Mapping[str, np.ndarray]) -> JointStep:
-        """Apply ``actions[agent][i]`` in copy ``i`` for every unfinished copy."""
+        """Apply ``actions[agent][i]`` (Discrete actions counted from 0) in copy ``i`` for every unfinished copy."""
         n = self.n_envs
         rewards = {a: np.zeros(n, dtype=np.float32) for a in self.agents}
         terminated = {a: np.zeros(n, dtype=bool) for a in self.agents}
         truncated = {a: np.zeros(n, dtype=bool) for a in self.agents}
+        left = {a: np.zeros(n, dtype=bool) for a in self.agents}
         final_obs = {a: self._obs[a].copy() for a in self.agents}
         done = np.zeros(n, dtype=bool)
         for i, env in enumerate(self.envs):
             if self.finished[i]:
                 continue
-            obs, rew, term, trunc, infos = env.step({a: actions[a][i] for a in env.agents})
+            before = list(env.agents)
+            obs, rew, term, trunc, infos = env.step({a: actions[a][i] + self._action_offset.get(a, 0) for a in before})
             for a in self.agents:
                 rewards[a][i] = rew.get(a, 0.0)
                 terminated[a][i] = bool(term.get(a, False))
                 truncated[a][i] = bool(trunc.get(a, False))
             self._store(i, obs)
             self._mark_acting(i, env, infos)
-            if env.agents:  # agents that left keep their last observation and stop acting
+            for a in before:  # its own episode ended: it keeps this last observation and stops acting
+                if not self._present[a][i]:
+                    left[a][i] = True
+                    final_obs[a][i] = self._obs[a][i]
+            if env.agents:
                 continue
             done[i] = True
-            for a in self.agents:
-                final_obs[a][i] = self._obs[a][i]
             if self.autoreset:
                 self._start(i, *env.reset())
             else:
                 self.finished[i] = True
         obs = {a: o.copy() for a, o in self._obs.items()}
-        return JointStep(obs, rewards, terminated, truncated, done, final_obs, self.masks, self.acting)
+        return JointStep(
+            obs, rewards, terminated, truncated, done, final_obs, self.masks, self.acting, left, self.present
+        )
 
     def call(self, what: str, name: str, args: tuple, kwargs: dict, indices: Sequence[int]) -> list[Any]:
         """SB3's get_attr / set_attr / env_method on the copies ``indices`` (``what``: get, set or method)."""

@@ -35,7 +35,7 @@ def _worker(remote: Any, factory: Callable[[], Any], n_envs: int, autoreset: boo
                 elif cmd == "step":
                     remote.send(("ok", venv.step(data)))
                 else:
-                    remote.send(("ok", (venv.reset(data), venv.masks, venv.acting)))
+                    remote.send(("ok", (venv.reset(data), venv.masks, venv.acting, venv.present)))
             except Exception as exc:  # noqa: BLE001
                 remote.send(("error", exc))
     except (EOFError, KeyboardInterrupt):
@@ -83,6 +83,8 @@ class SubprocJointVecEnv:
         """Legal actions of the masked agents for the latest observations (as ``JointVecEnv.masks``)."""
         self.acting: dict[str, np.ndarray] = {}
         """Which agents act on the latest observations (as ``JointVecEnv.acting``)."""
+        self.present: dict[str, np.ndarray] = {}
+        """Which agents are in the episodes of the latest observations (as ``JointVecEnv.present``)."""
 
     def _slices(self) -> list[slice]:
         return [slice(int(lo), int(hi)) for lo, hi in zip(self.bounds[:-1], self.bounds[1:])]
@@ -92,6 +94,7 @@ class SubprocJointVecEnv:
             remote.send(("reset", list(seeds)[sl]))
         parts = _answers(self.remotes)
         self.masks, self.acting = _concat([p[1] for p in parts]), _concat([p[2] for p in parts])
+        self.present = _concat([p[3] for p in parts])
         return _concat([p[0] for p in parts])
 
     def step(self, actions: Mapping[str, np.ndarray]) -> JointStep:
@@ -107,8 +110,10 @@ class SubprocJointVecEnv:
             _concat([p.final_obs for p in parts]),
             _concat([p.masks for p in parts]),
             _concat([p.acting for p in parts]),
+            _concat([p.left for p in parts]),
+            _concat([p.present for p in parts]),
         )
-        self.masks, self.acting = step.masks, step.acting
+        self.masks, self.acting, self.present = step.masks, step.acting, step.present
         return step
 
     def call(self, what: str, name: str, args: tuple, kwargs: dict, indices: Sequence[int]) -> list[Any]:

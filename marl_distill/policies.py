@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from marl_distill.distributions import apply_mask
+from marl_distill.errors import UserError
 from marl_distill.multiagent import EnvSpec
 
 
@@ -83,18 +84,52 @@ class MixedTeam:
 
 
 class TeacherEnsemble:
-    """Several teacher teams (e.g. trained with different seeds) as one: their distributions averaged per agent.
+    """Several teacher teams (e.g. trained with different seeds) as one.
 
+    By default the members' distributions are averaged per agent (an equal-weight mixture): what kl and ce match.
+    With ``raw`` the members' own outputs are averaged instead (Q-values for DQN, logits for PPO, as one team's mse
+    fits them), handed back in logit units that ``logit_scale`` turns into raw ones: what mse regresses on, as
+    Rusu et al.'s MSE is on raw Q-values and the log of a mixture of softmax(Q/tau) is not. ``for_loss`` picks the
+    view a loss needs.
     Distilling from it gives one student that has to serve every member's convention at once.
     """
 
-    def __init__(self, members: Sequence[JointPolicy]) -> None:
+    def __init__(self, members: Sequence[JointPolicy], *, raw: bool = False) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
         self.members = list(members)
         self.spec = members[0].spec
         self.deterministic = members[0].deterministic
+        self.raw = raw
+
+    def for_loss(self, loss: str) -> TeacherEnsemble:
+        """The same members seen as ``loss``'s targets: mean raw outputs for mse, the mixture for kl and ce."""
+        return TeacherEnsemble(self.members, raw=loss == "mse")
+
+    def logit_scale(self, agent: str) -> float:
+        """Factor from ``logits`` back to the members' raw outputs (tau for DQN members, else 1).
+
+        Raw outputs in different units (DQN and PPO members, or DQN members with different tau) have no mean.
+        """
+        scales = {_logit_scale(m, agent) for m in self.members}
+        if len(scales) > 1:
+            raise UserError(
+                f"{agent}'s teachers give outputs in different units (logit scales {sorted(scales)}); mse over an "
+                "ensemble needs one algorithm and one dqn_temperature per agent, or use loss kl or ce"
+            )
+        return scales.pop()
 
     def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         each = [m.logits(obs) for m in self.members]
-        return {a: self.spec.head(a).average([e[a] for e in each]) for a in obs}
+        if not self.raw:
+            return {a: self.spec.head(a).average([e[a] for e in each]) for a in obs}
+        out = {}
+        for a in obs:
+            self.logit_scale(a)  # one scale s for every member: mean(raw) / s is the mean of the logits
+            out[a] = torch.stack([e[a] for e in each]).mean(dim=0)
+        return out
+
+
+def _logit_scale(policy: JointPolicy, agent: str) -> float:
+    scale = getattr(policy, "logit_scale", None)
+    return float(scale(agent)) if scale is not None else 1.0

@@ -110,22 +110,38 @@ def stage_evaluate(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | Non
     students = load_students(cfg, run_dir, spec)
     start = time.perf_counter()
     cross = {folder: load_students(cfg, Path(folder), spec) for folder in cfg.evaluate.cross_play}
-    metrics = evaluate_all(factory, teachers, students, cfg.evaluate, cross_play=cross, progress=progress)
+    cross_teachers = {}  # other runs' teachers, played beside ours: drift the teachers already had
+    own = teachers_dir(cfg, run_dir).resolve()
+    for folder in cfg.evaluate.cross_play:
+        other_cfg = load_run_config(Path(folder))
+        if teachers_dir(other_cfg, Path(folder)).resolve() != own:
+            cross_teachers[folder] = load_teachers(other_cfg, Path(folder), spec)
+    metrics = evaluate_all(
+        factory,
+        teachers,
+        students,
+        cfg.evaluate,
+        cross_play=cross,
+        cross_teachers=cross_teachers,
+        progress=progress,
+    )
     for folder, other in extra_teachers(cfg, spec).items():
-        scores = score_against(factory, other, students, cfg.evaluate, metrics["random"]["team_return"]["mean"])
+        scores = score_against(factory, other, students, cfg.evaluate)
         for name, score in scores.items():
             metrics[name].setdefault("by_teacher", {})[folder] = score
     metrics["teacher"]["bytes_on_disk"] = _bytes(teachers_dir(cfg, run_dir) / "teachers", "*.zip")
     for name in students:
         metrics[name]["bytes_on_disk"] = _bytes(Path(run_dir) / "students" / name, "weights.pt")
+    described = {n: _describe(Path(run_dir) / "students" / n, s.meta) for n, s in students.items()}
     metrics["_meta"] = {
         "env": cfg.env.id,
         "agents": list(spec.agents),
         "evaluation_seconds": round(time.perf_counter() - start, 2),
-        "students": {n: _describe(s.meta) for n, s in students.items()},
+        **metrics.get("_meta", {}),
+        "students": described,
     }
     write_json(Path(run_dir) / "metrics.json", metrics)
-    write_report(Path(run_dir), metrics, f"{cfg.name}: {cfg.env.id}", _notes(cfg))
+    write_report(Path(run_dir), metrics, f"{cfg.name}: {cfg.env.id}", _notes(cfg, described))
     return metrics
 
 
@@ -134,18 +150,43 @@ def _bytes(folder: Path, pattern: str) -> int:
     return sum(p.stat().st_size for p in folder.glob(pattern))
 
 
-def _describe(meta: StudentMeta) -> dict[str, Any]:
-    return {"kind": meta.kind, "hidden": meta.hidden}
+def _describe(folder: Path, meta: StudentMeta) -> dict[str, Any]:
+    """What was actually distilled into ``folder``: its architecture and, from the distill.json the trainer
+    writes, its loss, sampling and budget (the config may have changed since: ``distill RUN --out RUN``)."""
+    from marl_distill.io import read_json
+
+    record = Path(folder) / "distill.json"
+    return {"kind": meta.kind, "hidden": meta.hidden, **(read_json(record) if record.is_file() else {})}
 
 
-def _notes(cfg: ExperimentConfig) -> str:
-    t, d = cfg.teachers, cfg.distill
-    return (
+def _notes(cfg: ExperimentConfig, students: dict[str, dict[str, Any]]) -> str:
+    """The report's header: the teachers from the config, the students from their own distill records."""
+    t = cfg.teachers
+
+    def n(x: Any) -> str:
+        return f"{x:,}" if isinstance(x, int) else str(x)
+
+    lines = [
         f"Teachers: {t.algo} per agent{' (' + str(t.agent_algo) + ')' if t.agent_algo else ''}, "
-        f"{t.steps} transitions per learner, {t.n_envs} envs, seed {t.seed}. "
-        f"Students: hidden {d.hidden}, loss {d.loss} (T={d.temperature}), {d.sampling}-driven sampling, "
-        f"{d.samples} states per agent, {d.epochs} epochs."
-    )
+        f"{t.steps} transitions per learner, {t.n_envs} envs, seed {t.seed}.",
+    ]
+    for name, d in students.items():
+        if "grad_steps" not in d:
+            lines.append(f"- **{name}**: {d['kind']}, hidden {d['hidden']}; no distill.json, budget unknown.")
+            continue
+        loss = d.get("loss")
+        if loss == "kl":
+            loss = f"kl (T={d.get('temperature')}, α={d.get('alpha')})"
+        warn = " **May be under-trained** (its distill record says so)." if d.get("undertrained") else ""
+        if d.get("undertrained") is None and d.get("holdout") == 0:
+            warn = " No held-out episodes (holdout = 0): whether it was still improving is unknown."
+        lines.append(
+            f"- **{name}**: {d['kind']}, hidden {d['hidden']}, loss {loss}, {d.get('sampling')}-driven sampling, "
+            f"{d.get('rounds')} round(s); budget {n(d['grad_steps'])} gradient steps (batch {d.get('batch_size')}), "
+            f"{n(d.get('labelled_states_per_agent'))} labelled states per agent; best epoch {d.get('best_epoch')} "
+            f"of {d.get('epochs_run')} run.{warn}"
+        )
+    return "\n".join(lines[:1] + (["", "Students (as distilled):", ""] + lines[1:] if len(lines) > 1 else []))
 
 
 def run(

@@ -9,7 +9,9 @@ Observations are always Dict(observation, action_mask): the env's own mask on an
 the env has none).
 
 Agents removed by the game (``step(None)`` on their turn after they ended) leave the parallel view the usual way:
-they are reported terminated or truncated and drop out of ``agents``.
+they are reported terminated or truncated and drop out of ``agents``. So a waiting agent is still *present* in
+the episode (its learner trains on those steps, where rewards for the opponent's moves land), while one that
+left is not (its learner gets ``done`` then and trains on none of the steps that follow).
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ CONTRACT = {
     "params",
     "latency_us_per_joint_step",
     "bytes_on_disk",
+    "paired_diff",
 }
 
 
@@ -70,6 +71,10 @@ def test_benchmark_writes_every_run_and_the_summary(grid):
             (other,) = metrics[student]["cross_seed"]  # paired with the other seed's student, in every mix
             assert other.endswith(f"{setting}/seed_{1 - seed}")
             assert set(metrics[student]["cross_seed"][other]["by_mix"]) == {"agent_0", "agent_1"}
+            (theirs,) = metrics["teacher"]["cross_seed"]  # and this seed's teachers with the other seed's
+            assert theirs == other and set(metrics["teacher"]["cross_seed"][theirs]["by_mix"]) == {"agent_0", "agent_1"}
+            assert set(metrics[student]["paired_diff"]) == {"mean", "ci95", "episodes", "distinct_values"}
+            assert metrics["teacher"]["gap_over_random"]["significant"]
     assert runs["kl-8/shared"]["seed_0"]["params"] < runs["ce/per-agent"]["seed_0"]["params"]
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 4 * 2 and {r["policy"] for r in rows} == set(runs)
@@ -79,8 +84,12 @@ def test_benchmark_writes_every_run_and_the_summary(grid):
         assert summary[policy]["normalized_return"]["iqm"] == pytest.approx(np.mean(values))  # IQM of 2 = mean
         assert summary[policy]["speedup_vs_teacher"] > 1
         assert summary[policy]["cross_seed_min"]["runs"] == 2
+        assert summary[policy]["paired_diff"]["runs"] == 2 and summary[policy]["undertrained_runs"] in (0, 1, 2)
+    assert summary["teacher"]["cross_seed_min"]["runs"] == 2  # teacher x teacher cross-play beside the students'
     report = (out / "report.md").read_text()
     assert "| kl-8/shared |" in report and "IQM" in report
+    assert "Student-t over runs" in report and "trimmed-mean t interval" in report  # every interval named
+    assert "like for like" in report and "labelled states per agent" in report
     for name in ("returns", "agreement_vs_size", "mixed_teams", "learning_curves"):
         png = out / "plots" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

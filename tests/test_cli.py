@@ -100,36 +100,15 @@ def test_run_writes_the_run_folder_and_refuses_to_overwrite_it(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
 
 
-def test_stage_commands_chain(tmp_path):
-    t = cli(
-        "train-teachers",
-        "marl_distill_envs.matrix_games:climbing_game",
-        "--out",
-        str(tmp_path / "t"),
-        "--steps",
-        "800",
-        "--n-envs",
-        "4",
-        "--env-kwargs",
-        '{"rounds": 4}',
-    )
-    assert t.returncode == 0, t.stderr
-    d = cli(
-        "distill",
-        str(tmp_path / "t"),
-        "--out",
-        str(tmp_path / "s"),
-        "--student",
-        "per-agent",
-        "--hidden",
-        "16,16",
-        "--steps",
-        "500",
-        "--epochs",
-        "3",
-    )
-    assert d.returncode == 0, d.stderr
-    e = cli("evaluate", str(tmp_path / "s"), "--episodes", "10", "--json", str(tmp_path / "m.json"))
-    assert e.returncode == 0, e.stderr
+def test_stage_commands_chain(tmp_path, capsys):
+    """train-teachers -> distill -> evaluate, in process (the console script's exit codes are tested above)."""
+    t = tmp_path / "t"
+    spec = ["marl_distill_envs.matrix_games:climbing_game", "--env-kwargs", '{"rounds": 4}']
+    tiny = ["--steps", "800", "--n-envs", "4", "--ppo-kwargs", '{"n_steps": 50, "batch_size": 100}']
+    assert main_cli(["train-teachers", *spec, "--out", str(t), *tiny]) == 0, capsys.readouterr().err
+    students = ["--student", "per-agent", "--hidden", "16,16", "--steps", "500", "--epochs", "3"]
+    assert main_cli(["distill", str(t), "--out", str(tmp_path / "s"), *students]) == 0, capsys.readouterr().err
+    evaluate = ["evaluate", str(tmp_path / "s"), "--episodes", "10", "--json", str(tmp_path / "m.json")]
+    assert main_cli(evaluate) == 0, capsys.readouterr().err
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["per-agent"]["params"] == 2 * (6 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3)

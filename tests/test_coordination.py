@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from marl_distill_envs.matrix_games import penalty_game
 
@@ -53,6 +54,9 @@ def test_mixed_teams_expose_a_convention_that_returns_hide():
     assert m["joint_action_agreement"] < 0.05  # ... but never the teacher's
     assert m["mixed_team"]["min_normalized_return"] < -1.0  # and next to a teacher it miscoordinates
     assert np.isclose(m["mixed_team"]["by_mix"]["agent_0"], m["mixed_team"]["by_mix"]["agent_1"])
+    worst = m["mixed_team"]["team_return_by_mix"][m["mixed_team"]["worst_mix"]]  # with its own interval
+    assert worst["ci95"][0] <= worst["mean"] <= worst["ci95"][1] and worst["episodes"] == 20
+    assert m["paired_diff"]["mean"] == pytest.approx(0.0, abs=0.5)  # alone it scores what the teachers score
 
 
 def test_cross_seed_play_exposes_students_whose_conventions_drifted():
@@ -68,8 +72,14 @@ def test_cross_seed_play_exposes_students_whose_conventions_drifted():
         {"shared": student_a},
         EvalConfig(episodes=20, mixed_episodes=20, latency_repeats=5),
         cross_play={"seed_b": {"shared": student_b}},
+        cross_teachers={"seed_b": Convention(spec, 2)},
         progress=False,
     )
     m = metrics["shared"]
     assert m["normalized_return"] > 0.95 and m["mixed_team"]["min_normalized_return"] > 0.95  # fine with its own
     assert m["cross_seed"]["seed_b"]["min_normalized_return"] < -1.0  # but not with the other seed's student
+    # ... and the teachers of the two seeds miscoordinate just as badly: the drift was theirs, not distillation's
+    teachers = metrics["teacher"]["cross_seed"]["seed_b"]
+    assert set(teachers["by_mix"]) == {"agent_0", "agent_1"}
+    assert teachers["min_normalized_return"] == pytest.approx(m["cross_seed"]["seed_b"]["min_normalized_return"])
+    assert teachers["paired_diff_by_mix"][teachers["worst_mix"]]["mean"] < 0

@@ -233,7 +233,7 @@ def test_one_student_from_several_teacher_runs_is_scored_against_each(fixed_teac
         progress=False,
     )["shared"].student
     for teacher in (fixed_teachers, other):
-        score = score_against(three_targets, teacher, {"shared": student}, QUICK_EVAL, 5.0)
+        score = score_against(three_targets, teacher, {"shared": student}, QUICK_EVAL)
         assert score["shared"]["joint_action_agreement"] >= 0.99  # both runs solved the game the same way
         assert score["shared"]["normalized_return"] > 0.95
 

@@ -15,7 +15,7 @@ from marl_distill.cli import cli
 def chain(env: str, tmp_path, capsys) -> dict:
     """train-teachers -> distill -> evaluate through the CLI; returns metrics.json."""
     teachers, students = tmp_path / "t", tmp_path / "s"
-    steps = ["--steps", "1024", "--n-envs", "4"]
+    steps = ["--steps", "1024", "--n-envs", "4", "--ppo-kwargs", '{"n_steps": 64, "batch_size": 128}']
     assert cli(["train-teachers", env, "--out", str(teachers), *steps]) == 0, capsys.readouterr().err
     assert cli(["distill", str(teachers), "--out", str(students), "--steps", "400", "--epochs", "2"]) == 0
     assert cli(["evaluate", str(students), "--episodes", "10"]) == 0, capsys.readouterr().err

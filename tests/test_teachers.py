@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from stable_baselines3 import DQN, PPO
-from worlds import ConstantReward, TargetGame
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv
+from worlds import ConstantReward, DyingTargetGame, TargetGame
 
 from marl_distill.evaluate import run_episodes
 from marl_distill.multiagent import EnvSpec
 from marl_distill.teachers import TeacherConfig, TeacherTeam, train_teachers
+from marl_distill.teachers.lockstep import LearnerSpec
+from marl_distill.teachers.train import learner_specs
 
 PPO_FAST = {"n_steps": 64, "batch_size": 128, "n_epochs": 10, "learning_rate": 3e-3}
 
@@ -81,10 +86,11 @@ def test_saved_teachers_reload_with_plain_sb3_to_the_same_actions(target_run):
 
 
 def test_same_seed_same_teachers_in_process_or_with_env_worker_processes():
+    # DyingTargetGame's agent_1 leaves mid-episode: its absent rows are replaced the same way on both paths
     cfg = TeacherConfig(steps=512, n_envs=4, seed=5, ppo={"n_steps": 32, "batch_size": 64})
-    a = train_teachers(lambda: TargetGame(n_agents=2), cfg, progress=False).models
+    a = train_teachers(DyingTargetGame, cfg, progress=False).models
     cfg.env_workers = 2
-    b = train_teachers(lambda: TargetGame(n_agents=2), cfg, progress=False).models
+    b = train_teachers(DyingTargetGame, cfg, progress=False).models
     for agent in a:
         for pa, pb in zip(a[agent].policy.parameters(), b[agent].policy.parameters()):
             torch.testing.assert_close(pa, pb)
@@ -104,3 +110,42 @@ def test_env_calls_reach_the_right_copies_in_process_and_in_workers():
             venv.call("get", "no_such_attribute", (), {}, [0, 4])
         assert venv.call("get", "tag", (), {}, [1]) == [10]  # still in step after an error
         venv.close()
+
+
+class _Spaces(gym.Env):
+    """Only the spaces a learner is built on: building an SB3 model steps nothing."""
+
+    def __init__(self, spec: LearnerSpec) -> None:
+        self.observation_space, self.action_space = spec.observation_space, spec.action_space
+
+
+def _built(spec: LearnerSpec) -> BaseAlgorithm:
+    return spec.build(DummyVecEnv([lambda: _Spaces(spec)] * spec.n_envs))
+
+
+def _flat_params(model: BaseAlgorithm) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.policy.parameters()])
+
+
+def test_no_two_learners_of_ten_runs_share_a_seed_or_their_starting_parameters(tmp_path):
+    spec = EnvSpec.of(TargetGame(n_agents=3))
+    runs = {run: learner_specs(TeacherConfig(seed=run), spec, 1, tmp_path, None) for run in range(10)}
+    seeds = [s.seed for specs in runs.values() for s in specs]
+    assert len(seeds) == 30 and len(set(seeds)) == 30
+    # run 0's agent_1 and run 1's agent_0 were once both seeded 1 (run seed + agent index)
+    a, b, again = _built(runs[0][1]), _built(runs[1][0]), _built(runs[0][1])
+    assert not torch.equal(_flat_params(a), _flat_params(b))
+    assert torch.equal(_flat_params(a), _flat_params(again))  # the same spec starts the same
+
+
+@pytest.mark.parametrize(
+    ("n_envs", "dqn", "per_transition"),
+    [(1, {}, 1 / 4), (16, {}, 1 / 4), (8, {"train_freq": 5}, 1 / 4), (16, {"gradient_steps": 2}, 2 / 64)],
+)
+def test_dqn_takes_one_gradient_step_per_four_transitions_per_agent_unless_told(tmp_path, n_envs, dqn, per_transition):
+    # SB3 counts train_freq in vector steps: with 16 copies its defaults made 1 gradient step per 64 transitions
+    cfg = TeacherConfig(algo="dqn", n_envs=n_envs, dqn=dqn)
+    for spec in learner_specs(cfg, EnvSpec.of(TargetGame(n_agents=2)), 1, tmp_path, None):
+        model = _built(spec)
+        assert isinstance(model, DQN) and model.train_freq.unit.value == "step"
+        assert model.gradient_steps / (model.train_freq.frequency * n_envs) == pytest.approx(per_transition)

@@ -158,6 +158,34 @@ class ContinuousTarget(RoundsGame):
         return -float(((np.asarray(action) - self.targets[agent]) ** 2).sum())
 
 
+class UnboundedTarget(ContinuousTarget):
+    """ContinuousTarget whose 3-D actions have no finite bound in dimension 0, only a lower one in dimension 1."""
+
+    metadata = {"name": "unbounded_target_v0", "render_modes": []}
+
+    def __init__(self, n_agents: int = 2, rounds: int = 5) -> None:
+        super().__init__(n_agents, rounds)
+        self._act = spaces.Box(np.array([-np.inf, 0.0, -1.0], np.float32), np.array([np.inf, np.inf, 1.0], np.float32))
+
+
+class ShiftedTargetGame(TargetGame):
+    """TargetGame with ``Discrete(n_targets, start=1)`` actions: target k is chosen by action k + 1. An action
+    outside the declared space raises; ``moves`` counts the legal ones (over all instances)."""
+
+    metadata = {"name": "shifted_target_game_v0", "render_modes": []}
+    moves = 0
+
+    def __init__(self, n_agents: int = 2, n_targets: int = 3, rounds: int = 5) -> None:
+        super().__init__(n_agents, n_targets, rounds)
+        self._act = spaces.Discrete(n_targets, start=1)
+
+    def _reward(self, agent, action):
+        if not self._act.contains(action):
+            raise ValueError(f"{agent} played {action!r}, outside its action space {self._act}")
+        ShiftedTargetGame.moves += 1
+        return float(int(action) - 1 == self.targets[agent])
+
+
 class LeakyTargetGame(TargetGame):
     """TargetGame whose agent_1 reports an observation of 2.0 (its space is [0, 1]) from step 3 on."""
 
@@ -205,19 +233,51 @@ class MaskedTargetGame(TargetGame):
 
 
 class DyingTargetGame(TargetGame):
-    """TargetGame in which ``agent_1`` leaves (terminated) after ``lives`` rounds while ``agent_0`` plays on."""
+    """TargetGame in which ``agent_1`` leaves after ``lives`` rounds while ``agent_0`` plays on: terminated, or
+    truncated (a time limit of its own) with ``truncate``."""
 
     metadata = {"name": "dying_target_game_v0", "render_modes": []}
 
-    def __init__(self, lives: int = 2, rounds: int = 5) -> None:
+    def __init__(self, lives: int = 2, rounds: int = 5, truncate: bool = False) -> None:
         super().__init__(n_agents=2, n_targets=3, rounds=rounds)
         self.lives = lives
+        self.truncate = truncate
 
     def step(self, actions):
         obs, rewards, terms, truncs, infos = super().step(actions)
         if "agent_1" in self.agents and self.t >= self.lives:
             self.agents.remove("agent_1")
-            terms["agent_1"], truncs["agent_1"] = True, False
+            terms["agent_1"], truncs["agent_1"] = not self.truncate, self.truncate
+        return obs, rewards, terms, truncs, infos
+
+
+class DepartingEarner(RoundsGame):
+    """Every agent but ``agent_0`` earns 1 per step and after each step leaves (terminated) with probability
+    ``p_leave``; ``agent_0`` earns nothing and plays on to the time limit.
+
+    Observations are constant, so a leaver's true value is the same in every state it is in:
+    1 / (1 - gamma * (1 - p_leave)). Its last observation after it left looks just like a live one, so a learner
+    that kept training on those rows (reward 0, no done) would value the state far lower.
+    """
+
+    metadata = {"name": "departing_earner_v0", "render_modes": []}
+
+    def __init__(self, n_agents: int = 2, p_leave: float = 0.25, rounds: int = 10) -> None:
+        super().__init__(n_agents, rounds, spaces.Box(0.0, 1.0, (2,), np.float32), spaces.Discrete(2))
+        self.p_leave = p_leave
+
+    def _observe(self):
+        return {a: np.ones(2, np.float32) for a in self.agents}
+
+    def _reward(self, agent, action):
+        return float(agent != "agent_0")
+
+    def step(self, actions):
+        obs, rewards, terms, truncs, infos = super().step(actions)
+        for agent in list(self.agents[1:]):
+            if self.rng.random() < self.p_leave:
+                self.agents.remove(agent)
+                terms[agent], truncs[agent] = True, False
         return obs, rewards, terms, truncs, infos
 
 

@@ -3,6 +3,10 @@
 Both agents receive the same payoff each round; each observes the previous round's joint action (one-hot), so a
 policy can condition on what its partner just did. The episode is cut by a time limit after ``rounds`` rounds:
 that is a truncation, not a termination.
+
+``reset(seed)`` draws the start: the first observation is a uniformly random "previous joint action" (a one-hot
+pair) or none (all zeros), each of the n² + 1 starts equally likely. Without that, every seed would replay one
+episode and 200 evaluation episodes would be 200 copies of it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ def penalty_payoff(k: float) -> list[list[float]]:
 class MatrixGameEnv(ParallelEnv):
     """Two agents play one payoff matrix ``rounds`` times."""
 
-    metadata = {"name": "matrix_game_v0", "render_modes": [], "is_parallelizable": True}
+    metadata = {"name": "matrix_game_v1", "render_modes": [], "is_parallelizable": True}
     render_mode = None
 
     def __init__(self, payoff: list[list[float]], rounds: int = 10, scale: float = 1.0) -> None:
@@ -40,6 +44,7 @@ class MatrixGameEnv(ParallelEnv):
         self._act_space = spaces.Discrete(self.n)
         self._t = 0
         self._last = np.zeros(2 * self.n, dtype=np.float32)
+        self._rng = np.random.default_rng()
 
     def observation_space(self, agent: str) -> spaces.Box:
         return self._obs_space
@@ -50,9 +55,14 @@ class MatrixGameEnv(ParallelEnv):
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         if seed is not None:
             self._act_space.seed(seed)
+            self._rng = np.random.default_rng(seed)
         self.agents = list(self.possible_agents)
         self._t = 0
         self._last = np.zeros(2 * self.n, dtype=np.float32)
+        start = int(self._rng.integers(self.n * self.n + 1))  # n * n: no previous round
+        if start < self.n * self.n:
+            self._last[start // self.n] = 1.0
+            self._last[self.n + start % self.n] = 1.0
         return {a: self._last.copy() for a in self.agents}, {a: {} for a in self.agents}
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:

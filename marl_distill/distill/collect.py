@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from marl_distill.multiagent import JointVecEnv
-from marl_distill.policies import JointPolicy, select_actions
+from marl_distill.policies import JointPolicy, masked_logits, select_actions
 
 
 @dataclass
@@ -30,20 +30,26 @@ class Dataset:
     """Legal actions (bool rows) of the agents whose env masks actions; students are fitted on those only."""
     acting: dict[str, np.ndarray] = field(default_factory=dict)
     """Per agent: did it act in this row (absent: always)."""
+    episode: np.ndarray | None = None
+    """Per row: the episode it came from (one id per env copy and episode), so held-out sets take whole episodes."""
 
     FIELDS = ("obs", "teacher_logits", "masks", "acting")
+    """The per-agent fields (dicts keyed by agent)."""
 
     def __len__(self) -> int:
         return len(next(iter(self.obs.values())))
 
     def take(self, idx: np.ndarray) -> Dataset:
-        return Dataset(*({a: v[idx] for a, v in getattr(self, f).items()} for f in self.FIELDS))
+        per_agent = ({a: v[idx] for a, v in getattr(self, f).items()} for f in self.FIELDS)
+        return Dataset(*per_agent, episode=None if self.episode is None else self.episode[idx])
 
     def concat(self, other: Dataset) -> Dataset:
         def cat(x: Any, y: Any) -> Any:
             return torch.cat([x, y]) if isinstance(x, torch.Tensor) else np.concatenate([x, y])
 
-        return Dataset(*({a: cat(v, getattr(other, f)[a]) for a, v in getattr(self, f).items()} for f in self.FIELDS))
+        per_agent = ({a: cat(v, getattr(other, f)[a]) for a, v in getattr(self, f).items()} for f in self.FIELDS)
+        both = self.episode is not None and other.episode is not None
+        return Dataset(*per_agent, episode=cat(self.episode, other.episode) if both else None)
 
     def put(self, slot: int, other: Dataset, row: int) -> None:
         """Overwrite row ``slot`` with ``other``'s row ``row``."""
@@ -51,12 +57,25 @@ class Dataset:
             mine, theirs = getattr(self, f), getattr(other, f)
             for a in mine:
                 mine[a][slot] = theirs[a][row]
+        if self.episode is not None and other.episode is not None:
+            self.episode[slot] = other.episode[row]
 
     def split(self, fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
-        """Random (train, held-out) split with the same rows for every agent."""
-        order = rng.permutation(len(self))
-        cut = int(len(order) * (1 - fraction))
-        return self.take(order[:cut]), self.take(order[cut:])
+        """(train, held-out) with whole episodes on each side, so neighbouring steps of one episode never score
+        the student on what it was fitted to.
+
+        Episodes are drawn in ``rng``'s order until the next one would take the held-out rows past ``fraction`` of
+        all rows; at least one episode goes to each side. Needs episode ids and at least two episodes.
+        """
+        if self.episode is None:
+            raise ValueError("split needs episode ids (collect records them)")
+        ids, sizes = np.unique(self.episode, return_counts=True)
+        if len(ids) < 2:
+            raise ValueError(f"cannot hold out whole episodes: the data holds {len(ids)} episode")
+        order = rng.permutation(len(ids))
+        n_held = int(np.searchsorted(np.cumsum(sizes[order]), fraction * len(self), side="right"))
+        held = np.isin(self.episode, ids[order[: min(max(n_held, 1), len(ids) - 1)]])
+        return self.take(np.flatnonzero(~held)), self.take(np.flatnonzero(held))
 
 
 class Buffer:
@@ -94,13 +113,14 @@ class Buffer:
 class Collected:
     data: Dataset
     teacher_fraction: float
-    """Share of env-copy steps the teachers acted in (1 teacher-driven, 0 student-driven)."""
+    """Share of the collected rows (env-copy steps) the teachers acted in (1 teacher-driven, 0 student-driven)."""
 
 
 def collect(
     factory: Callable[[], Any],
     teachers: JointPolicy,
     *,
+    labeller: JointPolicy | None = None,
     samples: int,
     n_envs: int,
     seed: int,
@@ -108,27 +128,37 @@ def collect(
     student: JointPolicy | None = None,
     beta: float = 1.0,
     sample_actions: bool = True,
+    first_episode: int = 0,
     on_step: Callable[[int], None] | None = None,
 ) -> Collected:
-    """Visit ``samples`` states per agent; label every one with the teachers' logits.
+    """Visit exactly ``samples`` states per agent; label every one with the teachers' logits (or with ``labeller``,
+    another view of the same teachers, while ``teachers`` still act: e.g. an ensemble acts by its mixture and mse
+    regresses on its mean raw outputs, so the loss does not change which states are visited).
 
     Each env copy's joint step is taken by the teachers with probability ``beta`` and by ``student`` otherwise
     (``beta`` is 1 when there is no student). ``sample_actions`` makes the teachers sample from their
     distribution (wider state coverage); the student acts by argmax, as it will when deployed.
+
+    Copy ``i``'s ``j``-th episode gets the id ``first_episode + j * n_envs + i``; copy ``i`` resets from
+    ``seed + i`` (mod 2^32).
     """
     if student is None:
         beta = 1.0
     venv = JointVecEnv(factory, n_envs, autoreset=True)
-    obs = venv.reset([seed * 10_000 + i for i in range(n_envs)])
+    obs = venv.reset([(seed + i) % 2**32 for i in range(n_envs)])  # 32 bits, as legacy numpy seeding wants
     rows: dict[str, list[np.ndarray]] = {a: [] for a in venv.agents}
     labels: dict[str, list[torch.Tensor]] = {a: [] for a in venv.agents}
     legal: dict[str, list[np.ndarray]] = {a: [] for a in venv.spec.masked}
     acted: dict[str, list[np.ndarray]] = {a: [] for a in venv.agents}
-    by_teacher = 0
+    episodes: list[np.ndarray] = []
+    by_teacher: list[np.ndarray] = []
+    counter = np.zeros(n_envs, dtype=np.int64)
     n_steps = -(-samples // n_envs)
     for _ in range(n_steps):
         masks, acting = venv.masks, venv.acting
         actions, teacher_logits = select_actions(teachers, obs, rng, deterministic=not sample_actions, masks=masks)
+        if labeller is not None:  # targets in another view of the same teachers (an ensemble's mean raw outputs)
+            teacher_logits = masked_logits(labeller.logits(obs), masks)
         teacher_acts = rng.random(n_envs) < beta
         if student is not None and not teacher_acts.all():
             student_actions, _ = select_actions(student, obs, rng, deterministic=True, masks=masks)
@@ -136,14 +166,16 @@ def collect(
                 a: np.where(teacher_acts.reshape(-1, *[1] * (act.ndim - 1)), act, student_actions[a])
                 for a, act in actions.items()
             }
-        by_teacher += int(teacher_acts.sum())
+        by_teacher.append(teacher_acts)
         for a in venv.agents:
             rows[a].append(obs[a])
             labels[a].append(teacher_logits[a])
             acted[a].append(acting[a])
         for a in legal:
             legal[a].append(masks[a])
-        obs = venv.step(actions).obs
+        episodes.append(first_episode + counter * n_envs + np.arange(n_envs))
+        step = venv.step(actions)
+        obs, counter = step.obs, counter + step.done
         if on_step is not None:
             on_step(n_envs)
     venv.close()
@@ -152,5 +184,7 @@ def collect(
         {a: torch.cat(t) for a, t in labels.items()},
         {a: np.concatenate(m) for a, m in legal.items()},
         {a: np.concatenate(m) for a, m in acted.items()},
+        np.concatenate(episodes),
     )
-    return Collected(data, by_teacher / (n_steps * n_envs))
+    keep = np.arange(samples)  # the last joint step may overshoot: every scheme labels exactly ``samples``
+    return Collected(data.take(keep), float(np.concatenate(by_teacher)[keep].mean()))

@@ -1,10 +1,12 @@
-"""Fit a student to teacher-labelled states: minibatch Adam, held-out agreement, early stop on the best epoch."""
+"""Fit a student to teacher-labelled states: a fixed number of minibatch Adam steps, scored on held-out episodes
+every epoch-sized chunk of steps, keeping the best chunk's weights."""
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,9 @@ from marl_distill.distill.losses import LossFn
 from marl_distill.distributions import DiagGaussian, Head, apply_mask
 from marl_distill.plotting import pyplot, save_figure
 from marl_distill.students import StudentNet
+
+HELD_KEYS = ("held_loss", "agreement", "action_mse")
+"""The history fields measured on held-out episodes (None when ``distill.holdout`` is 0)."""
 
 
 def held_out(
@@ -47,35 +52,73 @@ def held_out(
     }
 
 
+@dataclass
+class Fitted:
+    """What one ``fit`` did."""
+
+    history: list[dict[str, Any]]
+    """One row per evaluated chunk of gradient steps."""
+    best: int
+    """Index in ``history`` of the chunk whose weights ``net`` holds at the end."""
+    steps: int
+    """Gradient steps taken (the budget, unless early stopping cut it)."""
+
+    @property
+    def undertrained(self) -> bool:
+        """The kept chunk is the last one: the student may still have been improving when the budget ran out."""
+        return self.best == len(self.history) - 1
+
+
+def minibatches(n: int, size: int, agents: Sequence[str], rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
+    """Endless shuffled passes over ``n`` rows joined end to end, ``min(size, n)`` rows a step, so a step budget
+    needs no whole number of epochs; each agent draws its own order (a shared student's agents see different rows
+    in one step)."""
+    size = min(size, n)
+    left = {a: np.empty(0, dtype=np.int64) for a in agents}
+    while True:
+        for a in agents:
+            if len(left[a]) < size:
+                left[a] = np.concatenate([left[a], rng.permutation(n)])
+        yield {a: left[a][:size] for a in agents}
+        left = {a: v[size:] for a, v in left.items()}
+
+
 def fit(
     net: StudentNet,
     train: Dataset,
-    held: Dataset,
+    held: Dataset | None,
     loss_fns: Mapping[str, LossFn],
     heads: Mapping[str, Head],
     opt: torch.optim.Optimizer,
     *,
-    epochs: int,
+    steps: int,
+    chunk: int,
     batch_size: int,
     patience: int,
     rng: np.random.Generator,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Train ``net`` in place; stop after ``patience`` epochs without a lower held-out loss and keep the best
-    epoch's weights."""
+    on_chunk: Callable[[dict[str, Any]], None] | None = None,
+) -> Fitted:
+    """Train ``net`` in place for ``steps`` gradient steps, scored on ``held`` after every ``chunk`` steps.
+
+    A fixed step count (not epochs over data whose size differs between sampling schemes) is what makes budgets
+    equal. ``net`` ends with the weights of the chunk with the lowest held-out loss; with ``patience`` > 0 it stops
+    after that many chunks without a lower one, leaving the rest of ``steps`` unspent (``Fitted.steps`` says how
+    many were taken). ``held`` None turns scoring and early stopping off: the final weights are the last ones and
+    the rows' held-out fields are None.
+    """
     inputs = {a: net.encode(a, o) for a, o in train.obs.items()}
     masks = {a: torch.as_tensor(m, dtype=torch.bool) for a, m in train.masks.items()}
     acting = {a: torch.as_tensor(m, dtype=torch.bool) for a, m in train.acting.items()}
-    n = len(train)
-    best, best_state, stale, history = math.inf, copy.deepcopy(net.state_dict()), 0, []
-    for epoch in range(epochs):
+    batches = minibatches(len(train), batch_size, list(inputs), rng)
+    best, best_at, best_state, stale, taken, history = math.inf, 0, None, 0, 0, []
+    while taken < steps:
         net.train()
-        order = {a: torch.as_tensor(rng.permutation(n)) for a in inputs}
         losses = []
-        for start in range(0, n, batch_size):
+        for _ in range(min(chunk, steps - taken)):
+            order = next(batches)
             loss = torch.zeros(())
             for agent, x in inputs.items():
-                idx = order[agent][start : start + batch_size]
+                idx = torch.as_tensor(order[agent])
                 if agent in acting:  # only the rows where this agent acted
                     idx = idx[acting[agent][idx]]
                     if len(idx) == 0:
@@ -88,45 +131,62 @@ def fit(
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+        taken += len(losses)
         net.eval()
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), **held_out(net, held, loss_fns, heads)}
+        scores = held_out(net, held, loss_fns, heads) if held is not None else dict.fromkeys(HELD_KEYS)
+        row = {"epoch": len(history) + 1, "loss": float(np.mean(losses)), **scores, "grad_steps": taken}
         history.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
-        if row["held_loss"] < best:
-            best, best_state, stale = row["held_loss"], copy.deepcopy(net.state_dict()), 0
+        if on_chunk is not None:
+            on_chunk(row)
+        if held is None:
+            best_at = len(history) - 1
+        elif row["held_loss"] < best:
+            best, best_at, best_state, stale = row["held_loss"], len(history) - 1, copy.deepcopy(net.state_dict()), 0
         else:
             stale += 1
             if patience and stale >= patience:
                 break
-    net.load_state_dict(best_state)
-    return history
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    return Fitted(history, best_at, taken)
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Loss and held-out agreement per epoch, DAgger iterations marked."""
+    """Train and held-out loss and held-out agreement (or action MSE) against gradient steps, the budget every
+    sampling scheme shares; DAgger rounds marked. Without a held-out set (holdout 0) only the train loss is drawn."""
     plt = pyplot()
-    x = list(range(1, len(history) + 1))
+    x = [h.get("grad_steps", i + 1) for i, h in enumerate(history)]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    ax1.plot(x, [h["loss"] for h in history])
+    ax1.plot(x, [h["loss"] for h in history], label="train")
+    held = [h.get("held_loss") for h in history]
+    if any(v is not None for v in held):
+        ax1.plot(x, [_nan(v) for v in held], label="held-out")
     ax1.set_yscale("log")
-    ax1.set_xlabel("epoch (all iterations)")
-    ax1.set_ylabel("distillation loss (train)")
-    ax1.plot(x, [h["held_loss"] for h in history], label="held-out")
-    ax1.legend(["train", "held-out"], loc="upper right")
-    if history[0]["agreement"] is not None:
-        ax2.plot(x, [h["agreement"] for h in history], label="held-out agreement (Discrete agents)")
+    ax1.set_ylabel("distillation loss")
+    ax1.legend(loc="upper right")
+    if any(h.get("agreement") is not None for h in history):
+        ax2.plot(x, [_nan(h.get("agreement")) for h in history], label="held-out agreement (Discrete agents)")
         ax2.set_ylabel("argmax agreement with teacher")
         ax2.set_ylim(0, 1.01)
-    else:
-        ax2.plot(x, [h["action_mse"] for h in history], label="held-out action MSE (Box agents)")
+        ax2.legend(loc="lower right")
+    elif any(h.get("action_mse") is not None for h in history):
+        ax2.plot(x, [_nan(h.get("action_mse")) for h in history], label="held-out action MSE (Box agents)")
         ax2.set_ylabel("action MSE vs teacher")
-    ax2.set_xlabel("epoch (all iterations)")
+        ax2.legend(loc="lower right")
+    else:
+        ax2.text(0.5, 0.5, "no held-out episodes (holdout = 0)", ha="center", va="center", transform=ax2.transAxes)
+        ax2.set_axis_off()
+    drawn = (ax1, ax2) if ax2.axison else (ax1,)
+    for ax in drawn:
+        ax.set_xlabel("gradient steps (all rounds)")
     for i in range(1, len(history)):
         if history[i]["iteration"] != history[i - 1]["iteration"]:
-            for ax in (ax1, ax2):
-                ax.axvline(i + 0.5, color="grey", lw=0.6, ls="--")
-    ax2.legend(loc="lower right")
+            for ax in drawn:
+                ax.axvline(x[i - 1], color="grey", lw=0.6, ls="--")  # where the round's steps ended
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value

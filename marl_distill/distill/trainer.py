@@ -1,9 +1,27 @@
-"""Distill a teacher team into students: collect teacher-labelled states, fit, repeat (DAgger iterations)."""
+"""Distill a teacher team into students: collect teacher-labelled states, fit, repeat (DAgger rounds).
+
+Equal budgets: every sampling scheme gets the same teacher-labelled states (``samples`` per agent) and the same
+gradient steps (``DistillConfig.total_grad_steps``, by default ``epochs`` epochs of the teacher-driven scheme's
+training rows, whatever the scheme), each split evenly over the scheme's rounds: teacher-driven sampling spends
+them in one round, student-driven and mixed sampling in ``iterations`` rounds on the growing aggregated data.
+Every round is scored on held-out episodes after each epoch-sized chunk of steps (one history row, so rows of all
+schemes are alike) and keeps its best chunk's weights. With ``patience`` 0, the default, the whole budget is
+always spent; early stopping would leave steps unspent, so ``distill.json`` records the steps actually taken.
+
+Seeds: one ``numpy.random.SeedSequence`` tree per run (``marl_distill.seeding``); a student of kind ``KINDS[i]``
+draws from the nodes under ``(DISTILL, i)``:
+
+- ``(DISTILL, i, STUDENT_RNG)``: the numpy Generator for acting samples while collecting, the held-out split,
+  the buffers' reservoir draws and the minibatch order;
+- ``(DISTILL, i, INIT)``: torch's seed for the student's initial weights;
+- ``(DISTILL, i, ENV_RESETS, k)``: round ``k``'s env resets (copy ``c`` resets from that seed + ``c``).
+"""
 
 from __future__ import annotations
 
+import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,17 +30,39 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from marl_distill.distill.collect import Buffer, collect
+from marl_distill.distill.collect import Buffer, Dataset, collect
 from marl_distill.distill.fit import fit, plot_curves
 from marl_distill.distill.losses import LOSSES, make_loss
 from marl_distill.distill.schedule import SCHEDULES, BetaSchedule, betas
 from marl_distill.distill.warm_start import warm_start
 from marl_distill.errors import UserError
 from marl_distill.io import write_json
-from marl_distill.policies import JointPolicy
+from marl_distill.policies import JointPolicy, TeacherEnsemble
+from marl_distill.seeding import DISTILL, int_seed
+from marl_distill.seeding import rng as seed_rng
 from marl_distill.students import KINDS, StudentMeta, StudentNet, StudentTeam
 
 SAMPLINGS = ("teacher", "student", "mixed")
+STUDENT_RNG, INIT, ENV_RESETS = 0, 1, 2
+"""Roles under (DISTILL, student kind index) in the run's seed tree."""
+SUMMARY_KEYS = (
+    "kind",
+    "hidden",
+    "loss",
+    "temperature",
+    "alpha",
+    "sampling",
+    "rounds",
+    "labelled_states_per_agent",
+    "grad_steps",
+    "batch_size",
+    "best_epoch",
+    "epochs_run",
+    "undertrained",
+    "holdout",
+    "early_stopping",
+)
+"""The keys of ``students/KIND/distill.json``: the budget a student got and whether it may be under-trained."""
 
 
 @dataclass
@@ -42,7 +82,8 @@ class DistillConfig:
     sampling: str = "teacher"
     """Who acts while data is collected: teacher, student (multi-agent DAgger) or mixed (beta schedule)."""
     iterations: int = 4
-    """Collect-then-fit rounds for student and mixed sampling (teacher sampling collects once)."""
+    """Collect-then-fit rounds for student and mixed sampling (teacher sampling collects once); the labelled
+    states and gradient steps are split evenly over them, so the budget does not grow with the rounds."""
     beta_schedule: str = "exponential"
     """Mixed sampling: exponential (beta0 * decay^k), linear (to 0) or constant."""
     beta0: float = 1.0
@@ -51,28 +92,35 @@ class DistillConfig:
     """Mixed sampling, exponential schedule: ratio between successive betas."""
     buffer_size: int = 100_000
     """Most states per agent kept across iterations (a uniform reservoir sample of everything collected)."""
-    patience: int = 5
-    """Stop fitting after this many epochs without better held-out agreement (0: never stop early)."""
+    patience: int = 0
+    """Stop a round after this many epoch-sized chunks without a lower held-out loss (0: never, spend the whole
+    budget, which keeps budgets equal; the best chunk's weights are kept either way). Loss, not agreement: it is
+    smooth and sees the whole distribution, while agreement saturates early. Off when holdout is 0."""
     sample_actions: bool = True
     """The acting team samples from its distribution while collecting (wider coverage) rather than argmax."""
     samples: int = 20_000
-    """States collected per agent in all (split evenly over the iterations)."""
+    """Teacher-labelled states per agent in all, the same for every sampling scheme (split evenly over the rounds)."""
     n_envs: int = 8
     """Env copies stepped together while collecting."""
     epochs: int = 40
-    """Passes over the collected data."""
+    """The gradient-step budget in epochs of the teacher-driven scheme when grad_steps is 0 (see epoch_steps)."""
+    grad_steps: int = 0
+    """Gradient steps in all, the same for every sampling scheme, split evenly over the rounds (0: epochs x
+    epoch_steps(), so the budget does not depend on the scheme)."""
     batch_size: int = 256
     """Minibatch size per agent."""
     lr: float = 3e-3
     """Adam learning rate."""
     holdout: float = 0.1
-    """Fraction of states held out to measure agreement during training."""
+    """Fraction of each round's states held out, as whole episodes, to score the student and pick its best chunk
+    (0: no held-out set, no early stopping; the final weights are the last ones)."""
     dqn_temperature: float = 0.01
     """DQN teachers' distribution is softmax(Q / dqn_temperature)."""
     init_from_teacher: bool = False
     """Per-agent students start as copies of their PPO teachers' actors (needs hidden = the teachers' net_arch)."""
     seed: int = 0
-    """Seeds data collection, the split, initialisation and minibatch order."""
+    """The run seed: root of the SeedSequence tree whose DISTILL branch seeds collection, the held-out split,
+    initialisation and minibatch order (layout in this module's docstring)."""
 
     def validate(self) -> None:
         if self.init_from_teacher and "shared" in self.students:
@@ -86,6 +134,8 @@ class DistillConfig:
             raise UserError(f"sampling {self.sampling!r} is not available yet; use one of {list(SAMPLINGS)}")
         if self.temperature <= 0 or self.lr <= 0 or self.samples < 1 or self.epochs < 1 or self.batch_size < 1:
             raise UserError("distill temperature, lr, samples, epochs and batch_size must be positive")
+        if self.grad_steps < 0:
+            raise UserError(f"distill.grad_steps must be >= 0 (0: epochs x epoch_steps), got {self.grad_steps}")
         if not 0 <= self.holdout < 1:
             raise UserError(f"distill.holdout must lie in [0, 1), got {self.holdout}")
         if not 0 <= self.alpha <= 1:
@@ -94,18 +144,59 @@ class DistillConfig:
             raise UserError("distill.iterations and buffer_size must be >= 1, patience >= 0")
         if self.beta_schedule not in SCHEDULES or not (0 <= self.beta0 <= 1 and 0 <= self.beta_decay <= 1):
             raise UserError(f"beta_schedule must be one of {list(SCHEDULES)}, with beta0 and beta_decay in [0, 1]")
+        rounds = len(self.schedule())
+        if self.samples < rounds or self.total_grad_steps() < rounds:
+            raise UserError(
+                f"{self.sampling} sampling runs {rounds} rounds: distill.samples ({self.samples}) and the gradient "
+                f"steps ({self.total_grad_steps()}) must give each round at least one"
+            )
 
     def schedule(self) -> list[float]:
-        """Beta of each iteration (1 = teachers act)."""
+        """Beta of each round (1 = teachers act): one round for teacher sampling, ``iterations`` otherwise."""
         n = 1 if self.sampling == "teacher" else self.iterations
         return betas(self.sampling, BetaSchedule(self.beta_schedule, self.beta0, self.beta_decay), n)
+
+    def epoch_steps(self) -> int:
+        """Gradient steps of one epoch of the teacher-driven scheme: its training rows (``samples`` less the
+        held-out share, at most ``buffer_size``) over ``batch_size``. The unit of the budget and of history rows,
+        the same for every scheme."""
+        rows = min(self.buffer_size, max(1, math.ceil(self.samples * (1 - self.holdout))))
+        return math.ceil(rows / self.batch_size)
+
+    def total_grad_steps(self) -> int:
+        """Gradient steps in all, for every sampling scheme: ``grad_steps``, or ``epochs`` x ``epoch_steps``."""
+        return self.grad_steps or self.epochs * self.epoch_steps()
+
+    def round_grad_steps(self) -> list[int]:
+        """Each round's share of ``total_grad_steps`` (even, the remainder to the first rounds)."""
+        return even_split(self.total_grad_steps(), len(self.schedule()))
+
+    def round_samples(self) -> list[int]:
+        """Each round's share of ``samples`` (even, the remainder to the first rounds)."""
+        return even_split(self.samples, len(self.schedule()))
+
+
+def even_split(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` integers that differ by at most one and sum to ``total``."""
+    return [total // parts + (1 if k < total % parts else 0) for k in range(parts)]
 
 
 @dataclass
 class DistillResult:
     student: StudentTeam
-    history: list[dict[str, float]]
-    """One row per epoch: iteration, beta, loss, held-out agreement with the teacher's argmax."""
+    history: list[dict[str, Any]]
+    """One row per evaluated chunk of gradient steps: epoch (chunk of its round), loss, held-out loss, agreement and
+    action MSE (None without held-out episodes), grad_steps (cumulative), iteration, beta, teacher_fraction."""
+    summary: dict[str, Any]
+    """What ``students/KIND/distill.json`` holds (``SUMMARY_KEYS``): the budget spent and the kept row."""
+    rounds: list[dict[str, Any]]
+    """Per round: its grad_steps, best_epoch (1-based over all rows) and undertrained (its best row was its last)."""
+
+
+def label_policy(teachers: JointPolicy, loss: str) -> JointPolicy:
+    """The teachers as ``loss`` sees its targets: an ensemble regresses (mse) on its members' mean raw outputs and
+    matches (kl, ce) their averaged distributions; one team is its own target either way."""
+    return teachers.for_loss(loss) if isinstance(teachers, TeacherEnsemble) else teachers
 
 
 def distill_one(
@@ -115,27 +206,34 @@ def distill_one(
     cfg: DistillConfig,
     *,
     rng: np.random.Generator,
+    init_seed: int,
+    reset_seeds: Sequence[int],
     log_dir: Path | None = None,
     show: bool = False,
 ) -> DistillResult:
-    """Collect-and-fit rounds for one student; each round's acting team follows the beta schedule."""
-    torch.manual_seed(int(rng.integers(2**31)))
+    """Collect-and-fit rounds for one student; each round's acting team follows the beta schedule, and gets its
+    share of the labelled states and gradient steps (``reset_seeds``: one per round)."""
+    torch.manual_seed(init_seed)
     net = StudentNet(meta)
     if cfg.init_from_teacher:
         warm_start(net, getattr(teachers, "models", None))
     team = StudentTeam(teachers.spec, net)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    labels = label_policy(teachers, cfg.loss)
     heads = {a: teachers.spec.head(a) for a in meta.agents}
-    scale = getattr(teachers, "logit_scale", lambda _: 1.0)  # DQN teachers: mse on raw Q-values
+    scale = getattr(labels, "logit_scale", None) if cfg.loss == "mse" else None  # DQN teachers: mse on raw Q
+    scale = scale or (lambda _: 1.0)
     loss_fns = {a: make_loss(cfg.loss, cfg.temperature, cfg.alpha, heads[a], scale(a)) for a in meta.agents}
-    schedule = cfg.schedule()
-    train_buf, held_buf = Buffer(cfg.buffer_size, rng), Buffer(max(1, int(cfg.buffer_size * cfg.holdout)), rng)
+    schedule, samples, steps = cfg.schedule(), cfg.round_samples(), cfg.round_grad_steps()
+    train_buf = Buffer(cfg.buffer_size, rng)
+    held_buf = Buffer(max(1, int(cfg.buffer_size * cfg.holdout)), rng) if cfg.holdout > 0 else None
     writer = _writer(log_dir)
     history: list[dict[str, Any]] = []
-    per_round = -(-cfg.samples // len(schedule))
+    rounds: list[dict[str, Any]] = []
+    labelled = taken = next_episode = 0
     for k, beta in enumerate(schedule):
         with tqdm(
-            total=per_round,
+            total=samples[k],
             desc=f"{meta.kind} round {k + 1}/{len(schedule)} beta={beta:.2f}",
             unit="state",
             disable=not show,
@@ -144,45 +242,84 @@ def distill_one(
             got = collect(
                 factory,
                 teachers,
-                samples=per_round,
+                labeller=labels if getattr(labels, "raw", False) else None,
+                samples=samples[k],
                 n_envs=cfg.n_envs,
-                seed=cfg.seed * 100 + k + 7919,
+                seed=reset_seeds[k],
                 rng=rng,
                 student=team if beta < 1 else None,
                 beta=beta,
                 sample_actions=cfg.sample_actions,
+                first_episode=next_episode,
                 on_step=bar.update,
             )
-        fresh_train, fresh_held = got.data.split(cfg.holdout, rng) if cfg.holdout > 0 else (got.data, got.data)
-        train_buf.add(fresh_train)
-        held_buf.add(fresh_held)
+        assert got.data.episode is not None
+        labelled += len(got.data)
+        next_episode = int(got.data.episode.max()) + 1
+        if held_buf is None:
+            train_buf.add(got.data)
+        else:
+            fresh_train, fresh_held = _split(got.data, cfg.holdout, rng)
+            train_buf.add(fresh_train)
+            held_buf.add(fresh_held)
 
-        def log(row: dict[str, float], k: int = k, beta: float = beta, frac: float = got.teacher_fraction) -> None:
-            row.update(iteration=k + 1, beta=beta, teacher_fraction=frac)
-            step = len(history) + 1
+        def log(
+            row: dict[str, Any], k: int = k, beta: float = beta, frac: float = got.teacher_fraction, done: int = taken
+        ) -> None:
+            row.update(grad_steps=done + row["grad_steps"], iteration=k + 1, beta=beta, teacher_fraction=frac)
             if writer is not None:
                 for key in ("loss", "held_loss", "agreement", "action_mse"):
                     if row.get(key) is not None:
-                        writer.add_scalar(f"distill/{meta.kind}/{key}", row[key], step)
+                        writer.add_scalar(f"distill/{meta.kind}/{key}", row[key], row["grad_steps"])
             history.append(row)
 
-        assert train_buf.data is not None and held_buf.data is not None
-        fit(
+        assert train_buf.data is not None
+        fitted = fit(
             net,
             train_buf.data,
-            held_buf.data,
+            held_buf.data if held_buf is not None else None,
             loss_fns,
             heads,
             opt,
-            epochs=cfg.epochs,
+            steps=steps[k],
+            chunk=cfg.epoch_steps(),
             batch_size=cfg.batch_size,
             patience=cfg.patience,
             rng=rng,
-            on_epoch=log,
+            on_chunk=log,
         )
+        taken += fitted.steps
+        best_epoch = len(history) - len(fitted.history) + fitted.best + 1
+        rounds.append({"grad_steps": fitted.steps, "best_epoch": best_epoch, "undertrained": fitted.undertrained})
     if writer is not None:
         writer.close()
-    return DistillResult(StudentTeam(teachers.spec, net), history)
+    summary = {
+        "kind": meta.kind,
+        "hidden": list(meta.hidden),
+        "loss": cfg.loss,
+        "temperature": cfg.temperature,
+        "alpha": cfg.alpha,
+        "sampling": cfg.sampling,
+        "rounds": len(schedule),
+        "labelled_states_per_agent": labelled,
+        "grad_steps": taken,
+        "batch_size": cfg.batch_size,
+        "best_epoch": rounds[-1]["best_epoch"],
+        "epochs_run": len(history),
+        "undertrained": rounds[-1]["undertrained"] if held_buf is not None else None,  # no held-out: unknown
+        "holdout": cfg.holdout,
+        "early_stopping": held_buf is not None and cfg.patience > 0,
+    }
+    return DistillResult(StudentTeam(teachers.spec, net), history, summary, rounds)
+
+
+def _split(data: Dataset, holdout: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
+    try:
+        return data.split(holdout, rng)
+    except ValueError as err:
+        raise UserError(
+            f"{err}; collect more states per round, use more env copies, or set distill.holdout = 0"
+        ) from None
 
 
 def _writer(log_dir: Path | None) -> Any:
@@ -201,20 +338,32 @@ def distill(
     out_dir: Path | None = None,
     progress: bool | None = None,
 ) -> dict[str, DistillResult]:
-    """Distill every requested student; save each under ``out_dir/students/KIND`` with its curves."""
+    """Distill every requested student; save each under ``out_dir/students/KIND`` with its curves
+    (history.json), its budget (distill.json) and a plot."""
     cfg.validate()
     show = sys.stderr.isatty() if progress is None else progress
     results = {}
     for kind in cfg.students:
-        rng = np.random.default_rng([cfg.seed, KINDS.index(kind)])
+        i = KINDS.index(kind)
         meta = StudentMeta.for_spec(teachers.spec, kind, cfg.hidden)
         log_dir = Path(out_dir) / "tb" / f"distill_{kind}" if out_dir is not None else None
-        result = distill_one(factory, teachers, meta, cfg, rng=rng, log_dir=log_dir, show=show)
+        result = distill_one(
+            factory,
+            teachers,
+            meta,
+            cfg,
+            rng=seed_rng(cfg.seed, DISTILL, i, STUDENT_RNG),
+            init_seed=int_seed(cfg.seed, DISTILL, i, INIT),
+            reset_seeds=[int_seed(cfg.seed, DISTILL, i, ENV_RESETS, k) for k in range(len(cfg.schedule()))],
+            log_dir=log_dir,
+            show=show,
+        )
         results[kind] = result
         if out_dir is not None:
             folder = Path(out_dir) / "students" / kind
             result.student.save(folder)
             write_json(folder / "history.json", result.history)
+            write_json(folder / "distill.json", result.summary)
             plot_curves(
                 result.history,
                 Path(out_dir) / "plots" / f"distill_{kind}.png",

@@ -13,6 +13,11 @@ from marl_distill.io import read_json
 from marl_distill.plotting import pyplot, save_figure
 
 
+def _or(value: float | None, default: float) -> float:
+    """A bound or value that may be null (one run, no normalized figure): ``default`` in its place."""
+    return default if value is None else value
+
+
 def _tasks(summary: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
     return [(env, task, rows) for env, tasks in summary.items() for task, rows in tasks.items()]
 
@@ -24,22 +29,23 @@ def _panels(n: int, width: float, height: float) -> tuple[Any, list[Any]]:
 
 
 def returns(path: Path, summary: Mapping[str, Any]) -> Path:
-    """Normalized return per policy (IQM over runs, 95% CI bars); 0 = random, 1 = teacher."""
+    """Normalized return per policy (IQM over runs, trimmed-mean t 95% CI bars, none below two runs); 0 = random,
+    1 = teacher."""
     tasks = _tasks(summary)
     n_pol = max(len(rows) for _, _, rows in tasks)
     fig, axes = _panels(len(tasks), 4.6, 1.2 + 0.38 * n_pol)
     for ax, (env, task, rows) in zip(axes, tasks):
         names = [p for p in rows if rows[p]["normalized_return"]["iqm"] is not None][::-1]
         iqm = np.array([rows[p]["normalized_return"]["iqm"] for p in names])
-        lo = np.array([rows[p]["normalized_return"]["ci95"][0] for p in names])
-        hi = np.array([rows[p]["normalized_return"]["ci95"][1] for p in names])
+        lo = np.array([_or(rows[p]["normalized_return"]["ci95"][0], v) for p, v in zip(names, iqm)])
+        hi = np.array([_or(rows[p]["normalized_return"]["ci95"][1], v) for p, v in zip(names, iqm)])
         colors = ["#999999" if p == "random" else "#4c72b0" if p == "teacher" else "#55a868" for p in names]
         ax.barh(names, iqm, xerr=[iqm - lo, hi - iqm], color=colors, capsize=4)
         ax.axvline(1.0, color="#4c72b0", lw=0.8, ls="--")
         ax.axvline(0.0, color="#999999", lw=0.8, ls="--")
         runs = rows["teacher"]["runs"]
         ax.set_title(f"{task} ({env})", fontsize=10)
-        ax.set_xlabel(f"normalized return (0 = random, 1 = teacher)\nIQM over {runs} seeds, 95% CI")
+        ax.set_xlabel(f"normalized return (0 = random, 1 = teacher)\nIQM over {runs} seeds, trimmed-mean t 95% CI")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -64,7 +70,12 @@ def agreement_vs_size(path: Path, summary: Mapping[str, Any]) -> Path | None:
         mine = [p for p in points if p[0] == task]
         x = np.array([p[2] for p in mine])
         y = np.array([p[3]["mean"] for p in mine])
-        err = np.array([[p[3]["mean"] - p[3]["ci95"][0], p[3]["ci95"][1] - p[3]["mean"]] for p in mine]).T
+        err = np.array(
+            [
+                [p[3]["mean"] - _or(p[3]["ci95"][0], p[3]["mean"]), _or(p[3]["ci95"][1], p[3]["mean"]) - p[3]["mean"]]
+                for p in mine
+            ]
+        ).T
         ax.errorbar(x, y, yerr=err, fmt=markers[i % len(markers)], capsize=3, label=task)
         for xi, yi, p in zip(x, y, mine):
             ax.annotate(p[1], (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
@@ -73,14 +84,15 @@ def agreement_vs_size(path: Path, summary: Mapping[str, Any]) -> Path | None:
     ax.set_xlabel("student acting parameters (log scale)")
     ax.set_ylabel("joint action agreement with teachers\n(fraction of student-visited steps)")
     ax.set_ylim(0, 1.02)
-    ax.set_title("Agreement vs student size (mean over seeds, 95% CI)")
+    ax.set_title("Agreement vs student size (mean over seeds, Student-t 95% CI)")
     ax.legend(title="task", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
 
 
 def mixed_heatmap(path: Path, summary: Mapping[str, Any]) -> Path | None:
-    """Normalized return of every mixed team (columns: agents acting by the student), mean over seeds."""
+    """Normalized return of every mixed team (columns: agents acting by the student), mean over seeds; blank
+    where no run had a normalized value."""
     tasks = [(env, task, rows) for env, task, rows in _tasks(summary) if any("mixed_team" in r for r in rows.values())]
     if not tasks:
         return None
@@ -90,10 +102,11 @@ def mixed_heatmap(path: Path, summary: Mapping[str, Any]) -> Path | None:
     for ax, (env, task, rows) in zip(axes, tasks):
         names = [p for p, r in rows.items() if "mixed_team" in r]
         mixes = list(rows[names[0]]["mixed_team"])
-        grid = np.array([[rows[p]["mixed_team"].get(m, np.nan) for m in mixes] for p in names])
-        im = ax.imshow(grid, vmin=min(0.0, np.nanmin(grid)), vmax=1.0, cmap="RdYlGn", aspect="auto")
+        grid = np.array([[_or(rows[p]["mixed_team"].get(m), np.nan) for m in mixes] for p in names], dtype=float)
+        low = np.nanmin(grid) if np.isfinite(grid).any() else 0.0
+        im = ax.imshow(grid, vmin=min(0.0, low), vmax=1.0, cmap="RdYlGn", aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+            ax.text(j, i, "–" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7)
         ax.set_xticks(range(len(mixes)), [m.replace("+", "+\n") for m in mixes], fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_xlabel("agents acting by the student (the rest by their teachers)")

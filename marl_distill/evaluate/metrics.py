@@ -1,24 +1,32 @@
-"""metrics.json: returns, normalized returns, coordination with the teachers, size and speed of every policy."""
+"""metrics.json: returns, normalized returns, coordination with the teachers, size and speed of every policy.
+
+Every policy of a run plays the same episode seeds (from the run's seed tree), so per-episode differences are
+paired; a normalized figure is null unless the teachers beat random significantly on those episodes."""
 
 from __future__ import annotations
 
 import itertools
 import sys
-import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
+from marl_distill import seeding
 from marl_distill.distributions import DiagGaussian
 from marl_distill.errors import UserError
 from marl_distill.evaluate.rollout import Rollouts, run_episodes
-from marl_distill.evaluate.stats import mean_ci, normalized
+from marl_distill.evaluate.speed import cost_metrics
+from marl_distill.evaluate.stats import METHODS, excludes_zero, mean_ci, normalized, paired_diff
 from marl_distill.multiagent import EnvSpec
 from marl_distill.policies import JointPolicy, MixedTeam, RandomPolicy
+from marl_distill.seeding import POLICY_RNG, RANDOM_POLICY
+
+ABOVE_TEACHER = 1.05
+"""A student normalized above this beats its teachers by more than noise usually explains: flagged for a look."""
 
 
 @dataclass
@@ -27,8 +35,9 @@ class EvalConfig:
 
     episodes: int = 200
     """Episodes per policy; every policy plays the same episode seeds."""
-    seed: int = 100_000
-    """Episode k starts from env.reset(seed=seed + k)."""
+    seed: int = 0
+    """The run's seed: episode seeds and the sampling policies' draws come from its tree (seeding.EVALUATE), the
+    same for every policy of a run and different between runs."""
     n_envs: int = 16
     """Episodes played at once (batched forward passes)."""
     mixed_teams: bool = True
@@ -36,40 +45,16 @@ class EvalConfig:
     mixed_episodes: int = 100
     """Episodes per mixed team (and per cross-seed team)."""
     cross_play: list[str] = field(default_factory=list)
-    """Run folders (same env, other seeds) whose students are paired with this run's students of the same name."""
+    """Run folders (same env, other seeds): their students play with this run's students of the same name, and
+    their teachers with this run's teachers, in every mix."""
     latency_repeats: int = 300
     """Batch-1 joint steps timed per policy (median reported)."""
 
     def validate(self) -> None:
         if self.episodes < 2 or self.n_envs < 1 or self.mixed_episodes < 2 or self.latency_repeats < 1:
             raise UserError("evaluate.episodes and mixed_episodes must be >= 2, n_envs and latency_repeats >= 1")
-
-
-class Actor(Protocol):
-    """A policy that can also act on one observation per agent (what deployment costs) and count its size."""
-
-    def act_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, int]: ...
-
-    def acting_params(self) -> int: ...
-
-
-def latency_us(actor: Actor, observations: Mapping[str, np.ndarray], repeats: int) -> float:
-    """Median microseconds per joint step at batch 1 on one CPU thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        n = min(len(o) for o in observations.values())
-        samples = []
-        for r in range(repeats + 10):
-            i = r % n
-            obs = {a: o[i] for a, o in observations.items()}
-            start = time.perf_counter()
-            actor.act_single(obs)
-            if r >= 10:
-                samples.append(time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(threads)
-    return float(np.median(samples) * 1e6)
+        if self.seed < 0:
+            raise UserError(f"evaluate.seed must be >= 0, got {self.seed}")
 
 
 def mixes(agents: Sequence[str]) -> list[tuple[str, ...]]:
@@ -83,6 +68,7 @@ def mixes(agents: Sequence[str]) -> list[tuple[str, ...]]:
 
 
 def returns_block(roll: Rollouts, seed: int) -> dict[str, Any]:
+    """Team return (mean, percentile bootstrap over episodes, distinct values) and per-agent means."""
     return {
         "team_return": mean_ci(roll.team, seed=seed),
         "per_agent_return": {a: float(r.mean()) for a, r in roll.per_agent.items()},
@@ -96,75 +82,134 @@ def evaluate_all(
     cfg: EvalConfig,
     *,
     cross_play: Mapping[str, Mapping[str, JointPolicy]] | None = None,
+    cross_teachers: Mapping[str, JointPolicy] | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Evaluate teachers, the random policy and every student on the same seeds; return metrics.json's dict.
+    """Evaluate teachers, the random policy and every student on the same episode seeds; return metrics.json's
+    dict (with ``_meta`` holding the interval methods and the normalization guard).
 
     ``cross_play`` maps other runs (e.g. other seeds) to their students: each student of the same name is then
-    paired with ours in every mix (``cross_seed``), which exposes conventions that drifted between seeds."""
+    paired with ours in every mix (``cross_seed``), which exposes conventions that drifted between seeds.
+    ``cross_teachers`` maps the same runs to their teachers, played with ours in every mix (the teacher's
+    ``cross_seed``): drift the teachers already had is then told apart from what distillation lost."""
     cfg.validate()
     show = sys.stderr.isatty() if progress is None else progress
     spec = teachers.spec
     n_mix = len(mixes(spec.agents)) if cfg.mixed_teams else 0
     n_cross = sum(name in others for others in (cross_play or {}).values() for name in students)
+    n_cross += len(cross_teachers or {})
     total = 2 + len(students) * (1 + n_mix) + n_cross * len(mixes(spec.agents))
     bar = tqdm(total=total, desc="evaluate", unit="policy", disable=not show, leave=False)
+    episode_seeds = episode_seeds_of(cfg)
 
-    def play(policy: JointPolicy, episodes: int, reference: JointPolicy | None = None) -> Rollouts:
+    def play(policy: JointPolicy, episodes: int, reference: JointPolicy | None = None, role: int = POLICY_RNG):
+        """A fresh generator per play: what one policy draws never depends on which policies played before."""
         roll = run_episodes(
             factory,
             policy,
-            episodes=episodes,
-            seed=cfg.seed,
+            seeds=episode_seeds[:episodes],
             n_envs=cfg.n_envs,
-            rng=np.random.default_rng(cfg.seed),
+            rng=seeding.rng(cfg.seed, seeding.EVALUATE, role),
             reference=reference,
         )
         bar.update(1)
         return roll
 
     teacher_roll = play(teachers, cfg.episodes)
-    random_roll = play(RandomPolicy(spec), cfg.episodes)
+    random_roll = play(RandomPolicy(spec), cfg.episodes, role=RANDOM_POLICY)
     r_teacher, r_random = float(teacher_roll.team.mean()), float(random_roll.team.mean())
+    gap = {**paired_diff(teacher_roll.team, random_roll.team), "significant": False}
+    gap["significant"] = excludes_zero(gap)
+    if not gap["significant"]:
+        warnings.warn(f"normalized return is null: {null_reason(gap)}", UserWarning, stacklevel=2)
+
+    def norm(value: float, lo: float = r_random, hi: float = r_teacher) -> float | None:
+        return normalized(value, lo, hi) if gap["significant"] else None
+
     obs_sample = teacher_roll.observations
     metrics: dict[str, Any] = {
         "teacher": {
             **returns_block(teacher_roll, cfg.seed),
-            "normalized_return": 1.0,
-            "params": _params(teachers),
-            "latency_us_per_joint_step": _latency(teachers, obs_sample, cfg.latency_repeats),
+            "normalized_return": norm(r_teacher),
+            "gap_over_random": gap,
+            **cost_metrics(teachers, obs_sample, repeats=cfg.latency_repeats),
         },
-        "random": {**returns_block(random_roll, cfg.seed), "normalized_return": 0.0, "params": 0},
+        "random": {
+            **returns_block(random_roll, cfg.seed),
+            "normalized_return": norm(r_random),
+            **cost_metrics(RandomPolicy(spec), obs_sample, repeats=cfg.latency_repeats),  # zero size
+        },
     }
     k = min(cfg.mixed_episodes, cfg.episodes)
-    lo, hi = float(random_roll.team[:k].mean()), float(teacher_roll.team[:k].mean())
+    lo_k, hi_k = float(random_roll.team[:k].mean()), float(teacher_roll.team[:k].mean())
 
-    def mix_with(base: JointPolicy, other: JointPolicy) -> dict[str, Any]:
-        """Normalized return of every team where the agents in a mix act by ``other``, the rest by ``base``."""
-        by_mix = {}
+    def mix_with(base: JointPolicy, other: JointPolicy, base_team: np.ndarray) -> dict[str, Any]:
+        """Every team where the agents in a mix act by ``other``, the rest by ``base``: normalized return, team
+        return with its CI, and the paired difference to ``base`` alone (``base_team``) on the same seeds."""
+        by_mix, returns, diffs = {}, {}, {}
         for mix in mixes(spec.agents):
-            team = play(MixedTeam(base, other, mix), k)
-            by_mix["+".join(mix)] = normalized(float(team.team.mean()), lo, hi)
-        return {"min_normalized_return": min(by_mix.values()), "by_mix": by_mix, "episodes": k}
+            team = play(MixedTeam(base, other, mix), k).team
+            key = "+".join(mix)
+            by_mix[key] = norm(float(team.mean()), lo_k, hi_k)
+            returns[key] = mean_ci(team, seed=cfg.seed)
+            diffs[key] = paired_diff(team, base_team[:k])
+        worst = min(returns, key=lambda m: returns[m]["mean"])
+        return {
+            "min_normalized_return": by_mix[worst],
+            "worst_mix": worst,
+            "by_mix": by_mix,
+            "team_return_by_mix": returns,
+            "paired_diff_by_mix": diffs,
+            "episodes": k,
+        }
 
+    for folder, other in (cross_teachers or {}).items():  # another run's teachers beside this run's
+        metrics["teacher"].setdefault("cross_seed", {})[folder] = mix_with(teachers, other, teacher_roll.team)
     for name, student in students.items():
         roll = play(student, cfg.episodes, reference=teachers)
         entry = {
             **returns_block(roll, cfg.seed),
-            "normalized_return": normalized(float(roll.team.mean()), r_random, r_teacher),
+            "normalized_return": norm(float(roll.team.mean())),
+            "paired_diff": paired_diff(roll.team, teacher_roll.team),
             **_coordination(roll, spec),
             "agreement_states": roll.acted,
-            "params": _params(student),
-            "latency_us_per_joint_step": _latency(student, obs_sample, cfg.latency_repeats),
+            **cost_metrics(student, obs_sample, repeats=cfg.latency_repeats),
         }
+        entry.update(speedup(metrics["teacher"], entry))
+        above = entry["normalized_return"] is not None and entry["normalized_return"] > ABOVE_TEACHER
+        entry["flags"] = ["normalized_above_1_05"] if above else []
         if n_mix:
-            entry["mixed_team"] = mix_with(teachers, student)
+            entry["mixed_team"] = mix_with(teachers, student, teacher_roll.team)
         for folder, others in (cross_play or {}).items():
             if name in others:  # students of another run (another seed) paired with this run's
-                entry.setdefault("cross_seed", {})[folder] = mix_with(student, others[name])
+                entry.setdefault("cross_seed", {})[folder] = mix_with(student, others[name], roll.team)
         metrics[name] = entry
     bar.close()
+    metrics["_meta"] = {
+        "eval_seed": cfg.seed,
+        "episode_seeds": "seeding.int_seeds(eval_seed, EVALUATE, EPISODES, n=episodes); mixes use the first ones",
+        "intervals": dict(METHODS),
+        "normalized_return": {
+            "defined": gap["significant"],
+            "reason": None if gap["significant"] else null_reason(gap),
+        },
+    }
     return metrics
+
+
+def episode_seeds_of(cfg: EvalConfig) -> list[int]:
+    """The reset seeds every policy of a run plays (teachers, random, students; mixes take a prefix)."""
+    return seeding.int_seeds(cfg.seed, seeding.EVALUATE, seeding.EPISODES, n=cfg.episodes)
+
+
+def null_reason(gap: Mapping[str, Any]) -> str:
+    """Why normalized return is null: the teacher-random gap, paired on the same episodes, is not above 0."""
+    lo, hi = gap["ci95"]
+    ci = "undefined" if lo is None else f"[{lo:.3g}, {hi:.3g}]"
+    return (
+        f"the teachers' team return is not significantly above random's on the same {gap['episodes']} episodes "
+        f"(paired gap {gap['mean']:.3g}, 95% CI {ci})"
+    )
 
 
 def score_against(
@@ -172,29 +217,47 @@ def score_against(
     teacher: JointPolicy,
     students: Mapping[str, JointPolicy],
     cfg: EvalConfig,
-    random_mean: float,
 ) -> dict[str, dict[str, Any]]:
     """Each student judged against another teacher team (several-teachers distillation): that team's return on
-    the same seeds, the student's return normalized by it, and agreement and KL on the student's states."""
-    rng = np.random.default_rng(cfg.seed)
-    ref = run_episodes(factory, teacher, episodes=cfg.episodes, seed=cfg.seed, n_envs=cfg.n_envs, rng=rng)
+    the same seeds, the student's return normalized by it (null unless that team is significantly above the
+    random policy, paired on the same episode seeds), the paired difference, and agreement and KL on the
+    student's states."""
+    seeds = episode_seeds_of(cfg)
+
+    def play(policy: JointPolicy, reference: JointPolicy | None = None, role: int = POLICY_RNG) -> Rollouts:
+        rng = seeding.rng(cfg.seed, seeding.EVALUATE, role)
+        return run_episodes(factory, policy, seeds=seeds, n_envs=cfg.n_envs, rng=rng, reference=reference)
+
+    ref = play(teacher)
+    random = play(RandomPolicy(teacher.spec), role=RANDOM_POLICY).team  # the same draws as evaluate_all's
+    gap = paired_diff(ref.team, random)
+    significant = excludes_zero(gap)
+    if not significant:
+        warnings.warn(f"normalized return is null: {null_reason(gap)}", UserWarning, stacklevel=2)
+    random_mean = float(np.mean(random))
     out = {}
     for name, student in students.items():
-        roll = run_episodes(
-            factory,
-            student,
-            episodes=cfg.episodes,
-            seed=cfg.seed,
-            n_envs=cfg.n_envs,
-            rng=np.random.default_rng(cfg.seed),
-            reference=teacher,
-        )
+        roll = play(student, reference=teacher)
+        value = normalized(float(roll.team.mean()), random_mean, float(ref.team.mean())) if significant else None
         out[name] = {
             "teacher_team_return": mean_ci(ref.team, seed=cfg.seed),
-            "normalized_return": normalized(float(roll.team.mean()), random_mean, float(ref.team.mean())),
+            "normalized_return": value,
+            "paired_diff": paired_diff(roll.team, ref.team),
             **_coordination(roll, teacher.spec),
         }
     return out
+
+
+def speedup(teacher: Mapping[str, Any], student: Mapping[str, Any]) -> dict[str, Any]:
+    """Teacher latency / student latency, both timed in this process one after the other, and only when both ran
+    through the same runtime (a torch-fallback teacher against a numpy student is no like-for-like ratio)."""
+    t, s = teacher.get("latency_us_per_joint_step"), student.get("latency_us_per_joint_step")
+    if not t or not s:
+        return {}
+    if teacher.get("acting_runtime") != student.get("acting_runtime"):
+        why = f"runtimes differ (teacher {teacher.get('acting_runtime')}, student {student.get('acting_runtime')})"
+        return {"speedup_vs_teacher": None, "speedup_note": why}
+    return {"speedup_vs_teacher": float(t / s)}
 
 
 def _coordination(roll: Rollouts, spec: EnvSpec) -> dict[str, Any]:
@@ -214,12 +277,3 @@ def _coordination(roll: Rollouts, spec: EnvSpec) -> dict[str, Any]:
         out["action_mse"] = {a: per(roll.sq_err[a], a) for a in box}
     out["kl_teacher_student"] = {a: per(roll.kl_sum[a], a) for a in spec.agents}
     return out
-
-
-def _params(policy: object) -> int | None:
-    fn = getattr(policy, "acting_params", None)
-    return int(fn()) if fn is not None else None
-
-
-def _latency(policy: object, obs: Mapping[str, np.ndarray], repeats: int) -> float | None:
-    return latency_us(policy, obs, repeats) if hasattr(policy, "act_single") else None  # type: ignore[arg-type]

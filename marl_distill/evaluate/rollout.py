@@ -1,13 +1,15 @@
 """Episodes of any joint policy on fixed seeds, with the teachers' view of every state it visits.
 
-Episode ``k`` always starts from ``env.reset(seed=seed + k)``, so teachers, students, random and mixed teams are
-compared on the same starts. When a ``reference`` (the teachers) is given, it labels the visited states, which
-gives action agreement and KL(teacher || student) on the *student's* state distribution.
+Episode ``k`` starts from ``env.reset(seed=seeds[k])``: evaluation hands every policy of a run the same list (from
+the run's seed tree, ``seeding.int_seeds(run_seed, EVALUATE, EPISODES)``), so teachers, students, random and mixed
+teams are compared on the same starts and per-episode differences can be paired. When a ``reference`` (the
+teachers) is given, it labels the visited states, which gives action agreement and KL(teacher || student) on the
+*student's* state distribution.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,8 @@ class Rollouts:
     """Per agent: summed KL(reference || policy) over its acting states."""
     observations: dict[str, np.ndarray] = field(default_factory=dict)
     """A sample of visited observations per agent (first steps), reused to time batch-1 acting."""
+    seeds: list[int] = field(default_factory=list)
+    """The reset seed of every episode, in order: two rollouts pair episode by episode when these match."""
 
     @property
     def team(self) -> np.ndarray:
@@ -51,14 +55,29 @@ def run_episodes(
     factory: Callable[[], Any],
     policy: JointPolicy,
     *,
-    episodes: int,
-    seed: int,
+    seeds: Sequence[int] | None = None,
+    episodes: int | None = None,
+    seed: int = 0,
     n_envs: int,
     rng: np.random.Generator,
     reference: JointPolicy | None = None,
     keep_obs: int = 256,
 ) -> Rollouts:
-    """Play ``episodes`` episodes (seeds ``seed .. seed+episodes-1``), ``n_envs`` at a time."""
+    """Play one episode per reset seed in ``seeds`` (the first ``episodes`` of them when both are given),
+    ``n_envs`` at a time. Without ``seeds``, episode k uses ``seed + k`` (a shorthand for tests and scripts;
+    evaluation passes the run's tree seeds)."""
+    if seeds is None:
+        if episodes is None:
+            raise ValueError("run_episodes needs seeds or episodes")
+        seeds = [seed + k for k in range(episodes)]
+    elif episodes is not None:
+        if episodes > len(seeds):
+            raise ValueError(f"{episodes} episodes asked for but only {len(seeds)} seeds given")
+        seeds = seeds[:episodes]
+    seeds = [int(s) for s in seeds]
+    episodes = len(seeds)
+    if episodes < 1:
+        raise ValueError("run_episodes needs at least one episode")
     venv = JointVecEnv(factory, min(n_envs, episodes), autoreset=False)
     agents = venv.agents
     out = Rollouts(
@@ -67,12 +86,12 @@ def run_episodes(
         agree=dict.fromkeys(agents, 0),
         sq_err=dict.fromkeys(agents, 0.0),
         kl_sum=dict.fromkeys(agents, 0.0),
+        seeds=seeds,
     )
     kept: dict[str, list[np.ndarray]] = {a: [] for a in agents}
     for first in range(0, episodes, venv.n_envs):
         ids = list(range(first, min(first + venv.n_envs, episodes)))
-        seeds = [seed + k for k in ids] + [None] * (venv.n_envs - len(ids))
-        obs = venv.reset(seeds)
+        obs = venv.reset([seeds[k] for k in ids] + [None] * (venv.n_envs - len(ids)))
         venv.finished[len(ids) :] = True
         while not venv.finished.all():
             live = np.flatnonzero(~venv.finished)

@@ -1,5 +1,5 @@
 """A benchmark's results across runs: results.json / results.csv (one record per run), summary.json and report.md
-(IQM and bootstrap CIs over seeds), and the plots in grid_plots.
+(IQM and means over seeds with intervals whose coverage tests/test_stats.py checks), and the plots in grid_plots.
 
 results.json nests env -> task -> policy -> run -> metrics, the nesting marl-eval uses (its metrics are lists per
 evaluation step; ours are one scalar per run, per-agent values averaged). A policy is ``teacher``, ``random`` or
@@ -17,28 +17,47 @@ from typing import Any
 import numpy as np
 
 from marl_distill.evaluate import grid_plots
-from marl_distill.evaluate.report import fmt
-from marl_distill.evaluate.stats import agent_mean, iqm_ci, mean_ci
+from marl_distill.evaluate.report import ci_cell, fmt
+from marl_distill.evaluate.stats import METHODS, agent_mean, iqm_ci, t_ci
 from marl_distill.io import write_json, write_text
 
 REFERENCE = ("teacher", "random")
-MEAN_KEYS = ("joint_action_agreement", "action_mse", "kl_teacher_student", "mixed_team_min", "cross_seed_min")
-"""Per-run scalars summarised by their mean and CI over runs."""
+MEAN_KEYS = (
+    "paired_diff",
+    "joint_action_agreement",
+    "action_mse",
+    "kl_teacher_student",
+    "mixed_team_min",
+    "cross_seed_min",
+)
+"""Per-run scalars summarised by their mean and Student-t CI over runs."""
+COST_KEYS = (
+    "params",
+    "macs_per_joint_step",
+    "weight_bytes",
+    "bytes_on_disk",
+    "latency_us_per_joint_step",
+    "latency_us_batch",
+    "latency_us_sb3_predict",
+)
+"""Per-run size and speed, summarised by their median over runs."""
+BUDGET_KEYS = ("grad_steps", "labelled_states_per_agent", "best_epoch", "epochs_run", "undertrained")
+"""A student's distillation record (students/NAME/distill.json, copied to metrics.json's _meta) kept per run."""
 CSV_FIELDS = (
     "team_return",
     "team_return_ci_lo",
     "team_return_ci_hi",
     "episodes",
     "normalized_return",
+    "paired_diff",
     "action_agreement",
     "joint_action_agreement",
     "kl_teacher_student",
     "action_mse",
     "mixed_team_min",
     "cross_seed_min",
-    "params",
-    "bytes_on_disk",
-    "latency_us_per_joint_step",
+    *COST_KEYS,
+    *BUDGET_KEYS,
 )
 
 
@@ -51,16 +70,25 @@ def flatten(m: Mapping[str, Any]) -> dict[str, Any]:
         "team_return_ci_hi": tr["ci95"][1],
         "episodes": tr["episodes"],
         "normalized_return": m.get("normalized_return"),
+        "paired_diff": (m.get("paired_diff") or {}).get("mean"),
+        "flags": m.get("flags") or None,
         "action_agreement": agent_mean(m.get("action_agreement")),
         "joint_action_agreement": m.get("joint_action_agreement"),
         "kl_teacher_student": agent_mean(m.get("kl_teacher_student")),
         "action_mse": agent_mean(m.get("action_mse")),
         "mixed_team_min": (m.get("mixed_team") or {}).get("min_normalized_return"),
         "mixed_team": (m.get("mixed_team") or {}).get("by_mix"),
-        "cross_seed_min": min((c["min_normalized_return"] for c in m.get("cross_seed", {}).values()), default=None),
-        "params": m.get("params"),
-        "bytes_on_disk": m.get("bytes_on_disk"),
-        "latency_us_per_joint_step": m.get("latency_us_per_joint_step"),
+        "cross_seed_min": min(
+            (
+                c["min_normalized_return"]
+                for c in m.get("cross_seed", {}).values()
+                if c["min_normalized_return"] is not None
+            ),
+            default=None,
+        ),
+        **{k: m.get(k) for k in COST_KEYS},
+        "speedup_vs_teacher": m.get("speedup_vs_teacher"),
+        "acting_runtime": m.get("acting_runtime"),
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -77,16 +105,19 @@ def collect(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             policy = name if name in REFERENCE else f"{run['setting']}/{name}"
             if policy in REFERENCE and seed in task.get(policy, {}):
                 continue
-            task.setdefault(policy, {})[seed] = {**flatten(m), "folder": run["folder"]}
+            record = metrics["_meta"].get("students", {}).get(name, {})
+            budget = {k: record[k] for k in BUDGET_KEYS if record.get(k) is not None}
+            task.setdefault(policy, {})[seed] = {**flatten(m), **budget, "folder": run["folder"]}
     return results
 
 
 def aggregate(results: Mapping[str, Any]) -> dict[str, Any]:
-    """Per env, task and policy: IQM of normalized return and means of the rest, with 95% CIs over runs."""
+    """Per env, task and policy: IQM of normalized return (trimmed-mean t CI) and means of the rest (Student-t
+    CIs) over runs, medians of size and speed, the like-for-like speed-up, the distillation budget and how many
+    runs were flagged (under-trained, above 1.05 normalized, normalized null)."""
     out: dict[str, Any] = {}
     for env, tasks in results.items():
         for task, policies in tasks.items():
-            teacher_lat = {r: v.get("latency_us_per_joint_step") for r, v in policies.get("teacher", {}).items()}
             rows = {}
             for policy, by_run in policies.items():
                 vals = list(by_run.values())
@@ -94,36 +125,40 @@ def aggregate(results: Mapping[str, Any]) -> dict[str, Any]:
                 def col(key: str, vals: list = vals) -> np.ndarray:
                     return np.array([v[key] for v in vals if v.get(key) is not None], dtype=float)
 
-                speedups = [
-                    teacher_lat[r] / v["latency_us_per_joint_step"]
-                    for r, v in by_run.items()
-                    if teacher_lat.get(r) and v.get("latency_us_per_joint_step")
-                ]
+                speedups = [v["speedup_vs_teacher"] for v in vals if v.get("speedup_vs_teacher")]
                 row: dict[str, Any] = {
                     "runs": len(vals),
                     "episodes": int(col("episodes").min()),
                     "normalized_return": iqm_ci(col("normalized_return")),
-                    "normalized_return_mean": _ci(col("normalized_return")),
-                    "team_return": _ci(col("team_return")),
+                    "normalized_return_mean": t_ci(col("normalized_return")),
+                    "normalized_null_runs": sum(v.get("normalized_return") is None for v in vals),
+                    "team_return": t_ci(col("team_return")),
                 }
                 for key in MEAN_KEYS:
                     if len(col(key)):
-                        row[key] = _ci(col(key))
-                for key in ("params", "bytes_on_disk", "latency_us_per_joint_step"):
+                        row[key] = t_ci(col(key))
+                for key in COST_KEYS:
                     if len(col(key)):
                         row[key] = float(np.median(col(key)))
                 if policy != "teacher" and speedups:
                     row["speedup_vs_teacher"] = float(np.median(speedups))
+                if policy not in REFERENCE:
+                    row["budget"] = {
+                        k: sorted({v[k] for v in vals if k in v}) for k in ("grad_steps", "labelled_states_per_agent")
+                    }
+                    row["undertrained_runs"] = sum(bool(v.get("undertrained")) for v in vals)
+                    row["above_1_05_runs"] = sum("normalized_above_1_05" in v.get("flags", []) for v in vals)
                 mixes = [v["mixed_team"] for v in vals if "mixed_team" in v]
                 if mixes:
-                    row["mixed_team"] = {k: float(np.mean([m[k] for m in mixes])) for k in mixes[0]}
+                    row["mixed_team"] = {k: _mean_present([m.get(k) for m in mixes]) for k in mixes[0]}
                 rows[policy] = row
             out.setdefault(env, {})[task] = rows
     return out
 
 
-def _ci(values: np.ndarray) -> dict[str, Any]:
-    return mean_ci(values, count="runs") if len(values) else {"mean": None, "ci95": [None, None], "runs": 0}
+def _mean_present(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
 
 
 def to_csv(results: Mapping[str, Any]) -> str:
@@ -138,33 +173,55 @@ def to_csv(results: Mapping[str, Any]) -> str:
     return buf.getvalue()
 
 
-def _mean_cell(d: Mapping[str, Any] | None, digits: int = 2) -> str:
-    if not d or d.get("mean") is None:
-        return "–"
-    lo, hi = d["ci95"]
-    return f"{d['mean']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
 def task_table(rows: Mapping[str, Any]) -> str:
     """One row per policy of one task: what README's headline table shows (the cross-seed column only for tasks
     that played it)."""
     cross = any("cross_seed_min" in r for r in rows.values())
     head = ["policy", "normalized return, IQM [95% CI]", "normalized, mean [95% CI]", "team return, mean [95% CI]"]
-    head += ["joint agreement", "mixed-team min", *(["cross-seed min"] if cross else [])]
-    head += ["acting params", "bytes on disk", "µs / joint step", "× faster"]
+    head += ["− teachers, paired, mean [95% CI]", "joint agreement", "mixed-team min, mean [95% CI]"]
+    head += ["cross-seed min, mean [95% CI]"] if cross else []
+    head += ["acting params", "MACs / joint step", "bytes on disk", "µs / joint step", "× faster"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for policy, r in rows.items():
-        nr = r["normalized_return"]
-        iqm = "–" if nr["iqm"] is None else f"{nr['iqm']:.3f} [{nr['ci95'][0]:.3f}, {nr['ci95'][1]:.3f}]"
-        size = r.get("params")
-        cells = [policy, iqm, _mean_cell(r["normalized_return_mean"], 3), _mean_cell(r["team_return"])]
-        cells += [fmt(r.get("joint_action_agreement", {}).get("mean"), 3), fmt(r.get("mixed_team_min", {}).get("mean"))]
+        cells = [policy, ci_cell(r["normalized_return"], 3, key="iqm"), ci_cell(r["normalized_return_mean"], 3)]
+        cells += [ci_cell(r["team_return"]), ci_cell(r.get("paired_diff"))]
+        cells += [fmt(r.get("joint_action_agreement", {}).get("mean"), 3), ci_cell(r.get("mixed_team_min"))]
         if cross:
-            cells.append(fmt(r.get("cross_seed_min", {}).get("mean")))
-        cells += ["–" if size is None else str(int(size)), _int(r.get("bytes_on_disk"))]
-        cells += [fmt(r.get("latency_us_per_joint_step"), 0), fmt(r.get("speedup_vs_teacher"), 1)]
+            cells.append(ci_cell(r.get("cross_seed_min")))
+        cells += [_int(r.get("params")), _int(r.get("macs_per_joint_step")), _int(r.get("bytes_on_disk"))]
+        cells += [fmt(r.get("latency_us_per_joint_step"), 1), fmt(r.get("speedup_vs_teacher"), 1)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def task_notes(rows: Mapping[str, Any]) -> str:
+    """Below each table: each setting's distillation budget, runs flagged, null normalized returns, and the
+    teachers' SB3 latency (another runtime, so its own line)."""
+    lines = []
+    for policy, r in rows.items():
+        if "budget" not in r:
+            continue
+        b = r["budget"]
+        steps = ", ".join(f"{x:,}" for x in b["grad_steps"]) or "unknown"
+        states = ", ".join(f"{x:,}" for x in b["labelled_states_per_agent"]) or "unknown"
+        line = f"- {policy}: {steps} gradient steps, {states} labelled states per agent"
+        if r["undertrained_runs"]:
+            line += f"; **may be under-trained in {r['undertrained_runs']} of {r['runs']} runs**"
+        if r["above_1_05_runs"]:
+            line += f"; ⚠ above 1.05 normalized in {r['above_1_05_runs']} of {r['runs']} runs"
+        lines.append(line + ".")
+    nulls = rows.get("teacher", {}).get("normalized_null_runs")
+    if nulls:
+        lines.append(
+            f"- Normalized return is null in {nulls} of {rows['teacher']['runs']} runs: their teachers were not "
+            "significantly above random on the same episodes (see each run's report); the IQM and mean use the rest."
+        )
+    sb3 = rows.get("teacher", {}).get("latency_us_sb3_predict")
+    if sb3 is not None:
+        lines.append(f"- Teachers through SB3 `predict` (another runtime, not compared): {sb3:.0f} µs per joint step.")
+    if not lines:
+        return ""
+    return "\nDistillation budget (gradient steps, labelled states per agent) and flags:\n\n" + "\n".join(lines) + "\n"
 
 
 def _int(x: float | None) -> str:
@@ -187,19 +244,33 @@ def write_summary(
         text.append(f"Reproduce: `{command}`\n")
     text.append(
         f"Seeds {list(seeds)}: each seed trains its own teachers and distills its own students. Normalized return: "
-        "(R − R_random) / (R_teacher − R_random) on the same episode seeds, 0 = random, 1 = teacher; its IQM "
-        "(mean of the middle 50% of runs) and every mean carry 95% percentile-bootstrap CIs over runs. Agreement is "
-        "measured on the states each student visits. Mixed-team min: the worst team of this student and the "
-        "teachers; cross-seed min: the worst team of this student and the same setting's student of another seed "
-        "(tasks listed in cross_seed). Latency: batch 1, one CPU thread, teachers through SB3 "
-        "`predict`; × faster is the median over seeds of teacher latency / policy latency. Bytes on disk: SB3 zips "
-        "for teachers (value nets and optimizer state included), weights.pt for students.\n"
+        "(R − R_random) / (R_teacher − R_random) on the same episode seeds, 0 = random, 1 = teacher, null in a run "
+        "whose teachers are not significantly above random; IQM: the mean of the middle 50% of runs. − teachers: "
+        "the policy's team return minus its teachers' on the same episode seeds, per run. Agreement is measured on "
+        "the states each student visits. Mixed-team min: the worst team of this student and the teachers; "
+        "cross-seed min: the worst team of this student and the same setting's student of another seed, and on the "
+        "teacher row the worst team of this seed's teachers with another seed's (tasks listed in cross_seed), so "
+        "conventions that drifted between teacher seeds are told apart from what distillation lost. Latency: batch "
+        "1, one CPU thread, every policy through the same numpy acting path (teachers' actor networks included); "
+        "× faster is like for like: the median over seeds of teacher latency / policy latency, both through that "
+        "path and timed one after the other in the same evaluation process (no ratio where the runtimes differ, "
+        "e.g. a teacher that falls back to torch). Bytes on disk: SB3 zips for teachers (value nets and optimizer "
+        "state included), weights.pt for "
+        "students.\n"
+    )
+    text.append(
+        "Intervals, all 95%: means over runs (team return, normalized mean, − teachers, agreement, mixed-team and "
+        f"cross-seed min) — {METHODS['runs_mean']}; the IQM over runs — {METHODS['runs_iqm']}; within one run "
+        f"(its report) — {METHODS['episodes']}, and − teachers — {METHODS['paired']}. A percentile bootstrap over "
+        "5 seeds covered the true mean only ~83% of the time in simulation, which is why it is not used across runs. "
+        '"(no CI)": a single run; "(all N equal)": every value was the same.\n'
     )
     for env, tasks in summary.items():
         for task, rows in tasks.items():
             eps = rows.get("teacher", {}).get("episodes")
             text.append(f"\n## {task} (`{env}`; {rows['teacher']['runs']} runs, {eps} episodes per policy per run)\n")
             text.append(task_table(rows))
+            text.append(task_notes(rows))
     text.append("\n## Plots\n")
     text += [f"\n![{p.stem}](plots/{p.name})\n" for p in plots]
     write_text(out / "report.md", "\n".join(text))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from marl_distill.acting import NumpyMLP
 from marl_distill.errors import UserError
 from marl_distill.io import atomic_write, read_json, write_json
 from marl_distill.multiagent import EnvSpec
@@ -106,35 +107,25 @@ class StudentNet(nn.Module):
         return self.nets[str(self.index[agent])](x)
 
 
-def numpy_layers(seq: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(W^T, b) of each Linear layer as numpy views that share the tensors' memory, so in-place training and
-    ``load_state_dict`` stay visible to them."""
-    return [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in seq if isinstance(m, nn.Linear)]
-
-
-def numpy_mlp(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
-    """The tanh MLP of ``mlp`` in plain numpy."""
-    for w, b in layers[:-1]:
-        x = np.tanh(x @ w + b)
-    w, b = layers[-1]
-    return x @ w + b
-
-
 class StudentTeam:
     """A trained student network as a joint policy.
 
-    ``logits`` (batches, training, evaluation) runs torch; ``act_single`` (one joint step, as deployed) runs the
-    same weights through numpy, which at batch 1 costs a fraction of torch's per-call dispatch."""
+    ``logits`` (batches, training, evaluation) runs torch; ``act_single`` / ``act_batch`` (acting, as deployed)
+    run the same weights through the numpy runtime that teachers' actors also use (``marl_distill.acting``), so
+    their latencies compare networks, not runtimes."""
+
+    acting_runtime = "numpy"
 
     def __init__(self, spec: EnvSpec, net: StudentNet, *, deterministic: bool = True) -> None:
         self.spec = spec
         self.net = net.eval()
         self.deterministic = deterministic
+        self._heads = {a: spec.head(a) for a in spec.agents}  # built once: acting time is the network's, not setup
         meta = net.meta
-        if meta.kind == "shared":
-            self._shared = numpy_layers(net.shared)
+        if meta.kind == "shared":  # the same numpy runtime as teachers' actors (marl_distill.acting)
+            self._shared = NumpyMLP.of(net.shared)
         else:
-            self._nets = {a: numpy_layers(net.nets[str(i)]) for i, a in enumerate(meta.agents)}
+            self._nets = {a: NumpyMLP.of(net.nets[str(i)]) for i, a in enumerate(meta.agents)}
 
     @property
     def meta(self) -> StudentMeta:
@@ -144,9 +135,31 @@ class StudentTeam:
         with torch.no_grad():
             return self.net.joint_logits(obs)
 
+    def numpy_logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``logits`` through the numpy runtime: the shared net stacks every agent's rows into one matrix."""
+        meta, agents = self.net.meta, list(obs)
+        if meta.kind != "shared":
+            return {a: self._nets[a](np.asarray(obs[a], dtype=np.float32).reshape(len(obs[a]), -1)) for a in agents}
+        sizes = [len(obs[a]) for a in agents]
+        x = np.zeros((sum(sizes), self.net.max_obs + len(meta.agents)), dtype=np.float32)
+        start = 0
+        for a, n in zip(agents, sizes):
+            flat = np.asarray(obs[a], dtype=np.float32).reshape(n, -1)
+            x[start : start + n, : flat.shape[1]] = flat
+            x[start : start + n, self.net.max_obs + self.net.index[a]] = 1.0
+            start += n
+        out = self._shared(x)
+        bounds = np.cumsum(sizes)[:-1]
+        return {a: o[:, : meta.n_actions[a]] for a, o in zip(agents, np.split(out, bounds))}
+
+    def act_batch(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A batch of observations per agent -> greedy actions through numpy (no action masks: this times the
+        network; evaluation and ``select_actions`` apply masks)."""
+        return {a: self._heads[a].act(lg, True, _NO_RNG) for a, lg in self.numpy_logits(obs).items()}
+
     def act_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One observation per agent -> greedy actions: what a deployed student costs per joint step (no
-        action masks here: this times the network; evaluation and ``select_actions`` apply masks)."""
+        """One observation per agent -> greedy actions: what a deployed student costs per joint step (the same
+        numbers as ``act_batch`` on one row per agent, without its bookkeeping for many rows)."""
         meta, agents = self.net.meta, list(obs)
         if meta.kind == "shared":
             x = np.zeros((len(agents), self.net.max_obs + len(meta.agents)), dtype=np.float32)
@@ -154,14 +167,24 @@ class StudentTeam:
                 flat = np.asarray(obs[a], dtype=np.float32).reshape(-1)
                 x[i, : flat.size] = flat
                 x[i, self.net.max_obs + self.net.index[a]] = 1.0
-            out = numpy_mlp(self._shared, x)
+            out = self._shared(x)
             rows = {a: out[i : i + 1, : meta.n_actions[a]] for i, a in enumerate(agents)}
         else:
-            rows = {a: numpy_mlp(self._nets[a], np.asarray(obs[a], dtype=np.float32).reshape(1, -1)) for a in agents}
-        return {a: self.spec.head(a).act(lg, True, _NO_RNG)[0] for a, lg in rows.items()}
+            rows = {a: self._nets[a](np.asarray(obs[a], dtype=np.float32).reshape(1, -1)) for a in agents}
+        return {a: self._heads[a].act(lg, True, _NO_RNG)[0] for a, lg in rows.items()}
 
     def acting_params(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
+
+    def weight_bytes(self) -> int:
+        """Bytes of the weights used to act, at their stored precision (a shared net counts once)."""
+        return sum(p.numel() * p.element_size() for p in self.net.parameters())
+
+    def acting_macs(self) -> int:
+        """Multiply-accumulates per joint step: the shared net runs its full forward once per agent row."""
+        if self.net.meta.kind == "shared":
+            return len(self.net.meta.agents) * self._shared.macs
+        return sum(m.macs for m in self._nets.values())
 
     def save(self, folder: Path) -> None:
         """Weights (a plain state_dict) and student.json metadata, each written atomically."""

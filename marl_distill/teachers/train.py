@@ -8,11 +8,13 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -22,6 +24,7 @@ from marl_distill.errors import UserError
 from marl_distill.io import atomic_write, write_json
 from marl_distill.multiagent import EnvSpec, JointVecEnv
 from marl_distill.multiagent_proc import SubprocJointVecEnv
+from marl_distill.seeding import ENV_COPY, LEARNER, TEACHERS, int_seed, int_seeds
 from marl_distill.teachers.lockstep import Coordinator, LearnerSpec, run_learners
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO, "dqn": DQN}
@@ -46,11 +49,14 @@ class TeacherConfig:
     env_workers: int = 1
     """Processes that step the env copies (1: in this process; 2+ spreads the copies, like SubprocVecEnv)."""
     seed: int = 0
-    """Seeds the env copies (seed, seed+1, ...) and learner i's SB3 seed (seed + i)."""
+    """Run seed: root of the run's SeedSequence tree; learners and env copies get their own branches."""
     ppo: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for stable_baselines3.PPO and MaskablePPO (n_steps, batch_size, learning_rate, ...)."""
     dqn: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments for stable_baselines3.DQN (buffer_size, train_freq, exploration_fraction, ...)."""
+    """Keyword arguments for stable_baselines3.DQN (buffer_size, train_freq, exploration_fraction, ...). SB3 counts
+    train_freq in vector steps (n_envs transitions each), so unless gradient_steps is given it defaults to
+    ceil(train_freq * n_envs / 4): one gradient step per 4 transitions per agent, SB3's single-env ratio
+    (train_freq 4, gradient_steps 1), whatever n_envs is."""
     torch_threads: int = 1
     """CPU threads each learner process gives torch (small MLPs run fastest on one)."""
     tensorboard: bool = True
@@ -59,7 +65,8 @@ class TeacherConfig:
     def algo_of(self, agent: str) -> str:
         return self.agent_algo.get(agent, self.algo)
 
-    def validate(self, agents: tuple[str, ...]) -> None:
+    def validate(self, agents: tuple[str, ...], action_spaces: Mapping[str, gym.Space] | None = None) -> None:
+        """Settings that cannot work, refused before any learner starts (``action_spaces``: the env's, when known)."""
         for name in [self.algo, *self.agent_algo.values()]:
             if name not in ALGOS:
                 raise UserError(f"unknown teacher algo {name!r}; use one of {sorted(ALGOS)}")
@@ -68,18 +75,59 @@ class TeacherConfig:
             raise UserError(f"agent_algo names unknown agents {unknown}; the env's agents are {list(agents)}")
         if self.steps < 1 or self.n_envs < 1 or self.env_workers < 1:
             raise UserError("teachers.steps, teachers.n_envs and teachers.env_workers must be positive")
+        # any agent may leave mid-episode (PettingZoo does not say which up front), so refuse it for every DQN
+        if self.dqn.get("optimize_memory_usage") and any(self.algo_of(a) == "dqn" for a in agents):
+            raise UserError(
+                "teachers.dqn.optimize_memory_usage keeps no separate next observations, which replacing the steps "
+                "after an agent left its episode needs; set dqn.optimize_memory_usage = false"
+            )
+        for agent, space in (action_spaces or {}).items():
+            if not isinstance(space, gym.spaces.Box):
+                continue
+            if self.algo_of(agent) != "ppo":
+                raise UserError(f"agent {agent!r} has Box actions, which {self.algo_of(agent)} cannot learn; use ppo")
+            open_dims = np.flatnonzero(~(np.isfinite(space.low) & np.isfinite(space.high)).reshape(-1)).tolist()
+            if open_dims:
+                raise UserError(
+                    f"agent {agent!r} has a Box action space with no finite bound in dimensions {open_dims[:8]}; PPO's "
+                    "Gaussian actions need finite low and high: declare them in the env's action space and clip "
+                    "actions to them (as gymnasium's ClipAction wrapper does)"
+                )
 
 
-def _chunk(algo: str, kwargs: dict[str, Any]) -> int:
-    """Env steps one learner takes between training phases: its learn() loop only ends on these bounds."""
-    if SETTINGS[algo] == "ppo":
-        return int(kwargs.get("n_steps", 2048))
+def _train_freq(kwargs: dict[str, Any]) -> int:
+    """DQN's train_freq in vector steps (lockstep training needs it counted in steps, not episodes)."""
     freq = kwargs.get("train_freq", 4)
     if isinstance(freq, (tuple, list)):
         if len(freq) != 2 or freq[1] != "step":
             raise UserError("dqn train_freq must count steps (e.g. 4 or [4, 'step']) for lockstep training")
         freq = freq[0]
     return int(freq)
+
+
+def _chunk(algo: str, kwargs: dict[str, Any]) -> int:
+    """Env steps one learner takes between training phases: its learn() loop only ends on these bounds."""
+    if SETTINGS[algo] == "ppo":
+        return int(kwargs.get("n_steps", 2048))
+    return _train_freq(kwargs)
+
+
+def learner_kwargs(cfg: TeacherConfig, agent: str) -> dict[str, Any]:
+    """The SB3 keyword arguments of ``agent``'s learner: the user's, over our defaults (see ``TeacherConfig.dqn``)."""
+    algo = cfg.algo_of(agent)
+    user = getattr(cfg, SETTINGS[algo])
+    defaults: dict[str, Any] = {"device": "cpu"}
+    if SETTINGS[algo] == "dqn":
+        defaults["gradient_steps"] = max(1, math.ceil(_train_freq(user) * cfg.n_envs / 4))
+    return {**defaults, **user}
+
+
+def learner_action_space(space: gym.Space) -> gym.Space:
+    """What the learner's VecEnv declares: Discrete(n, start) becomes Discrete(n), because SB3's and our
+    distributions index actions from 0; ``JointVecEnv.step`` adds ``start`` back where actions reach the env."""
+    if isinstance(space, gym.spaces.Discrete) and int(space.start) != 0:
+        return gym.spaces.Discrete(int(space.n))
+    return space
 
 
 def aligned_vec_steps(cfg: TeacherConfig, agents: tuple[str, ...]) -> int:
@@ -108,19 +156,18 @@ class TrainResult:
 def learner_specs(
     cfg: TeacherConfig, spec: EnvSpec, vec_steps: int, model_dir: Path, tb_dir: Path | None
 ) -> list[LearnerSpec]:
+    """One learner per agent; learner i's SB3 seed is node (TEACHERS, LEARNER, i) of the run's seed tree."""
     specs = []
     for i, agent in enumerate(spec.agents):
-        algo = cfg.algo_of(agent)
-        kwargs = {"device": "cpu", **getattr(cfg, SETTINGS[algo])}
         specs.append(
             LearnerSpec(
                 agent=agent,
-                algo_cls=ALGOS[algo],
-                kwargs=kwargs,
-                seed=cfg.seed + i,
+                algo_cls=ALGOS[cfg.algo_of(agent)],
+                kwargs=learner_kwargs(cfg, agent),
+                seed=int_seed(cfg.seed, TEACHERS, LEARNER, i),
                 n_envs=cfg.n_envs,
                 observation_space=spec.observation_spaces[agent],
-                action_space=spec.action_spaces[agent],
+                action_space=learner_action_space(spec.action_spaces[agent]),
                 total_timesteps=vec_steps * cfg.n_envs,
                 save_path=str(model_dir / f"{agent}.zip"),
                 tb_dir=str(tb_dir) if tb_dir is not None else None,
@@ -143,7 +190,7 @@ def train_teachers(
     else:
         venv = JointVecEnv(factory, cfg.n_envs, autoreset=True)
     try:
-        cfg.validate(venv.agents)
+        cfg.validate(venv.agents, venv.spec.action_spaces)
         unmasked = sorted(a for a in venv.spec.masked if cfg.algo_of(a) != "maskable_ppo")
         if unmasked:
             warnings.warn(
@@ -155,9 +202,8 @@ def train_teachers(
         vec_steps = aligned_vec_steps(cfg, venv.agents)
         show = sys.stderr.isatty() if progress is None else progress
         bar = tqdm(total=vec_steps * cfg.n_envs, desc="teachers", unit="step", disable=not show, leave=False)
-        coordinator = Coordinator(
-            venv, [cfg.seed * 10_000 + i for i in range(cfg.n_envs)], on_step=lambda _: bar.update(cfg.n_envs)
-        )
+        seeds = int_seeds(cfg.seed, TEACHERS, ENV_COPY, n=cfg.n_envs)
+        coordinator = Coordinator(venv, seeds, on_step=lambda _: bar.update(cfg.n_envs))
         tb_dir = out_dir / "tb" if (out_dir is not None and cfg.tensorboard) else None
         with tempfile.TemporaryDirectory(prefix="marl-distill-") as tmp:
             specs = learner_specs(cfg, venv.spec, vec_steps, Path(tmp), tb_dir)
