@@ -19,7 +19,7 @@ from marl_distill import seeding
 from marl_distill.distributions import DiagGaussian
 from marl_distill.errors import UserError
 from marl_distill.evaluate.rollout import Rollouts, run_episodes
-from marl_distill.evaluate.speed import cost_metrics
+from marl_distill.evaluate.speed import cost_metrics, team_costs
 from marl_distill.evaluate.stats import METHODS, excludes_zero, mean_ci, normalized, paired_diff
 from marl_distill.multiagent import EnvSpec
 from marl_distill.policies import JointPolicy, MixedTeam, RandomPolicy
@@ -48,11 +48,15 @@ class EvalConfig:
     """Run folders (same env, other seeds): their students play with this run's students of the same name, and
     their teachers with this run's teachers, in every mix."""
     latency_repeats: int = 300
-    """Batch-1 joint steps timed per policy (median reported)."""
+    """Batch-1 joint steps timed per policy and round (the median of each round is kept)."""
+    latency_rounds: int = 5
+    """Interleaved timing rounds over all policies; latencies and speed-ups are medians over rounds."""
 
     def validate(self) -> None:
         if self.episodes < 2 or self.n_envs < 1 or self.mixed_episodes < 2 or self.latency_repeats < 1:
             raise UserError("evaluate.episodes and mixed_episodes must be >= 2, n_envs and latency_repeats >= 1")
+        if self.latency_rounds < 1:
+            raise UserError(f"evaluate.latency_rounds must be >= 1, got {self.latency_rounds}")
         if self.seed < 0:
             raise UserError(f"evaluate.seed must be >= 0, got {self.seed}")
 
@@ -132,7 +136,6 @@ def evaluate_all(
             **returns_block(teacher_roll, cfg.seed),
             "normalized_return": norm(r_teacher),
             "gap_over_random": gap,
-            **cost_metrics(teachers, obs_sample, repeats=cfg.latency_repeats),
         },
         "random": {
             **returns_block(random_roll, cfg.seed),
@@ -173,9 +176,7 @@ def evaluate_all(
             "paired_diff": paired_diff(roll.team, teacher_roll.team),
             **_coordination(roll, spec),
             "agreement_states": roll.acted,
-            **cost_metrics(student, obs_sample, repeats=cfg.latency_repeats),
         }
-        entry.update(speedup(metrics["teacher"], entry))
         above = entry["normalized_return"] is not None and entry["normalized_return"] > ABOVE_TEACHER
         entry["flags"] = ["normalized_above_1_05"] if above else []
         if n_mix:
@@ -184,6 +185,11 @@ def evaluate_all(
             if name in others:  # students of another run (another seed) paired with this run's
                 entry.setdefault("cross_seed", {})[folder] = mix_with(student, others[name], roll.team)
         metrics[name] = entry
+    costs = team_costs(
+        {"teacher": teachers, **students}, obs_sample, repeats=cfg.latency_repeats, rounds=cfg.latency_rounds
+    )
+    for name, cost in costs.items():
+        metrics[name].update(cost)
     bar.close()
     metrics["_meta"] = {
         "eval_seed": cfg.seed,
@@ -246,18 +252,6 @@ def score_against(
             **_coordination(roll, teacher.spec),
         }
     return out
-
-
-def speedup(teacher: Mapping[str, Any], student: Mapping[str, Any]) -> dict[str, Any]:
-    """Teacher latency / student latency, both timed in this process one after the other, and only when both ran
-    through the same runtime (a torch-fallback teacher against a numpy student is no like-for-like ratio)."""
-    t, s = teacher.get("latency_us_per_joint_step"), student.get("latency_us_per_joint_step")
-    if not t or not s:
-        return {}
-    if teacher.get("acting_runtime") != student.get("acting_runtime"):
-        why = f"runtimes differ (teacher {teacher.get('acting_runtime')}, student {student.get('acting_runtime')})"
-        return {"speedup_vs_teacher": None, "speedup_note": why}
-    return {"speedup_vs_teacher": float(t / s)}
 
 
 def _coordination(roll: Rollouts, spec: EnvSpec) -> dict[str, Any]:

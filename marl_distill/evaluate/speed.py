@@ -109,3 +109,46 @@ def cost_metrics(policy: object, observations: Mapping[str, np.ndarray], *, repe
         f"observations; batch {BATCH}: median of {n_batch} calls / {BATCH}; CPU, torch 1 thread, {blas}"
     )
     return out
+
+
+LATENCY_KEYS = ("latency_us_per_joint_step", "latency_us_sb3_predict", "latency_us_batch")
+
+
+def team_costs(
+    policies: Mapping[str, object], observations: Mapping[str, np.ndarray], *, repeats: int, rounds: int
+) -> dict[str, dict[str, Any]]:
+    """``cost_metrics`` of every policy, timed in ``rounds`` interleaved rounds (the order rotates each round) so
+    that a noisy moment of a shared machine hits every policy alike; each latency is the median over rounds, and
+    ``speedup_vs_teacher`` of each other policy is the median over rounds of the ratio teacher / policy measured
+    in the same round, where both acted through the same runtime."""
+    names = list(policies)
+    per_round: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names[r % len(names) :] + names[: r % len(names)]:
+            per_round[n].append(cost_metrics(policies[n], observations, repeats=repeats))
+    out = {}
+    for n in names:
+        merged = dict(per_round[n][0])
+        for key in LATENCY_KEYS:
+            values = [m[key] for m in per_round[n] if m.get(key) is not None]
+            if values:
+                merged[key] = float(np.median(values))
+        if "latency_method" in merged:
+            merged["latency_method"] += f"; median over {rounds} interleaved rounds"
+        out[n] = merged
+    teacher = per_round.get("teacher")
+    for n in names:
+        if n == "teacher" or teacher is None or out[n].get("latency_us_per_joint_step") is None:
+            continue
+        if out[n].get("acting_runtime") != out["teacher"].get("acting_runtime"):
+            t_rt, s_rt = out["teacher"].get("acting_runtime"), out[n].get("acting_runtime")
+            out[n].update(speedup_vs_teacher=None, speedup_note=f"runtimes differ (teacher {t_rt}, {n} {s_rt})")
+            continue
+        ratios = [
+            t["latency_us_per_joint_step"] / s["latency_us_per_joint_step"]
+            for t, s in zip(teacher, per_round[n])
+            if t.get("latency_us_per_joint_step") and s.get("latency_us_per_joint_step")
+        ]
+        if ratios:
+            out[n]["speedup_vs_teacher"] = float(np.median(ratios))
+    return out

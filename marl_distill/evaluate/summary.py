@@ -189,7 +189,7 @@ def task_table(rows: Mapping[str, Any]) -> str:
         if cross:
             cells.append(ci_cell(r.get("cross_seed_min")))
         cells += [_int(r.get("params")), _int(r.get("macs_per_joint_step")), _int(r.get("bytes_on_disk"))]
-        cells += [fmt(r.get("latency_us_per_joint_step"), 1), fmt(r.get("speedup_vs_teacher"), 1)]
+        cells += [fmt(r.get("latency_us_per_joint_step"), 1), fmt(r.get("speedup_vs_teacher"), 2)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
