@@ -14,7 +14,7 @@ from torch import nn
 from worlds import ContinuousTarget, HeteroTargetGame, TargetGame
 
 from marl_distill.acting import NumpyMLP, Unsupported
-from marl_distill.evaluate.speed import cost_metrics
+from marl_distill.evaluate.speed import cost_metrics, team_costs
 from marl_distill.multiagent import EnvSpec
 from marl_distill.policies import MixedTeam, RandomPolicy
 from marl_distill.students import StudentMeta, StudentNet, StudentTeam
@@ -194,3 +194,22 @@ def test_numpy_teachers_scale_image_observations_as_sb3_does():
     assert team.acting_runtime == "numpy"
     obs = {"agent_0": np.random.default_rng(0).integers(0, 256, (500, 4, 4, 1)).astype(np.uint8)}
     np.testing.assert_array_equal(team.act_batch(obs)["agent_0"], predicted(team, obs)["agent_0"])
+
+
+def test_speed_ups_are_like_for_like_or_absent():
+    spec = EnvSpec.of(TargetGame(n_agents=2))
+    obs = visited(spec, 20)
+    student = StudentTeam(spec, StudentNet(StudentMeta.for_spec(spec, "shared", [8])))
+    teachers = TeacherTeam(spec, models_for(spec, "ppo"))
+    costs = team_costs({"teacher": teachers, "shared": student}, obs, repeats=5, rounds=3)
+    assert costs["shared"]["speedup_vs_teacher"] > 0 and "3 interleaved rounds" in costs["shared"]["latency_method"]
+    assert "speedup_vs_teacher" not in costs["teacher"]
+    # a teacher that falls back to torch is timed, but no ratio is formed against a numpy student
+    env = Spaces(spec.observation_spaces["agent_1"], spec.action_spaces["agent_1"])
+    models = models_for(spec, "ppo")
+    models["agent_1"] = PPO(
+        "MlpPolicy", env, n_steps=16, batch_size=16, device="cpu", policy_kwargs={"activation_fn": nn.GELU}
+    )
+    costs = team_costs({"teacher": TeacherTeam(spec, models), "shared": student}, obs, repeats=5, rounds=2)
+    assert costs["teacher"]["latency_us_per_joint_step"] > 0
+    assert costs["shared"]["speedup_vs_teacher"] is None and "runtimes differ" in costs["shared"]["speedup_note"]
