@@ -15,11 +15,12 @@ import torch
 from marl_distill import config as config_mod
 from marl_distill.config import ExperimentConfig
 from marl_distill.distill import distill
+from marl_distill.distill.trainer import RECORD
 from marl_distill.errors import UserError
 from marl_distill.evaluate import evaluate_all
 from marl_distill.evaluate.metrics import score_against
 from marl_distill.evaluate.report import write_report
-from marl_distill.io import write_json
+from marl_distill.io import read_json, write_json
 from marl_distill.multiagent import EnvSpec, make_parallel
 from marl_distill.policies import JointPolicy, TeacherEnsemble
 from marl_distill.registry import resolve
@@ -153,9 +154,7 @@ def _bytes(folder: Path, pattern: str) -> int:
 def _describe(folder: Path, meta: StudentMeta) -> dict[str, Any]:
     """What was actually distilled into ``folder``: its architecture and, from the distill.json the trainer
     writes, its loss, sampling and budget (the config may have changed since: ``distill RUN --out RUN``)."""
-    from marl_distill.io import read_json
-
-    record = Path(folder) / "distill.json"
+    record = Path(folder) / RECORD
     return {"kind": meta.kind, "hidden": meta.hidden, **(read_json(record) if record.is_file() else {})}
 
 

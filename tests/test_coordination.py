@@ -4,33 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from marl_distill_envs.matrix_games import penalty_game
+from worlds import FixedActions
 
 from marl_distill.distill import DistillConfig, distill
 from marl_distill.evaluate import EvalConfig, evaluate_all
 from marl_distill.multiagent import EnvSpec
 
 
-class Convention:
+def Convention(spec: EnvSpec, first: int) -> FixedActions:  # noqa: N802 - reads as the policy it builds
     """A fixed joint policy for the penalty game: agent_0 plays ``first``, agent_1 plays ``2 - first``.
 
     (0, 2) and (2, 0) both pay 10; a team that mixes the two conventions plays (0, 0) or (2, 2) and pays -k.
     """
-
-    deterministic = True
-
-    def __init__(self, spec: EnvSpec, first: int) -> None:
-        self.spec = spec
-        self.choice = {"agent_0": first, "agent_1": 2 - first}
-
-    def logits(self, obs):
-        out = {}
-        for agent, o in obs.items():
-            lg = torch.full((len(o), 3), -5.0)
-            lg[:, self.choice[agent]] = 5.0
-            out[agent] = lg
-        return out
+    return FixedActions(spec, {"agent_0": first, "agent_1": 2 - first})
 
 
 def test_mixed_teams_expose_a_convention_that_returns_hide():

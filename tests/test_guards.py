@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from marl_distill_envs.matrix_games import penalty_game
+from worlds import FixedActions
 
 from marl_distill.evaluate import EvalConfig, evaluate_all, run_episodes
 from marl_distill.evaluate.report import write_report
@@ -23,22 +24,9 @@ def factory():
 SPEC = EnvSpec.of(factory())
 
 
-class Fixed:
-    """Agent i always plays ``choice[i]`` (deterministic, blind to observations)."""
-
-    deterministic = True
-
-    def __init__(self, first: int, second: int) -> None:
-        self.spec = SPEC
-        self.choice = {"agent_0": first, "agent_1": second}
-
-    def logits(self, obs):
-        out = {}
-        for agent, o in obs.items():
-            lg = torch.full((len(o), 3), -5.0)
-            lg[:, self.choice[agent]] = 5.0
-            out[agent] = lg
-        return out
+def Fixed(first: int, second: int) -> FixedActions:  # noqa: N802 - reads as the policy it builds
+    """agent_0 always plays ``first``, agent_1 ``second``."""
+    return FixedActions(SPEC, {"agent_0": first, "agent_1": second})
 
 
 def test_normalized_return_is_null_with_the_reason_when_teachers_are_no_better_than_random(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
+import torch
 from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.wrappers import BaseWrapper
@@ -374,3 +375,23 @@ class EliminationGame(AECEnv):
         self.agent_selection = self.agents[(self.agents.index(mover) + 1) % len(self.agents)]
         self._accumulate_rewards()
         self._deads_step_first()  # PettingZoo's way: the knocked-out player's removal turn comes next
+
+
+class FixedActions:
+    """A joint policy in which each agent always plays its action in ``choice`` (deterministic, blind to what it
+    observes): hand-checkable teachers and students for the matrix games."""
+
+    deterministic = True
+
+    def __init__(self, spec, choice: dict[str, int], n_actions: int = 3) -> None:
+        self.spec = spec
+        self.choice = dict(choice)
+        self.n_actions = n_actions
+
+    def logits(self, obs):
+        out = {}
+        for agent, o in obs.items():
+            lg = torch.full((len(o), self.n_actions), -5.0)
+            lg[:, self.choice[agent]] = 5.0
+            out[agent] = lg
+        return out

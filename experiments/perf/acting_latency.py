@@ -33,7 +33,7 @@ import torch
 
 from marl_distill.evaluate.metrics import episode_seeds_of
 from marl_distill.evaluate.rollout import run_episodes
-from marl_distill.evaluate.speed import BATCH, WARMUP, batch_repeats, cost_metrics, one_thread
+from marl_distill.evaluate.speed import BATCH, BLAS_ONE_THREAD, WARMUP, batch_repeats, timed_rounds
 from marl_distill.evaluate.stats import mean_t_ci
 from marl_distill.runner import env_factory, load_run_config, load_students, load_teachers
 
@@ -84,20 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     obs = roll.observations
     rows = min(len(o) for o in obs.values())
-    with one_thread() as blas:
-        pass
-
     names = list(policies)
-    rounds: list[dict[str, dict[str, Any]]] = []
-    for k in range(args.rounds):
-        order = names[k % len(names) :] + names[: k % len(names)]
-        rounds.append({name: cost_metrics(policies[name], obs, repeats=args.repeats) for name in order})
+    rounds = timed_rounds(policies, obs, repeats=args.repeats, rounds=args.rounds)
 
     print(
         f"{cfg.env.id} ({len(spec.agents)} agents) from {args.run_dir}: acting cost per joint step (all agents)\n"
         f"runtime: numpy {np.__version__} (float32) for every policy's MLPs (teachers' SB3 actors read into it); "
         f"SB3 predict on torch {torch.__version__} as its own column\n"
-        f"CPU {cpu_name()}; torch 1 thread, {blas}\n"
+        f"CPU {cpu_name()}; torch 1 thread, {BLAS_ONE_THREAD}\n"
         f"batch 1: median of {args.repeats} calls after {WARMUP} warm-up, cycling {rows} visited joint observations "
         f"({args.episodes} teacher episodes: the first of the run's evaluation seeds); batch {BATCH:,}: median of "
         f"{batch_repeats(args.repeats)} calls / {BATCH:,}\n"
@@ -143,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
             json.dumps(
                 {
                     "args": {**vars(args), "run_dir": str(args.run_dir), "json": str(args.json)},
-                    "blas": blas,
+                    "blas": BLAS_ONE_THREAD,
                     "summary": summary,
                     "rounds": rounds,
                 },

@@ -62,11 +62,14 @@ class Fitted:
     """Index in ``history`` of the chunk whose weights ``net`` holds at the end."""
     steps: int
     """Gradient steps taken (the budget, unless early stopping cut it)."""
+    scored: bool = True
+    """Whether chunks were scored on held-out episodes (without them the last weights are kept, unjudged)."""
 
     @property
-    def undertrained(self) -> bool:
-        """The kept chunk is the last one: the student may still have been improving when the budget ran out."""
-        return self.best == len(self.history) - 1
+    def undertrained(self) -> bool | None:
+        """The kept chunk is the last one: the student may still have been improving when the budget ran out.
+        None without held-out episodes: nothing tells whether it was still improving."""
+        return self.best == len(self.history) - 1 if self.scored else None
 
 
 def minibatches(n: int, size: int, agents: Sequence[str], rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
@@ -148,7 +151,7 @@ def fit(
                 break
     if best_state is not None:
         net.load_state_dict(best_state)
-    return Fitted(history, best_at, taken)
+    return Fitted(history, best_at, taken, scored=held is not None)
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:

@@ -45,6 +45,8 @@ from marl_distill.students import KINDS, StudentMeta, StudentNet, StudentTeam
 SAMPLINGS = ("teacher", "student", "mixed")
 STUDENT_RNG, INIT, ENV_RESETS = 0, 1, 2
 """Roles under (DISTILL, student kind index) in the run's seed tree."""
+RECORD = "distill.json"
+"""A student's distillation record (``SUMMARY_KEYS``), written beside its weights."""
 SUMMARY_KEYS = (
     "kind",
     "hidden",
@@ -190,7 +192,8 @@ class DistillResult:
     summary: dict[str, Any]
     """What ``students/KIND/distill.json`` holds (``SUMMARY_KEYS``): the budget spent and the kept row."""
     rounds: list[dict[str, Any]]
-    """Per round: its grad_steps, best_epoch (1-based over all rows) and undertrained (its best row was its last)."""
+    """Per round: its grad_steps, best_epoch (1-based over all rows) and undertrained (its best row was its last;
+    None without held-out episodes)."""
 
 
 def label_policy(teachers: JointPolicy, loss: str) -> JointPolicy:
@@ -306,7 +309,7 @@ def distill_one(
         "batch_size": cfg.batch_size,
         "best_epoch": rounds[-1]["best_epoch"],
         "epochs_run": len(history),
-        "undertrained": rounds[-1]["undertrained"] if held_buf is not None else None,  # no held-out: unknown
+        "undertrained": rounds[-1]["undertrained"],
         "holdout": cfg.holdout,
         "early_stopping": held_buf is not None and cfg.patience > 0,
     }
@@ -363,7 +366,7 @@ def distill(
             folder = Path(out_dir) / "students" / kind
             result.student.save(folder)
             write_json(folder / "history.json", result.history)
-            write_json(folder / "distill.json", result.summary)
+            write_json(folder / RECORD, result.summary)
             plot_curves(
                 result.history,
                 Path(out_dir) / "plots" / f"distill_{kind}.png",

@@ -122,10 +122,7 @@ def evaluate_all(
     teacher_roll = play(teachers, cfg.episodes)
     random_roll = play(RandomPolicy(spec), cfg.episodes, role=RANDOM_POLICY)
     r_teacher, r_random = float(teacher_roll.team.mean()), float(random_roll.team.mean())
-    gap = {**paired_diff(teacher_roll.team, random_roll.team), "significant": False}
-    gap["significant"] = excludes_zero(gap)
-    if not gap["significant"]:
-        warnings.warn(f"normalized return is null: {null_reason(gap)}", UserWarning, stacklevel=2)
+    gap = gap_over_random(teacher_roll.team, random_roll.team)
 
     def norm(value: float, lo: float = r_random, hi: float = r_teacher) -> float | None:
         return normalized(value, lo, hi) if gap["significant"] else None
@@ -208,6 +205,16 @@ def episode_seeds_of(cfg: EvalConfig) -> list[int]:
     return seeding.int_seeds(cfg.seed, seeding.EVALUATE, seeding.EPISODES, n=cfg.episodes)
 
 
+def gap_over_random(teacher: np.ndarray, random: np.ndarray) -> dict[str, Any]:
+    """Teachers − random per episode on the same seeds, and whether it is significant: normalized returns exist
+    only then (a one-line warning says why otherwise)."""
+    gap = paired_diff(teacher, random)
+    gap["significant"] = excludes_zero(gap)
+    if not gap["significant"]:
+        warnings.warn(f"normalized return is null: {null_reason(gap)}", UserWarning, stacklevel=3)
+    return gap
+
+
 def null_reason(gap: Mapping[str, Any]) -> str:
     """Why normalized return is null: the teacher-random gap, paired on the same episodes, is not above 0."""
     lo, hi = gap["ci95"]
@@ -236,10 +243,7 @@ def score_against(
 
     ref = play(teacher)
     random = play(RandomPolicy(teacher.spec), role=RANDOM_POLICY).team  # the same draws as evaluate_all's
-    gap = paired_diff(ref.team, random)
-    significant = excludes_zero(gap)
-    if not significant:
-        warnings.warn(f"normalized return is null: {null_reason(gap)}", UserWarning, stacklevel=2)
+    significant = gap_over_random(ref.team, random)["significant"]
     random_mean = float(np.mean(random))
     out = {}
     for name, student in students.items():

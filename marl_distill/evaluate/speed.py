@@ -28,6 +28,10 @@ WARMUP = 10
 """Untimed calls before timing (first calls allocate and fault in pages)."""
 
 
+BLAS_ONE_THREAD = "BLAS 1 thread (threadpoolctl)"
+"""How timing holds numpy's BLAS to one thread (said in every ``latency_method``)."""
+
+
 @contextmanager
 def one_thread() -> Iterator[str]:
     """torch and numpy's BLAS limited to one thread inside the block; yields how BLAS was limited."""
@@ -35,7 +39,7 @@ def one_thread() -> Iterator[str]:
     torch.set_num_threads(1)
     try:
         with threadpool_limits(limits=1, user_api="blas"):
-            yield "BLAS 1 thread (threadpoolctl)"
+            yield BLAS_ONE_THREAD
     finally:
         torch.set_num_threads(torch_threads)
 
@@ -114,6 +118,15 @@ def cost_metrics(policy: object, observations: Mapping[str, np.ndarray], *, repe
 LATENCY_KEYS = ("latency_us_per_joint_step", "latency_us_sb3_predict", "latency_us_batch")
 
 
+def timed_rounds(
+    policies: Mapping[str, object], observations: Mapping[str, np.ndarray], *, repeats: int, rounds: int
+) -> list[dict[str, dict[str, Any]]]:
+    """``cost_metrics`` of every policy, once per round, the order rotating each round: one dict per round."""
+    names = list(policies)
+    orders = [names[r % len(names) :] + names[: r % len(names)] for r in range(rounds)]
+    return [{n: cost_metrics(policies[n], observations, repeats=repeats) for n in order} for order in orders]
+
+
 def team_costs(
     policies: Mapping[str, object], observations: Mapping[str, np.ndarray], *, repeats: int, rounds: int
 ) -> dict[str, dict[str, Any]]:
@@ -122,10 +135,8 @@ def team_costs(
     ``speedup_vs_teacher`` of each other policy is the median over rounds of the ratio teacher / policy measured
     in the same round, where both acted through the same runtime."""
     names = list(policies)
-    per_round: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    for r in range(rounds):
-        for n in names[r % len(names) :] + names[: r % len(names)]:
-            per_round[n].append(cost_metrics(policies[n], observations, repeats=repeats))
+    timed = timed_rounds(policies, observations, repeats=repeats, rounds=rounds)
+    per_round = {n: [r[n] for r in timed] for n in names}
     out = {}
     for n in names:
         merged = dict(per_round[n][0])
