@@ -22,22 +22,22 @@ class Unsupported(ValueError):
     """A module or setting the numpy runtime does not reproduce; the message says which (the fallback's reason)."""
 
 
-def _activation(module: nn.Module) -> tuple[str, Activation | None]:
-    """numpy twin of a torch activation module (None: identity)."""
+def _activation(module: nn.Module) -> tuple[str, Activation | None, float]:
+    """numpy twin of a torch activation module (None: identity), and its parameter (slope or alpha; else 0)."""
     if isinstance(module, (nn.Identity, nn.Dropout)):  # dropout acts as identity in eval mode, as SB3 acts
-        return "identity", None
+        return "identity", None, 0.0
     if isinstance(module, nn.Tanh):
-        return "tanh", np.tanh
+        return "tanh", np.tanh, 0.0
     if isinstance(module, nn.ReLU):
-        return "relu", lambda x: np.maximum(x, np.float32(0))
+        return "relu", lambda x: np.maximum(x, np.float32(0)), 0.0
     if isinstance(module, nn.LeakyReLU):
         slope = np.float32(module.negative_slope)
-        return f"leaky_relu({module.negative_slope:g})", lambda x: np.where(x >= 0, x, x * slope)
+        return "leaky_relu", lambda x: np.where(x >= 0, x, x * slope), float(module.negative_slope)
     if isinstance(module, nn.ELU):
         alpha = np.float32(module.alpha)
-        return f"elu({module.alpha:g})", lambda x: np.where(x > 0, x, alpha * np.expm1(x))
+        return "elu", lambda x: np.where(x > 0, x, alpha * np.expm1(x)), float(module.alpha)
     if isinstance(module, nn.Sigmoid):
-        return "sigmoid", lambda x: 1 / (1 + np.exp(-x))
+        return "sigmoid", lambda x: 1 / (1 + np.exp(-x)), 0.0
     raise Unsupported(f"module {type(module).__name__} has no numpy twin")
 
 
@@ -50,6 +50,13 @@ class Dense:
     b: np.ndarray | None
     activation: str = "identity"
     fn: Activation | None = None
+    param: float = 0.0
+    """The activation's parameter: leaky_relu's negative slope, elu's alpha (else unused)."""
+
+    @property
+    def label(self) -> str:
+        """The activation as described, e.g. ``tanh`` or ``leaky_relu(0.1)``."""
+        return f"{self.activation}({self.param:g})" if self.activation in ("leaky_relu", "elu") else self.activation
 
 
 def _flat(modules: tuple[nn.Module, ...]) -> Iterator[nn.Module]:
@@ -80,13 +87,13 @@ class NumpyMLP:
                 b = None if m.bias is None else m.bias.detach().numpy()
                 layers.append(Dense(w.numpy().T, b))
                 continue
-            name, fn = _activation(m)
+            name, fn, param = _activation(m)
             if fn is None:
                 continue
             if not layers or layers[-1].fn is not None:
                 raise Unsupported(f"activation {name} not right after a Linear layer")
             last = layers[-1]
-            layers[-1] = Dense(last.w, last.b, name, fn)
+            layers[-1] = Dense(last.w, last.b, name, fn, param)
         return cls(layers)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -124,5 +131,5 @@ class NumpyMLP:
     def describe(self) -> str:
         """E.g. ``18-64-64-5 (tanh)``."""
         widths = [self.in_dim] + [int(layer.w.shape[1]) for layer in self.layers]
-        acts = sorted({layer.activation for layer in self.layers[:-1]}) or ["linear"]
+        acts = sorted({layer.label for layer in self.layers[:-1]}) or ["linear"]
         return f"{'-'.join(map(str, widths))} ({', '.join(acts)})"

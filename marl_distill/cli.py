@@ -273,6 +273,25 @@ def benchmark(
     typer.echo(f"report: {folder / 'report.md'}")
 
 
+@app.command()
+def export(
+    path: Annotated[Path, typer.Argument(help="A student folder (RUN/students/NAME) or a run folder (all of it).")],
+    format_: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
+    quantize: Annotated[str | None, typer.Option(help="Also quantize the graph: int8 (onnxruntime dynamic).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output .onnx file (student folder) or folder (run folder).")] = None,
+) -> None:
+    """Export students (and a run's teachers) to one ONNX graph per team: raw observations in, actions out, with
+    parity against torch checked on real observations (exit 2 beyond 1e-5)."""
+    if format_ != "onnx":
+        raise UserError(f"--format {format_!r} is not supported; use --format onnx")
+    for rec in runner.export_onnx(path, quantize=quantize, out=out):
+        line = f"{rec['policy']:>10}: {rec['file']}  {rec['onnx_bytes']:,} bytes, {rec['precision']}, parity max "
+        line += f"|torch - onnxruntime| {rec['parity_fp32']['max_abs_diff']:.1e} on {rec['parity_fp32']['rows']} rows"
+        if "int8_vs_fp32" in rec:
+            line += f"; int8 vs fp32 actions {json.dumps(rec['int8_vs_fp32'])}"
+        typer.echo(line)
+
+
 def _is_usage_error(exc: BaseException) -> bool:
     return getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message")
 

@@ -11,6 +11,15 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], suffix: str = ".tmp") -> Path:
     """Call ``write(tmp)`` on a temp path beside ``path`` and rename it over ``path`` when it succeeds.
 
@@ -23,6 +32,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], su
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; artifacts get the user's usual permissions
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -65,3 +65,25 @@ def encoder(space: gym.Space) -> Encoder:
     if isinstance(space, gym.spaces.MultiBinary):
         return lambda x: np.asarray(x, np.float32).reshape(-1)
     raise UserError(f"no encoder for observation space {space}")
+
+
+def decode_batch(space: gym.Space, encoded: np.ndarray) -> np.ndarray:
+    """The raw observations of ``space`` whose encodings are ``encoded`` (batch first): ``encoder``'s inverse, so
+    a policy that takes raw observations (an exported graph) can play inside the lab, which hands out encodings.
+    Discrete and MultiDiscrete come back as int64 indices (the exported graph's input dtype)."""
+    x = np.asarray(encoded, np.float32)
+    n = len(x)
+    if isinstance(space, gym.spaces.Box):
+        if _is_image(space):
+            return np.rint(x * np.float32(255.0)).astype(np.uint8).reshape(n, *space.shape)
+        return x.astype(space.dtype).reshape(n, *space.shape)
+    if isinstance(space, gym.spaces.Discrete):
+        return x.reshape(n, -1).argmax(axis=1).astype(np.int64) + int(space.start)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        nvec = [int(v) for v in np.ravel(space.nvec)]
+        parts = np.split(x.reshape(n, -1), np.cumsum(nvec)[:-1], axis=1)
+        idx = np.stack([p.argmax(axis=1) for p in parts], axis=1) + np.ravel(space.start).astype(np.int64)
+        return idx.astype(np.int64).reshape(n, *space.shape)
+    if isinstance(space, gym.spaces.MultiBinary):
+        return x.astype(space.dtype).reshape(n, *space.shape)
+    raise UserError(f"no decoder for observation space {space}")

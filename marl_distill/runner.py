@@ -210,3 +210,40 @@ def run(
     if "distill" in stages:
         stage_distill(cfg, run_dir, progress=progress)
     return stage_evaluate(cfg, run_dir, progress=progress) if "evaluate" in stages else {}
+
+
+def export_onnx(path: Path, *, quantize: str | None = None, out: Path | None = None) -> list[dict[str, Any]]:
+    """Export a student folder, or every student and the teachers of a run folder, to ONNX (parity checked; see
+    ``compress.export``). Files: ``students/NAME/student[.int8].onnx`` and ``teachers/teachers[.int8].onnx``, or
+    ``--out`` (a file for a student folder, a folder for a run folder). Returns one record per file."""
+    from marl_distill.compress import require_export
+
+    require_export()
+    path = Path(path)
+    suffix = f".{quantize}.onnx" if quantize else ".onnx"
+    if (path / META).is_file():
+        run_dir = path.parent.parent
+        cfg = load_run_config(run_dir)
+        factory, spec = env_factory(cfg)
+        jobs = [(path.name, StudentTeam.load(path, spec), out or path / f"student{suffix}")]
+    elif (path / CONFIG).is_file():
+        cfg = load_run_config(path)
+        factory, spec = env_factory(cfg)
+        own = teachers_dir(cfg, path).resolve() == path.resolve()
+        beside = out or (path / "teachers" if own else path)  # never into another run's teachers/
+        jobs = [("teacher", load_teachers(cfg, path, spec), beside / f"teachers{suffix}")]
+        for name, team in load_students(cfg, path, spec).items():
+            file = out / f"{name}{suffix}" if out else path / "students" / name / f"student{suffix}"
+            jobs.append((name, team, file))
+    else:
+        raise UserError(f"{path} is neither a student folder ({META}) nor a run folder ({CONFIG}); pass one of them")
+    from marl_distill.compress.export import exported, write_model
+
+    for _, _, file in jobs:  # refuse before writing anything
+        write_model(None, file, check_only=True)
+    records = []
+    for name, team, file in jobs:
+        model, report = exported(team, factory, quantize=quantize, seed=cfg.evaluate.seed)
+        write_model(model, file)
+        records.append({"policy": name, "file": str(file), **report, "onnx_bytes": file.stat().st_size})
+    return records

@@ -112,3 +112,20 @@ def test_stage_commands_chain(tmp_path, capsys):
     assert main_cli(evaluate) == 0, capsys.readouterr().err
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["per-agent"]["params"] == 2 * (6 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3)
+    # export every team of the run folder, then play it with onnxruntime alone: the same returns as evaluate's
+    assert main_cli(["export", str(tmp_path / "s")]) == 0, capsys.readouterr().err
+    assert (tmp_path / "s" / "students" / "per-agent" / "student.onnx").is_file()
+    assert (tmp_path / "s" / "teachers.onnx").is_file()  # its teachers live in another run: nothing written there
+    assert not list(t.rglob("*.onnx"))
+    deploy = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "deploy_onnx.py"), str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert deploy.returncode == 0, deploy.stderr
+    assert deploy.stdout.count(" equal") == 2 and "neither" in deploy.stdout, deploy.stdout
+    user_file = tmp_path / "mine.onnx"
+    user_file.write_bytes(b"my own model")
+    student = str(tmp_path / "s" / "students" / "per-agent")
+    assert main_cli(["export", student, "--quantize", "int8", "--out", str(user_file)]) == 2
+    assert user_file.read_bytes() == b"my own model"
+    assert main_cli(["export", student, "--quantize", "int8"]) == 0, capsys.readouterr().err

@@ -1,0 +1,35 @@
+"""Students you can ship: a team's acting path as one ONNX graph (with parity checked), int8 quantization of it,
+and pruning of trained students.
+
+The ONNX pieces need the ``[export]`` extra (onnx, onnxruntime); ``require_export`` says so in one line.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from marl_distill.errors import UserError
+
+EXTRA_HINT = "pip install 'marl-distill[export]' (or: pip install -e '.[export]' in a checkout)"
+
+
+def _missing() -> list[str]:
+    out = []
+    for name in ("onnx", "onnxruntime"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            out.append(name)
+    return out
+
+
+def export_available() -> bool:
+    """Are onnx and onnxruntime importable?"""
+    return not _missing()
+
+
+def require_export(what: str = "ONNX export") -> None:
+    """Refuse, in one line naming the extra, when onnx or onnxruntime is missing."""
+    missing = _missing()
+    if missing:
+        raise UserError(f"{what} needs {' and '.join(missing)}, from the [export] extra: {EXTRA_HINT}")

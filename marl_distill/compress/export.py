@@ -1,0 +1,221 @@
+"""Export a team to ONNX with its parity checked, and quantize it to int8.
+
+Parity is measured on real observations (random play of the env from the given seed, raw as the env hands them
+out): the graph in onnxruntime against the team's own torch forward on the lab's encoding of the same
+observations. fp32 must agree within ``PARITY_TOL`` on every legal output, or the export is refused. int8 is
+onnxruntime's dynamic quantization (``quantize_dynamic``: int8 weights, activations quantized per call), the
+path onnxruntime maintains; torch's eager quantizer is being deprecated.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from marl_distill.compress import require_export
+from marl_distill.compress.graph import build_model
+from marl_distill.compress.paths import Team, raw_obs_spaces, reference_params, team_paths
+from marl_distill.compress.runtime import OnnxTeam
+from marl_distill.distributions import MASKED_LOGIT
+from marl_distill.errors import UserError
+from marl_distill.multiagent import make_parallel
+from marl_distill.observations import encoder
+from marl_distill.students import StudentTeam
+from marl_distill.turns import has_mask
+
+PARITY_TOL = 1e-5
+"""Largest |torch - onnxruntime| allowed on any legal logit, Q-value, mean or log_std (fp32)."""
+QUANTIZATIONS = ("int8",)
+
+
+@dataclass
+class Samples:
+    """Real observations per agent: raw (what the graph takes), encoded (what the lab's policies take), masks."""
+
+    raw: dict[str, np.ndarray]
+    encoded: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+
+
+def sample_observations(factory: Callable[[], Any], *, rows: int = 256, seed: int = 0) -> Samples:
+    """Up to ``rows`` observations per agent from random legal play (episodes reset from ``seed``, ``seed + 1``...)."""
+    env = make_parallel(factory)
+    rng = np.random.default_rng(seed)
+    raw: dict[str, list[Any]] = {a: [] for a in env.possible_agents}
+    masks: dict[str, list[np.ndarray]] = {a: [] for a in env.possible_agents}
+    encode = {}
+    for a in env.possible_agents:
+        space = env.observation_space(a)
+        encode[a] = encoder(space["observation"] if has_mask(space) else space)
+    episode = 0
+    while min(len(v) for v in raw.values()) < rows and episode < 10 * rows:
+        obs, _ = env.reset(seed=seed + episode)
+        episode += 1
+        while env.agents:
+            actions = {}
+            for a in env.agents:
+                o = obs[a]
+                mask = None
+                if isinstance(o, dict) and "action_mask" in o:
+                    mask = np.asarray(o["action_mask"]).astype(bool)
+                    masks[a].append(mask)
+                    o = o["observation"]
+                raw[a].append(np.asarray(o))
+                actions[a] = _random_action(env.action_space(a), mask, rng)
+            obs, *_ = env.step(actions)
+    env.close()
+    raw_arr = {a: np.stack(v[:rows]) for a, v in raw.items() if v}
+    return Samples(
+        raw_arr,
+        {a: np.stack([encode[a](x) for x in v]) for a, v in raw_arr.items()},
+        {a: np.stack(v[:rows]) for a, v in masks.items() if v},
+    )
+
+
+def _random_action(space: gym.Space, mask: np.ndarray | None, rng: np.random.Generator) -> Any:
+    if isinstance(space, gym.spaces.Discrete):
+        legal = np.flatnonzero(mask) if mask is not None and mask.any() else np.arange(int(space.n))
+        return int(space.start) + int(rng.choice(legal))
+    return rng.uniform(space.low, space.high).astype(space.dtype)
+
+
+def graph_feeds(model: Any, samples: Samples, *, rows: slice | None = None) -> dict[str, np.ndarray]:
+    """The graph's inputs for the sampled rows (every agent gets the same number of rows)."""
+    from marl_distill.compress.graph import read_meta
+
+    meta = read_meta(model)["per_agent"]
+    n = min(len(v) for v in samples.raw.values())
+    sel = rows or slice(0, n)
+    feeds = {}
+    for a, m in meta.items():
+        feeds[m["obs_input"]] = np.ascontiguousarray(samples.raw[a][sel], dtype=m["obs_dtype"])
+        if m["mask_input"]:
+            feeds[m["mask_input"]] = samples.masks[a][sel]
+    return feeds
+
+
+def parity(team: Team, model: Any, samples: Samples, raw: Mapping[str, gym.Space]) -> dict[str, Any]:
+    """Max |torch - onnxruntime| over legal outputs per agent, and the share of rows where the graph's action is
+    the lab's (the argmax of the team's own masked logits plus the space's start, or the clipped mean)."""
+    ort_team = OnnxTeam(team.spec, model, raw)
+    n = min(len(v) for v in samples.raw.values())
+    outputs = ort_team.run(graph_feeds(model, samples))
+    ref = reference_params(team, {a: e[:n] for a, e in samples.encoded.items()})
+    worst, same = {}, {}
+    for a, m in ort_team.meta["per_agent"].items():
+        got, want = outputs[m["params_output"]], ref[a]
+        legal = np.ones_like(want, dtype=bool)
+        if m["mask_input"]:
+            legal = samples.masks[a][:n]
+            want = np.where(legal, want, MASKED_LOGIT)
+        if m["params_kind"] == "logits":  # a distribution's logits are defined up to a constant per row (torch's
+            got, want = _normalized(got, legal), _normalized(want, legal)  # Categorical keeps them normalized)
+        worst[a] = float(np.max(np.abs(np.where(legal, got, 0.0) - np.where(legal, want, 0.0)))) if legal.any() else 0.0
+        head = team.spec.head(a)
+        lab_action = head.act(want, True, np.random.default_rng(0))
+        if m["params_kind"] == "gaussian":
+            same[a] = float(np.mean(np.all(np.isclose(outputs[m["action_output"]], lab_action, atol=PARITY_TOL), 1)))
+        else:
+            same[a] = float(np.mean(outputs[m["action_output"]] == lab_action + m.get("action_start", 0)))
+    return {"max_abs_diff": max(worst.values()), "by_agent": worst, "action_match": same, "rows": n}
+
+
+def _normalized(logits: np.ndarray, legal: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the legal actions (float64)."""
+    x = np.where(legal, logits.astype(np.float64), -np.inf)
+    top = x.max(axis=1, keepdims=True)
+    return x - top - np.log(np.exp(x - top).sum(axis=1, keepdims=True))
+
+
+def action_match(a_out: Mapping[str, np.ndarray], b_out: Mapping[str, np.ndarray], agents: Any) -> dict[str, Any]:
+    """Per agent, two graphs' actions on the same rows: the share that coincide (Discrete), or the mean absolute
+    difference of the actions (Box)."""
+    out: dict[str, Any] = {}
+    for agent in agents:
+        x, y = a_out[f"action_{agent}"], b_out[f"action_{agent}"]
+        if x.dtype.kind == "f":
+            out[agent] = {"mean_abs_action_diff": float(np.mean(np.abs(x - y)))}
+        else:
+            out[agent] = {"action_match": float(np.mean(x == y))}
+    return out
+
+
+def team_model(team: Team, raw: Mapping[str, gym.Space], *, dqn_temperature: float = 0.01) -> Any:
+    """The team's fp32 graph."""
+    require_export()
+    nets, paths, source = team_paths(team, raw)
+    extra = {} if isinstance(team, StudentTeam) else {"dqn_temperature_in_lab": dqn_temperature}
+    return build_model(nets, paths, source=source, extra=extra)
+
+
+def quantize_int8(model: Any) -> Any:
+    """onnxruntime's dynamic int8 quantization of every MatMul weight (per output channel), as a ModelProto."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, src)
+        logging.disable(logging.WARNING)  # its advice to pre-process (shape inference) is for large vision graphs
+        try:
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            logging.disable(logging.NOTSET)
+        return onnx.load(dst)
+
+
+def exported(
+    team: Team, factory: Callable[[], Any], *, quantize: str | None = None, seed: int = 0, rows: int = 256
+) -> tuple[Any, dict[str, Any]]:
+    """(model, report): the team's graph, its fp32 parity checked (refused beyond ``PARITY_TOL``) and, with
+    ``quantize``, the quantized graph and its agreement with the fp32 one on the same observations."""
+    require_export()
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise UserError(f"--quantize {quantize!r} is not supported; use one of {list(QUANTIZATIONS)}")
+    raw = raw_obs_spaces(factory)
+    model = team_model(team, raw, dqn_temperature=getattr(team, "dqn_temperature", 0.01))
+    samples = sample_observations(factory, rows=rows, seed=seed)
+    check = parity(team, model, samples, raw)
+    if check["max_abs_diff"] > PARITY_TOL:
+        raise UserError(
+            f"ONNX parity failed: max |torch - onnxruntime| = {check['max_abs_diff']:.3g} > {PARITY_TOL:g} "
+            f"({check['by_agent']}); please report this with the run folder"
+        )
+    report: dict[str, Any] = {"parity_fp32": check, "precision": "fp32"}
+    if quantize == "int8":
+        q = quantize_int8(model)
+        feeds = graph_feeds(model, samples)
+        fp32_out = OnnxTeam(team.spec, model, raw).run(feeds)
+        int8_out = OnnxTeam(team.spec, q, raw).run(feeds)
+        report.update(precision="int8", int8_vs_fp32=action_match(int8_out, fp32_out, team.spec.agents))
+        model = q
+    return model, report
+
+
+def write_model(model: Any, file: Path, *, check_only: bool = False) -> None:
+    """Write ``model`` to ``file`` atomically; a file already there is replaced only if this project exported it
+    (a user's own file is never overwritten)."""
+    import onnx
+
+    from marl_distill.compress.graph import read_meta
+    from marl_distill.io import atomic_write
+
+    file = Path(file)
+    if file.exists():
+        try:
+            ours = file.is_file() and bool(read_meta(onnx.load(file, load_external_data=False)))
+        except Exception:  # noqa: BLE001 - any file onnx cannot read is not one of ours
+            ours = False
+        if not ours:
+            raise UserError(f"{file} exists and was not written by marl-distill export; pass another --out")
+    if file.suffix != ".onnx":
+        raise UserError(f"--out {file} must end in .onnx")
+    if not check_only:
+        atomic_write(file, lambda tmp: onnx.save(model, tmp), suffix=".onnx")
