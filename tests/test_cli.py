@@ -82,7 +82,8 @@ def test_run_writes_the_run_folder_and_refuses_to_overwrite_it(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(TINY)
     out = tmp_path / "run"
-    proc = cli("run", str(config), "--out", str(out))
+    int8 = ("--set", "evaluate.int8=true")
+    proc = cli("run", str(config), "--out", str(out), *int8)
     assert proc.returncode == 0, proc.stderr
     for name in ("config.toml", "metrics.json", "report.md", "plots/returns.png", "teachers/agent_0.zip"):
         assert (out / name).is_file(), name
@@ -91,12 +92,20 @@ def test_run_writes_the_run_folder_and_refuses_to_overwrite_it(tmp_path):
         m = metrics[student]
         assert CONTRACT <= set(m), (student, CONTRACT - set(m))
         assert set(m["mixed_team"]["by_mix"]) == {"agent_0", "agent_1"}
+    for name in ("teacher", "shared", "per-agent"):  # exported and timed in onnxruntime; int8 copies evaluated
+        assert metrics[name]["onnx_bytes"] > 0 and metrics[name]["latency_us_onnx"] > 0
+        q = metrics[f"{name}-int8"]
+        assert q["acting_runtime"] == "onnxruntime" and q["params"] == metrics[name]["params"]
+        assert q["team_return"]["episodes"] == metrics[name]["team_return"]["episodes"]
+        assert 0 <= q["joint_action_agreement"] <= 1 and "mixed_team" not in q
+    assert metrics["teacher-int8"]["weight_bytes"] < 0.5 * metrics["teacher"]["weight_bytes"]
+    assert "## Exported (ONNX)" in (out / "report.md").read_text()
     PPO.load(out / "teachers" / "agent_1.zip")
     before = (out / "metrics.json").read_bytes()
-    again = cli("run", str(config), "--out", str(out))
+    again = cli("run", str(config), "--out", str(out), *int8)
     assert again.returncode == 2 and "--resume" in again.stderr
     assert (out / "metrics.json").read_bytes() == before
-    resumed = cli("run", str(config), "--out", str(out), "--resume")  # every stage done: only re-evaluates
+    resumed = cli("run", str(config), "--out", str(out), "--resume", *int8)  # every stage done: re-evaluates
     assert resumed.returncode == 0, resumed.stderr
 
 

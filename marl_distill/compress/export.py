@@ -28,6 +28,7 @@ from marl_distill.errors import UserError
 from marl_distill.multiagent import make_parallel
 from marl_distill.observations import encoder
 from marl_distill.students import StudentTeam
+from marl_distill.teachers import TeacherTeam
 from marl_distill.turns import has_mask
 
 PARITY_TOL = 1e-5
@@ -219,3 +220,28 @@ def write_model(model: Any, file: Path, *, check_only: bool = False) -> None:
         raise UserError(f"--out {file} must end in .onnx")
     if not check_only:
         atomic_write(file, lambda tmp: onnx.save(model, tmp), suffix=".onnx")
+
+
+def onnx_teams(
+    factory: Callable[[], Any], teams: Mapping[str, Any], *, int8: bool = False, seed: int = 0
+) -> tuple[dict[str, OnnxTeam], dict[str, OnnxTeam], dict[str, str]]:
+    """Each exportable team's fp32 graph and (with ``int8``) its int8 graph, both in onnxruntime, by name; and why
+    the others were left out (ensembles, teachers the reader cannot read, a failed parity check)."""
+    require_export()
+    raw = raw_obs_spaces(factory)
+    fp32, q8, skipped = {}, {}, {}
+    for name, team in teams.items():
+        if not isinstance(team, (StudentTeam, TeacherTeam)):
+            skipped[name] = f"{type(team).__name__} is not exported"
+            continue
+        try:
+            model, _ = exported(team, factory, seed=seed)
+        except UserError as err:
+            skipped[name] = str(err)
+            continue
+        kwargs = {"params": team.acting_params(), "macs": team.acting_macs()}
+        tau = getattr(team, "dqn_temperature", 0.01)
+        fp32[name] = OnnxTeam(team.spec, model, raw, dqn_temperature=tau, **kwargs)
+        if int8:
+            q8[name] = OnnxTeam(team.spec, quantize_int8(model), raw, dqn_temperature=tau, **kwargs)
+    return fp32, q8, skipped

@@ -212,11 +212,12 @@ def build_model(
             (path, x), = members  # fmt: skip
             net_out[path.agent] = _mlp(b, x, nets[net], f"net{net}")
             continue
-        axis0 = b.const(np.array([0], np.int64))
-        stacked = b.op("Concat", [b.op("Unsqueeze", [x, axis0]) for _, x in members], axis=0)
-        out = _mlp(b, stacked, nets[net], f"net{net}")  # (agents, batch, out): one MatMul per layer for all
-        for j, (path, _) in enumerate(members):
-            net_out[path.agent] = b.op("Gather", [out, b.const(np.array(j, np.int64))], axis=0)
+        stacked = b.op("Concat", [x for _, x in members], axis=0)  # (agents x batch, in): every agent's rows
+        out = _mlp(b, stacked, nets[net], f"net{net}")  # one MatMul per layer for all of them
+        parts = [b.name("rows") for _ in members]
+        b.nodes.append(b.helper.make_node("Split", [out], parts, axis=0))  # equal parts: one batch per agent
+        for (path, _), part in zip(members, parts):
+            net_out[path.agent] = part
     for path in paths:
         params, action = _head(b, net_out[path.agent], path, masks.get(path.agent))
         p_name, a_name = f"params_{path.agent}", f"action_{path.agent}"

@@ -51,6 +51,13 @@ class EvalConfig:
     """Batch-1 joint steps timed per policy and round (the median of each round is kept)."""
     latency_rounds: int = 5
     """Interleaved timing rounds over all policies; latencies and speed-ups are medians over rounds."""
+    onnx: bool = True
+    """Where the [export] extra is installed: export every team (parity checked), time it in onnxruntime
+    (latency_us_onnx) and record its size (onnx_bytes)."""
+    int8: bool = False
+    """Also evaluate int8 copies (onnxruntime dynamic quantization) of the teachers and of every student, as the
+    policies 'teacher-int8' and 'NAME-int8': returns, agreement with the teachers, size, onnxruntime latency.
+    Needs the [export] extra."""
 
     def validate(self) -> None:
         if self.episodes < 2 or self.n_envs < 1 or self.mixed_episodes < 2 or self.latency_repeats < 1:
@@ -165,7 +172,8 @@ def evaluate_all(
 
     for folder, other in (cross_teachers or {}).items():  # another run's teachers beside this run's
         metrics["teacher"].setdefault("cross_seed", {})[folder] = mix_with(teachers, other, teacher_roll.team)
-    for name, student in students.items():
+    onnx, int8, skipped = _exports(factory, teachers, students, cfg)
+    for name, student in [*students.items(), *((f"{n}-int8", t) for n, t in int8.items())]:
         roll = play(student, cfg.episodes, reference=teachers)
         entry = {
             **returns_block(roll, cfg.seed),
@@ -176,14 +184,18 @@ def evaluate_all(
         }
         above = entry["normalized_return"] is not None and entry["normalized_return"] > ABOVE_TEACHER
         entry["flags"] = ["normalized_above_1_05"] if above else []
-        if n_mix:
+        if n_mix and name in students:
             entry["mixed_team"] = mix_with(teachers, student, teacher_roll.team)
         for folder, others in (cross_play or {}).items():
             if name in others:  # students of another run (another seed) paired with this run's
                 entry.setdefault("cross_seed", {})[folder] = mix_with(student, others[name], roll.team)
         metrics[name] = entry
     costs = team_costs(
-        {"teacher": teachers, **students}, obs_sample, repeats=cfg.latency_repeats, rounds=cfg.latency_rounds
+        {"teacher": teachers, **students, **{f"{n}-int8": t for n, t in int8.items()}},
+        obs_sample,
+        repeats=cfg.latency_repeats,
+        rounds=cfg.latency_rounds,
+        onnx=onnx,
     )
     for name, cost in costs.items():
         metrics[name].update(cost)
@@ -196,8 +208,26 @@ def evaluate_all(
             "defined": gap["significant"],
             "reason": None if gap["significant"] else null_reason(gap),
         },
+        **({"onnx_skipped": skipped} if skipped else {}),
     }
     return metrics
+
+
+def _exports(
+    factory: Callable[[], Any], teachers: JointPolicy, students: Mapping[str, JointPolicy], cfg: EvalConfig
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """fp32 graphs of every team (timed beside their own runtimes), int8 graphs when asked, and what was skipped;
+    nothing when ONNX is off or (fp32 only) its extra is missing."""
+    from marl_distill.compress import export_available, require_export
+
+    if cfg.int8:
+        require_export("evaluate.int8")
+    if not (cfg.onnx or cfg.int8) or not export_available():
+        return {}, {}, {}
+    from marl_distill.compress.export import onnx_teams
+
+    fp32, int8, skipped = onnx_teams(factory, {"teacher": teachers, **students}, int8=cfg.int8, seed=cfg.seed)
+    return (fp32 if cfg.onnx else {}), int8, skipped
 
 
 def episode_seeds_of(cfg: EvalConfig) -> list[int]:

@@ -98,7 +98,11 @@ def guards(metrics: Mapping[str, Any]) -> str:
             f"- ⚠ {', '.join(above)}: normalized return above 1.05 — better than the teachers by more than noise "
             "usually explains; check the teachers are trained and the paired difference's CI."
         )
-    runtimes = {n: m.get("acting_runtime") for n, m in _policies(metrics) if m.get("acting_runtime")}
+    runtimes = {
+        n: m.get("acting_runtime")
+        for n, m in _policies(metrics)
+        if m.get("acting_runtime") and m.get("latency_us_per_joint_step") is not None
+    }
     if len(set(runtimes.values())) > 1:
         lines.append(
             "- ⚠ Not like for like: policies acted through different runtimes ("
@@ -119,6 +123,35 @@ def guards(metrics: Mapping[str, Any]) -> str:
             "the table compares every policy through the same numpy path."
         )
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def deployment_table(metrics: Mapping[str, Any]) -> str:
+    """Every exported policy in onnxruntime: bytes of its weights at their stored precision, of the whole graph,
+    and its latency per joint step (one session.run, batch 1, one thread), with the speed-up over the teachers'
+    fp32 graph in the same runtime. Empty when nothing was exported."""
+    rows = [(n, m) for n, m in _policies(metrics) if m.get("latency_us_onnx") is not None]
+    if not rows:
+        return ""
+    lines = [
+        "| policy | weight bytes | ONNX file bytes | µs / joint step (onnxruntime) | × teachers (onnxruntime) |",
+        "|---|---|---|---|---|",
+    ]
+    for n, m in rows:
+        speed = "1 (reference)" if n == "teacher" else fmt(m.get("speedup_vs_teacher_onnx"), 2)
+        lines.append(
+            f"| {n} | {_count(m.get('weight_bytes'))} | {_count(m.get('onnx_bytes'))} "
+            f"| {fmt(m.get('latency_us_onnx'), 1)} | {speed} |"
+        )
+    skipped = metrics.get("_meta", {}).get("onnx_skipped") or {}
+    note = "".join(f"\n- not exported: {n} ({why})" for n, why in skipped.items())
+    return (
+        "## Exported (ONNX)\n\nThe graph takes raw observations and returns env-ready actions (marl-distill export); "
+        "int8 rows are onnxruntime's dynamic quantization of that graph, evaluated on the same episodes above.\n\n"
+        + "\n".join(lines)
+        + "\n"
+        + note
+        + "\n"
+    )
 
 
 def intervals() -> str:
@@ -192,6 +225,7 @@ def write_report(run_dir: Path, metrics: Mapping[str, Any], title: str, notes: s
         "actor networks included); the batch column acts 1,024 joint steps at once. "
         f"{intervals()}\n"
         f"![team return]({plot.relative_to(run_dir).as_posix()})\n\n"
+        f"{deployment_table(metrics)}"
     )
     mixed = mixed_table(metrics)
     if mixed:

@@ -75,14 +75,18 @@ def batch_repeats(repeats: int) -> int:
     return max(5, math.ceil(repeats / 10))
 
 
-def cost_metrics(policy: object, observations: Mapping[str, np.ndarray], *, repeats: int) -> dict[str, Any]:
+def cost_metrics(
+    policy: object, observations: Mapping[str, np.ndarray], *, repeats: int, onnx: object | None = None
+) -> dict[str, Any]:
     """metrics.json's size and speed keys for one policy, each present when the policy supports it.
 
     Teacher and student teams: ``params``, ``weight_bytes``, ``macs_per_joint_step``, ``acting_runtime``,
     ``latency_us_per_joint_step`` (batch 1, the shared numpy runtime), ``latency_us_batch`` (per joint step at
     batch 1,024) and ``latency_method``; teachers also ``latency_us_sb3_predict``. The random policy: zero size.
     Other policies (mixed teams, ensembles): what they provide, often nothing. ``observations``: real visited
-    observations per agent (rows), cycled through."""
+    observations per agent (rows), cycled through. ``onnx``: the policy's exported graph in onnxruntime
+    (``compress.runtime.OnnxTeam``; a policy that is one is its own), which adds ``onnx_bytes`` and
+    ``latency_us_onnx``: one ``session.run`` per joint step on raw observations prepared before timing."""
     if isinstance(policy, RandomPolicy):
         return {"params": 0, "weight_bytes": 0, "macs_per_joint_step": 0}
     out: dict[str, Any] = {}
@@ -95,17 +99,22 @@ def cost_metrics(policy: object, observations: Mapping[str, np.ndarray], *, repe
         out["acting_runtime"] = policy.acting_runtime
     steps = joint_steps(observations)
     timed = [
-        (key, getattr(policy, method))
+        (key, getattr(policy, method), steps)
         for key, method in (("latency_us_per_joint_step", "act_single"), ("latency_us_sb3_predict", "act_single_sb3"))
         if hasattr(policy, method)
     ]
+    onnx = onnx if onnx is not None else (policy if hasattr(policy, "act_single_onnx") else None)
+    if onnx is not None:
+        out["onnx_bytes"] = int(onnx.onnx_bytes)  # type: ignore[attr-defined]
+        prepared = [onnx.prepare_single(step) for step in steps]  # type: ignore[attr-defined]
+        timed.append(("latency_us_onnx", onnx.act_single_onnx, prepared))  # type: ignore[attr-defined]
     batch_fn = getattr(policy, "act_batch", None)
     if not steps or not (timed or batch_fn):
         return out
     n_batch = batch_repeats(repeats)
     with one_thread() as blas:
-        for key, fn in timed:
-            out[key] = median_us(fn, steps, repeats)
+        for key, fn, inputs in timed:
+            out[key] = median_us(fn, inputs, repeats)
         if batch_fn is not None:
             out["latency_us_batch"] = median_us(batch_fn, [batch_of(observations)], n_batch, per=BATCH)
     out["latency_method"] = (
@@ -115,27 +124,48 @@ def cost_metrics(policy: object, observations: Mapping[str, np.ndarray], *, repe
     return out
 
 
-LATENCY_KEYS = ("latency_us_per_joint_step", "latency_us_sb3_predict", "latency_us_batch")
+LATENCY_KEYS = ("latency_us_per_joint_step", "latency_us_sb3_predict", "latency_us_batch", "latency_us_onnx")
 
 
 def timed_rounds(
-    policies: Mapping[str, object], observations: Mapping[str, np.ndarray], *, repeats: int, rounds: int
+    policies: Mapping[str, object],
+    observations: Mapping[str, np.ndarray],
+    *,
+    repeats: int,
+    rounds: int,
+    onnx: Mapping[str, object] | None = None,
 ) -> list[dict[str, dict[str, Any]]]:
-    """``cost_metrics`` of every policy, once per round, the order rotating each round: one dict per round."""
-    names = list(policies)
+    """``cost_metrics`` of every policy (with its exported graph from ``onnx``, if any), once per round, the order
+    rotating each round: one dict per round."""
+    names, onnx = list(policies), onnx or {}
     orders = [names[r % len(names) :] + names[: r % len(names)] for r in range(rounds)]
-    return [{n: cost_metrics(policies[n], observations, repeats=repeats) for n in order} for order in orders]
+    return [
+        {n: cost_metrics(policies[n], observations, repeats=repeats, onnx=onnx.get(n)) for n in order}
+        for order in orders
+    ]
+
+
+def _median_ratio(teacher: list[dict[str, Any]], policy: list[dict[str, Any]], key: str) -> float | None:
+    """Median over rounds of teacher / policy for ``key``, each ratio from one round."""
+    ratios = [t[key] / p[key] for t, p in zip(teacher, policy) if t.get(key) and p.get(key)]
+    return float(np.median(ratios)) if ratios else None
 
 
 def team_costs(
-    policies: Mapping[str, object], observations: Mapping[str, np.ndarray], *, repeats: int, rounds: int
+    policies: Mapping[str, object],
+    observations: Mapping[str, np.ndarray],
+    *,
+    repeats: int,
+    rounds: int,
+    onnx: Mapping[str, object] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``cost_metrics`` of every policy, timed in ``rounds`` interleaved rounds (the order rotates each round) so
     that a noisy moment of a shared machine hits every policy alike; each latency is the median over rounds, and
     ``speedup_vs_teacher`` of each other policy is the median over rounds of the ratio teacher / policy measured
-    in the same round, where both acted through the same runtime."""
+    in the same round, where both acted through the same runtime. ``speedup_vs_teacher_onnx``: the same with
+    both in onnxruntime (the teachers' fp32 graph against the policy's graph at its own precision)."""
     names = list(policies)
-    timed = timed_rounds(policies, observations, repeats=repeats, rounds=rounds)
+    timed = timed_rounds(policies, observations, repeats=repeats, rounds=rounds, onnx=onnx)
     per_round = {n: [r[n] for r in timed] for n in names}
     out = {}
     for n in names:
@@ -149,17 +179,17 @@ def team_costs(
         out[n] = merged
     teacher = per_round.get("teacher")
     for n in names:
+        if n != "teacher" and teacher is not None:
+            onnx_ratio = _median_ratio(teacher, per_round[n], "latency_us_onnx")
+            if onnx_ratio is not None:
+                out[n]["speedup_vs_teacher_onnx"] = onnx_ratio
         if n == "teacher" or teacher is None or out[n].get("latency_us_per_joint_step") is None:
             continue
         if out[n].get("acting_runtime") != out["teacher"].get("acting_runtime"):
             t_rt, s_rt = out["teacher"].get("acting_runtime"), out[n].get("acting_runtime")
             out[n].update(speedup_vs_teacher=None, speedup_note=f"runtimes differ (teacher {t_rt}, {n} {s_rt})")
             continue
-        ratios = [
-            t["latency_us_per_joint_step"] / s["latency_us_per_joint_step"]
-            for t, s in zip(teacher, per_round[n])
-            if t.get("latency_us_per_joint_step") and s.get("latency_us_per_joint_step")
-        ]
-        if ratios:
-            out[n]["speedup_vs_teacher"] = float(np.median(ratios))
+        ratio = _median_ratio(teacher, per_round[n], "latency_us_per_joint_step")
+        if ratio is not None:
+            out[n]["speedup_vs_teacher"] = ratio
     return out

@@ -39,6 +39,9 @@ COST_KEYS = (
     "latency_us_per_joint_step",
     "latency_us_batch",
     "latency_us_sb3_predict",
+    "onnx_bytes",
+    "latency_us_onnx",
+    "speedup_vs_teacher_onnx",
 )
 """Per-run size and speed, summarised by their median over runs."""
 BUDGET_KEYS = ("grad_steps", "labelled_states_per_agent", "best_epoch", "epochs_run", "undertrained")
