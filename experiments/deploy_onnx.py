@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from pettingzoo.utils.env import AECEnv
 
 from marl_distill import seeding
 from marl_distill.registry import resolve
@@ -41,7 +42,7 @@ def play(sess: ort.InferenceSession, factory, seeds: list[int]) -> np.ndarray:
     meta = json.loads(sess.get_modelmeta().custom_metadata_map["marl_distill"])
     per = meta["per_agent"]
     env = factory()
-    if not hasattr(env, "parallel_env") and hasattr(env, "agent_selection"):  # an AEC env: the lab's parallel view
+    if isinstance(env, AECEnv):  # a turn-based env: the lab's parallel view
         env = TurnBasedParallel(env)
     agents = list(meta["agents"])
     returns = {a: np.zeros(len(seeds)) for a in agents}

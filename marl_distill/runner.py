@@ -241,9 +241,13 @@ def export_onnx(path: Path, *, quantize: str | None = None, out: Path | None = N
 
     for _, _, file in jobs:  # refuse before writing anything
         write_model(None, file, check_only=True)
-    records = []
-    for name, team, file in jobs:
-        model, report = exported(team, factory, quantize=quantize, seed=cfg.evaluate.seed)
+    if out is not None and (path / CONFIG).is_file() and (out.suffix == ".onnx" or out.is_file()):
+        raise UserError(f"--out {out} must be a folder when exporting a run folder (one file per team)")
+    done = [
+        (name, file, *exported(team, factory, quantize=quantize, seed=cfg.evaluate.seed)) for name, team, file in jobs
+    ]
+    records = []  # every team exported and checked before the first file is written
+    for name, file, model, report in done:
         write_model(model, file)
         records.append({"policy": name, "file": str(file), **report, "onnx_bytes": file.stat().st_size})
     return records

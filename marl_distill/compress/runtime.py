@@ -64,6 +64,10 @@ class OnnxTeam:
         self.deterministic = deterministic
         self.dqn_temperature = dqn_temperature
         self.session = session(model)
+        self.row_by_row = any(n.op_type in ("DynamicQuantizeMatMul", "DynamicQuantizeLinear", "MatMulInteger")
+                              for n in model.graph.node)  # fmt: skip
+        """Dynamic quantization scales activations over the whole input, so one row's output depends on the
+        others: such a graph is run one joint step per call, as a deployment at batch 1 runs it."""
         self.onnx_bytes = len(model.SerializeToString())
         self._params, self._macs = params, macs
         self._weight_bytes = weight_bytes_of(model)
@@ -89,7 +93,11 @@ class OnnxTeam:
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every output of one ``session.run``, by name."""
         names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, dict(feeds))))
+        n = len(next(iter(feeds.values())))
+        if not self.row_by_row or n <= 1:
+            return dict(zip(names, self.session.run(names, dict(feeds))))
+        rows = [self.session.run(names, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(n)]
+        return {name: np.concatenate([r[j] for r in rows]) for j, name in enumerate(names)}
 
     def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """The lab's logits (Q/tau for DQN teachers) from the graph's params; masks are applied by the caller."""
