@@ -89,9 +89,16 @@ def _mask_problem(action_space: gym.Space, obs: Any) -> str | None:
 
 
 def _random_action(space: gym.Space, obs: Any, rng: np.random.Generator) -> Any:
-    if isinstance(obs, dict) and "action_mask" in obs and isinstance(space, gym.spaces.Discrete):
-        legal = np.flatnonzero(np.asarray(obs["action_mask"]))
-        return int(rng.choice(legal)) if len(legal) else 0
+    mask = obs["action_mask"] if isinstance(obs, dict) and "action_mask" in obs else None
+    return random_action(space, mask, rng)
+
+
+def random_action(space: gym.Space, mask: Any, rng: np.random.Generator) -> Any:
+    """A uniformly random action the env accepts: a legal one where ``mask`` says which (Discrete ``start``
+    added), else ``space.sample()``."""
+    if isinstance(space, gym.spaces.Discrete):
+        legal = np.flatnonzero(np.asarray(mask)) if mask is not None else np.arange(int(space.n))
+        return int(space.start) + (int(rng.choice(legal)) if len(legal) else 0)
     return space.sample()
 
 

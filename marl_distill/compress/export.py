@@ -19,6 +19,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from marl_distill.checkenv import random_action
 from marl_distill.compress import require_export
 from marl_distill.compress.graph import build_model
 from marl_distill.compress.paths import Team, raw_obs_spaces, reference_params, team_paths
@@ -54,7 +55,8 @@ def sample_observations(factory: Callable[[], Any], *, rows: int = 256, seed: in
     raw: dict[str, list[Any]] = {a: [] for a in env.possible_agents}
     masks: dict[str, list[np.ndarray]] = {a: [] for a in env.possible_agents}
     encode = {}
-    for a in env.possible_agents:
+    for i, a in enumerate(env.possible_agents):
+        env.action_space(a).seed(seed + i)  # Box actions: space.sample(), reproducible
         space = env.observation_space(a)
         encode[a] = encoder(space["observation"] if has_mask(space) else space)
     episode = 0
@@ -71,7 +73,7 @@ def sample_observations(factory: Callable[[], Any], *, rows: int = 256, seed: in
                     masks[a].append(mask)
                     o = o["observation"]
                 raw[a].append(np.asarray(o))
-                actions[a] = _random_action(env.action_space(a), mask, rng)
+                actions[a] = random_action(env.action_space(a), mask, rng)
             obs, *_ = env.step(actions)
     env.close()
     raw_arr = {a: np.stack(v[:rows]) for a, v in raw.items() if v}
@@ -80,13 +82,6 @@ def sample_observations(factory: Callable[[], Any], *, rows: int = 256, seed: in
         {a: np.stack([encode[a](x) for x in v]) for a, v in raw_arr.items()},
         {a: np.stack(v[:rows]) for a, v in masks.items() if v},
     )
-
-
-def _random_action(space: gym.Space, mask: np.ndarray | None, rng: np.random.Generator) -> Any:
-    if isinstance(space, gym.spaces.Discrete):
-        legal = np.flatnonzero(mask) if mask is not None and mask.any() else np.arange(int(space.n))
-        return int(space.start) + int(rng.choice(legal))
-    return rng.uniform(space.low, space.high).astype(space.dtype)
 
 
 def graph_feeds(model: Any, samples: Samples, *, rows: slice | None = None) -> dict[str, np.ndarray]:
@@ -104,9 +99,12 @@ def graph_feeds(model: Any, samples: Samples, *, rows: slice | None = None) -> d
     return feeds
 
 
-def parity(team: Team, model: Any, samples: Samples, raw: Mapping[str, gym.Space]) -> dict[str, Any]:
+def parity(
+    team: Team, model: Any, samples: Samples, raw: Mapping[str, gym.Space]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Max |torch - onnxruntime| over legal outputs per agent, and the share of rows where the graph's action is
-    the lab's (the argmax of the team's own masked logits plus the space's start, or the clipped mean)."""
+    the lab's (the argmax of the team's own masked logits plus the space's start, or the clipped mean); and the
+    graph's outputs on the samples."""
     ort_team = OnnxTeam(team.spec, model, raw)
     n = min(len(v) for v in samples.raw.values())
     outputs = ort_team.run(graph_feeds(model, samples))
@@ -129,8 +127,8 @@ def parity(team: Team, model: Any, samples: Samples, raw: Mapping[str, gym.Space
             same[a] = float(np.mean(np.all(np.isclose(outputs[m["action_output"]], lab_action, atol=PARITY_TOL), 1)))
         else:
             same[a] = float(np.mean(outputs[m["action_output"]] == lab_action + m.get("action_start", 0)))
-    return {"max_abs_diff": max(worst.values()), "by_agent": worst, "action_match": same, "rows": n}
     # max_abs_diff: beyond the relative allowance (PARITY_REL x the row's largest |output|)
+    return {"max_abs_diff": max(worst.values()), "by_agent": worst, "action_match": same, "rows": n}, outputs
 
 
 def _normalized(logits: np.ndarray, legal: np.ndarray) -> np.ndarray:
@@ -178,7 +176,13 @@ def quantize_int8(model: Any) -> Any:
 
 
 def exported(
-    team: Team, factory: Callable[[], Any], *, quantize: str | None = None, seed: int = 0, rows: int = 256
+    team: Team,
+    factory: Callable[[], Any],
+    *,
+    quantize: str | None = None,
+    seed: int = 0,
+    rows: int = 256,
+    samples: Samples | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """(model, report): the team's graph, its fp32 parity checked (refused beyond ``PARITY_TOL``) and, with
     ``quantize``, the quantized graph and its agreement with the fp32 one on the same observations."""
@@ -187,8 +191,8 @@ def exported(
         raise UserError(f"--quantize {quantize!r} is not supported; use one of {list(QUANTIZATIONS)}")
     raw = raw_obs_spaces(factory)
     model = team_model(team, raw, dqn_temperature=getattr(team, "dqn_temperature", 0.01))
-    samples = sample_observations(factory, rows=rows, seed=seed)
-    check = parity(team, model, samples, raw)
+    samples = samples or sample_observations(factory, rows=rows, seed=seed)  # one sample may serve many teams
+    check, fp32_out = parity(team, model, samples, raw)
     if check["max_abs_diff"] > PARITY_TOL or min(check["action_match"].values()) < 0.99:
         raise UserError(
             f"ONNX parity failed: |torch - onnxruntime| exceeds {PARITY_TOL:g} + {PARITY_REL:g} x |output| by "
@@ -197,9 +201,7 @@ def exported(
     report: dict[str, Any] = {"parity_fp32": check, "precision": "fp32"}
     if quantize == "int8":
         q = quantize_int8(model)
-        feeds = graph_feeds(model, samples)
-        fp32_out = OnnxTeam(team.spec, model, raw).run(feeds)
-        int8_out = OnnxTeam(team.spec, q, raw).run(feeds)
+        int8_out = OnnxTeam(team.spec, q, raw).run(graph_feeds(model, samples))
         report.update(precision="int8", int8_vs_fp32=action_match(int8_out, fp32_out, team.spec.agents))
         model = q
     return model, report
@@ -233,14 +235,14 @@ def onnx_teams(
     """Each exportable team's fp32 graph and (with ``int8``) its int8 graph, both in onnxruntime, by name; and why
     the others were left out (ensembles, teachers the reader cannot read, a failed parity check)."""
     require_export()
-    raw = raw_obs_spaces(factory)
+    raw, samples = raw_obs_spaces(factory), sample_observations(factory, seed=seed)
     fp32, q8, skipped = {}, {}, {}
     for name, team in teams.items():
         if not isinstance(team, (StudentTeam, TeacherTeam)):
             skipped[name] = f"{type(team).__name__} is not exported"
             continue
         try:
-            model, _ = exported(team, factory, seed=seed)
+            model, _ = exported(team, factory, seed=seed, samples=samples)
         except UserError as err:
             skipped[name] = str(err)
             continue

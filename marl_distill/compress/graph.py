@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -30,7 +30,7 @@ import numpy as np
 
 from marl_distill.acting import NumpyMLP
 from marl_distill.distributions import MASKED_LOGIT, Categorical, DiagGaussian, Head
-from marl_distill.observations import _is_image
+from marl_distill.observations import _is_image, encoded_space
 
 OPSET = 17
 FORMAT = "marl-distill team v1"
@@ -198,7 +198,10 @@ def build_model(
             width = path.pad_to + path.n_ids
             if width != nets[path.net].in_dim:
                 raise ValueError(f"shared input of width {width} for a network taking {nets[path.net].in_dim}")
-            x = b.op("Pad", [x, b.const(np.array([0, 0, 0, width - _flat_dim(path.obs_space)], np.int64))])
+            x = b.op(
+                "Pad",
+                [x, b.const(np.array([0, 0, 0, width - int(np.prod(encoded_space(path.obs_space).shape))], np.int64))],
+            )
             agent_row = np.zeros((1, width), np.float32)
             agent_row[0, path.pad_to + int(path.agent_id or 0)] = 1.0
             x = b.op("Add", [x, b.const(agent_row, "agent_id")])
@@ -239,14 +242,6 @@ def build_model(
     return model
 
 
-def _flat_dim(space: gym.Space) -> int:
-    if isinstance(space, gym.spaces.Discrete):
-        return int(space.n)
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        return int(np.sum(space.nvec))
-    return int(np.prod(space.shape))
-
-
 def _agent_meta(path: AgentPath, params: str, action: str, mask: str | None) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "obs_input": f"obs_{path.agent}",
@@ -275,8 +270,3 @@ def read_meta(model: Any) -> dict[str, Any]:
         if prop.key == META_KEY:
             return json.loads(prop.value)
     return {}
-
-
-def path_fields(path: AgentPath) -> dict[str, Any]:
-    """``path`` as plain data (tests and reports)."""
-    return {k: v for k, v in asdict(path).items() if k not in ("obs_space", "head", "log_std")}
