@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import onnxruntime as ort
 from pettingzoo.utils.env import AECEnv
@@ -37,6 +38,19 @@ def session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def placeholder(env, agent: str, meta: dict) -> np.ndarray:
+    """A valid input for an agent not seen yet this episode (the graph runs every agent; its action is not used)."""
+    space = env.observation_space(agent)
+    if isinstance(space, gym.spaces.Dict) and "action_mask" in space.spaces:
+        space = space["observation"]
+    start = int(space.start) if isinstance(space, gym.spaces.Discrete) else 0
+    return np.full(meta["obs_shape"][1:], start, meta["obs_dtype"])
+
+
+def _n_actions(space) -> int:
+    return int(space.n) if isinstance(space, gym.spaces.Discrete) else 1
+
+
 def play(sess: ort.InferenceSession, factory, seeds: list[int]) -> np.ndarray:
     """Team return of each episode, summed the way evaluate sums it (float32 rewards into float64 per agent)."""
     meta = json.loads(sess.get_modelmeta().custom_metadata_map["marl_distill"])
@@ -49,8 +63,8 @@ def play(sess: ort.InferenceSession, factory, seeds: list[int]) -> np.ndarray:
     action_outputs = [per[a]["action_output"] for a in agents]
     for k, seed in enumerate(seeds):
         obs, _ = env.reset(seed=seed)
-        last = {a: np.zeros(per[a]["obs_shape"][1:], per[a]["obs_dtype"]) for a in agents}
-        masks = {a: np.ones(1, bool) for a in agents}
+        last = {a: placeholder(env, a, per[a]) for a in agents}
+        masks = {a: np.ones(_n_actions(env.action_space(a)), bool) for a in agents}
         while env.agents:
             for a, o in obs.items():  # agents absent from this step's observations keep their last one
                 if isinstance(o, dict):

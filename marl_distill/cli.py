@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
+import signal
 import sys
 import traceback
 from enum import Enum
@@ -29,8 +31,13 @@ app = typer.Typer(
     help="Distill per-agent SB3 teachers of a PettingZoo env into compact shared or per-agent students.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
+
+
+_ON_INTERRUPT: list[str] = []
+"""What to tell a user whose command was stopped (Ctrl-C, SIGTERM): how to go on, where the command knows."""
 
 
 def _choices(name: str, values: Any) -> Any:
@@ -54,6 +61,13 @@ def _json_kwargs(text: str | None, option: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UserError(f"{option} must be a JSON object, e.g. '{{\"N\": 3}}'")
     return value
+
+
+def _workers(n: int) -> int | None:
+    """--workers: None (one per usable core) for 0; the same results whatever the number (seeded per job)."""
+    if n < 0:
+        raise UserError(f"--workers {n} is negative; pass 1 for one process, or 0 for one per CPU core")
+    return n or None
 
 
 def _agent_algos(items: list[str]) -> dict[str, str]:
@@ -80,25 +94,40 @@ def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
 
 
 @app.command()
+def config() -> None:
+    """Print every experiment config key with its default and its one-line doc, as TOML to copy from."""
+    typer.echo(config_mod.documented_defaults(), nl=False)
+
+
+@app.command()
 def envs() -> None:
-    """List registered environments (id, api, agents, spaces)."""
+    """List registered environments: id, api, source, and every agent's observation and action spaces (one line
+    for all agents where they share them)."""
     from marl_distill.multiagent import EnvSpec, make_parallel
     from marl_distill.registry import all_envs, resolve
     from marl_distill.turns import TurnBasedParallel
 
-    for env_id, entry in all_envs().items():
+    entries = all_envs()
+    width = max(map(len, entries), default=0)
+    for env_id, entry in entries.items():
         try:
             env = make_parallel(resolve(env_id))
             spec = EnvSpec.of(env)
-            api = "aec" if isinstance(env, TurnBasedParallel) else "parallel"
-            a0 = spec.agents[0]
-            typer.echo(
-                f"{env_id:<18} {api:<8}  agents={len(spec.agents)} ({', '.join(spec.agents)})  "
-                f"obs={spec.observation_spaces[a0]}{' +mask' if a0 in spec.masked else ''}  "
-                f"act={spec.action_spaces[a0]}  [{entry.source}]"
-            )
         except (UserError, ImportError) as exc:
-            typer.echo(f"{env_id:<18} unavailable: {exc}  [{entry.source}]")
+            typer.echo(f"{env_id:<{width}}  unavailable: {exc}  [{entry.source}]")
+            continue
+        api = "aec" if isinstance(env, TurnBasedParallel) else "parallel"
+        typer.echo(f"{env_id:<{width}}  {api:<8}  {len(spec.agents)} agents  [{entry.source}]")
+        rows = {a: (f"{spec.observation_spaces[a]}{' +mask' if a in spec.masked else ''}", str(spec.action_spaces[a]))
+                for a in spec.agents}  # fmt: skip
+        groups: dict[tuple[str, str], list[str]] = {}
+        for agent, spaces in rows.items():
+            groups.setdefault(spaces, []).append(agent)
+        names = {spaces: ", ".join(agents) for spaces, agents in groups.items()}
+        name_width = max(map(len, names.values()))
+        obs_width = max(len(obs) for obs, _ in groups)
+        for (obs, act), who in names.items():
+            typer.echo(f"{'':<{width}}    {who:<{name_width}}  obs {obs:<{obs_width}}  act {act}")
 
 
 @app.command("check-env")
@@ -148,7 +177,7 @@ def train_teachers(
     )
     _, spec = runner.env_factory(cfg)  # fail on a bad env or settings before creating the folder
     cfg.teachers.validate(spec.agents, spec.action_spaces)
-    runner.prepare_dir(out, resume=False)
+    runner.prepare_dir(out, resume=False, can_resume=False)
     config_mod.save(cfg, out / runner.CONFIG)
     runner.stage_teachers(cfg, out)
     typer.echo(f"teachers saved in {out / 'teachers'}")
@@ -203,8 +232,10 @@ def distill(
     same = out.resolve() == run_dir.resolve()
     if (out / "students" / student.value).exists():
         raise UserError(f"{out / 'students' / student.value} exists; choose another --out")
+    _, spec = runner.env_factory(cfg)
+    runner.distill_source(cfg, run_dir, spec)  # missing or damaged teachers (extra ones too): refused before OUT
     if not same:
-        runner.prepare_dir(out, resume=False)
+        runner.prepare_dir(out, resume=False, can_resume=False)
         cfg.teachers_from = str(runner.teachers_dir(cfg, run_dir).resolve())
         config_mod.save(cfg, out / runner.CONFIG)
     runner.stage_distill(cfg, out)
@@ -216,6 +247,9 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="Run folder with teachers and/or students.")],
     episodes: Annotated[int, typer.Option(help="Episodes per policy.")] = 200,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write metrics to this file.")] = None,
+    workers: Annotated[
+        int, typer.Option(help="Processes that distill students and play episodes side by side (0: one per core).")
+    ] = 0,
 ) -> None:
     """Evaluate teachers, random and every student of RUN_DIR; write metrics.json and report.md."""
     cfg = runner.load_run_config(run_dir)
@@ -223,7 +257,9 @@ def evaluate(
         cfg.evaluate, episodes=episodes, mixed_episodes=min(episodes, cfg.evaluate.mixed_episodes)
     )
     cfg.evaluate.validate()
-    metrics = runner.stage_evaluate(cfg, run_dir)
+    if json_file is not None and (json_file.is_dir() or not json_file.parent.is_dir()):
+        raise UserError(f"--json {json_file} must be a file path in an existing folder")
+    metrics = runner.stage_evaluate(cfg, run_dir, workers=_workers(workers))
     if json_file is not None:
         from marl_distill.io import write_json
 
@@ -237,11 +273,16 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/CONFIG_NAME).")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key: key=value.")] = [],  # noqa: B006
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT.")] = False,
+    workers: Annotated[
+        int, typer.Option(help="Processes that distill students and play episodes side by side (0: one per core).")
+    ] = 0,
 ) -> None:
     """Run the whole pipeline: teachers -> students -> metrics -> report."""
     cfg = config_mod.load(config, set_)
     run_dir = out or Path("runs") / config.stem
-    metrics = runner.run(cfg, run_dir, resume=resume)
+    again = shlex.join(["marl-distill", "run", str(config), *(f"--set={x}" for x in set_), "--out", str(run_dir)])
+    _ON_INTERRUPT.append(f"finished stages are kept; continue with: {again} --resume")
+    metrics = runner.run(cfg, run_dir, resume=resume, workers=_workers(workers))
     _print_summary(metrics, run_dir)
 
 
@@ -260,6 +301,7 @@ def benchmark(
     cfg = grid.load(config, set_)
     folder = out or Path("runs") / config.stem
     command = " ".join(["marl-distill", "benchmark", config.as_posix(), *(f"--set {s}" for s in set_)])
+    _ON_INTERRUPT.append(f"finished runs are kept; the same command with --out {shlex.quote(str(folder))} continues")
     summary = grid.run_benchmark(
         cfg, folder, ray_address=ray_address, log=lambda line: typer.echo(line, err=True), command=command
     )
@@ -285,6 +327,9 @@ def export(
     if format_ != "onnx":
         raise UserError(f"--format {format_!r} is not supported; use --format onnx")
     for rec in runner.export_onnx(path, quantize=quantize, out=out):
+        if "skipped" in rec:
+            typer.echo(f"{rec['policy']:>10}: skipped ({rec['skipped']})")
+            continue
         line = f"{rec['policy']:>10}: {rec['file']}  {rec['onnx_bytes']:,} bytes, {rec['precision']}, parity max "
         line += f"|torch - onnxruntime| {rec['parity_fp32']['max_abs_diff']:.1e} on {rec['parity_fp32']['rows']} rows"
         if "int8_vs_fp32" in rec:
@@ -299,14 +344,17 @@ def _is_usage_error(exc: BaseException) -> bool:
 def cli(argv: list[str] | None = None) -> int:
     """Run the app on ``argv``; one line and 2 for bad input, traceback and 1 for internal failures."""
     command = typer.main.get_command(app)
+    _ON_INTERRUPT.clear()
     try:
         result = command.main(args=argv, prog_name="marl-distill", standalone_mode=False)
         code = result if isinstance(result, int) else 0
+        if code == 130:  # typer turns Ctrl-C inside a command into this exit code, silently
+            typer.echo(_interrupted(), err=True)
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         code = 2
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
+        typer.echo(_interrupted(), err=True)
         code = 130
     except Exception as exc:  # noqa: BLE001
         if _is_usage_error(exc):  # typer's own parser errors (it vendors click): exit 2, one line
@@ -317,7 +365,7 @@ def cli(argv: list[str] | None = None) -> int:
                 typer.echo(f"error: {message}{hint}", err=True)
             code = 2
         elif type(exc).__name__ == "Abort":
-            typer.echo("interrupted", err=True)
+            typer.echo(_interrupted(), err=True)
             code = 130
         else:  # an internal failure: keep the traceback for the bug report
             traceback.print_exc()
@@ -325,8 +373,17 @@ def cli(argv: list[str] | None = None) -> int:
     return code
 
 
+def _interrupted() -> str:
+    return "interrupted" + (f"; {_ON_INTERRUPT[-1]}" if _ON_INTERRUPT else "")
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a command the way Ctrl-C does: workers stopped, one line, exit 130
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _stop)
     sys.exit(cli())
 
 

@@ -7,6 +7,7 @@ them, loads TOML, applies ``--set key=value`` overrides and writes the resolved 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import types
 import typing
@@ -192,3 +193,70 @@ def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 def save(cfg: ExperimentConfig, path: Path) -> None:
     """The resolved config with every default written out."""
     write_text(path, tomli_w.dumps(to_dict(cfg)))
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal right under it in the class body), read from the source."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body  # type: ignore[attr-defined]
+    except (OSError, TypeError, IndexError):  # no source (e.g. a frozen install): no comments
+        return {}
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        literal = after.value if isinstance(after, ast.Expr) else None
+        is_doc = isinstance(literal, ast.Constant) and isinstance(literal.value, str)
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and is_doc:
+            docs[node.target.id] = " ".join(after.value.value.split())  # type: ignore[attr-defined]
+    return docs
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        bare = lambda k: k.isascii() and k.replace("_", "").replace("-", "").isalnum()  # noqa: E731
+        items = [f"{k if bare(k) else json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()]
+        return "{ " + ", ".join(items) + " }" if items else "{}"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def documented_defaults() -> str:
+    """The full default config as TOML, each key under its one-line doc as a comment (``marl-distill config``)."""
+    import textwrap
+
+    lines = [
+        "# marl-distill: every experiment key with its default. Copy what you change into your TOML",
+        "# (a file holding only those keys is enough) and run: marl-distill run FILE",
+    ]
+
+    def table(cls: type, obj: Any, path: str) -> None:
+        docs = field_docs(cls)
+        nested = []
+        if path:
+            lines.extend(["", f"[{path}]"])
+            lines.extend(f"# {chunk}" for chunk in textwrap.wrap(" ".join((cls.__doc__ or "").split()), 110))
+        for f in dataclasses.fields(cls):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                nested.append((f.name, value))
+                continue
+            lines.extend(f"# {chunk}" for chunk in textwrap.wrap(docs.get(f.name, ""), 110))
+            if path in SEEDED_STAGES and f.name == "seed":  # unset, a stage follows the run seed: keep it so
+                lines.append(f"# seed = {_toml_value(value)}  (unset: the run seed above)")
+                continue
+            lines.append(f"{f.name} = {_toml_value(value)}")
+        for name, value in nested:
+            table(type(value), value, f"{path}.{name}" if path else name)
+
+    table(ExperimentConfig, build({}), "")
+    return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ import concurrent.futures as cf
 import dataclasses
 import multiprocessing
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +28,11 @@ from marl_distill import config as config_mod
 from marl_distill import runner
 from marl_distill.errors import UserError
 from marl_distill.evaluate.summary import write_summary
-from marl_distill.io import read_json
+from marl_distill.io import read_json, write_json
 from marl_distill.teachers.train import MANIFEST
 
+FAILURES = "failures.json"
+"""Runs of the last benchmark call that failed: folder, one-line error, traceback and resolved config."""
 TEACHER_STAGES = ("teachers",)
 DISTILL_STAGES = ("teachers", "distill")
 
@@ -166,14 +169,35 @@ def _resolved(data: dict[str, Any], folder: Path) -> dict[str, Any]:
         raise UserError(f"{folder.parent.name}/{folder.name}: {exc}") from None
     resolved = config_mod.to_dict(cfg)
     saved = folder / runner.CONFIG
-    if saved.exists() and config_mod.to_dict(config_mod.load(saved)) != resolved:
-        raise UserError(f"{saved} was written by another config; use a new --out (results are never overwritten)")
+    if saved.exists():
+        old = config_mod.to_dict(config_mod.load(saved))
+        if old != resolved and _inside_grid(old) != _inside_grid(resolved):
+            raise UserError(f"{saved} was written by another config; use a new --out (results are never overwritten)")
     return resolved
 
 
-def run_cell(config: dict[str, Any], folder: str, stages: tuple[str, ...]) -> str:
-    """One grid cell in whatever process runs it (a pool worker, a Ray task or this one)."""
-    runner.run(config_mod.build(config), Path(folder), resume=True, progress=False, stages=stages)
+def _inside_grid(config: dict[str, Any]) -> dict[str, Any]:
+    """A cell's config with the paths the grid wrote into it cut to their part inside the grid folder
+    (teachers/TASK/seed_S, runs/TASK/SETTING/seed_S): equal for a grid folder that was moved or copied."""
+    out = {**config, "evaluate": dict(config["evaluate"])}
+    if out.get("teachers_from"):
+        out["teachers_from"] = Path(out["teachers_from"]).parts[-3:]
+    out["evaluate"]["cross_play"] = [Path(p).parts[-4:] for p in out["evaluate"]["cross_play"]]
+    return out
+
+
+def _follow_move(cell: Cell) -> None:
+    """A moved grid's cell: its config.toml (ours) takes the grid's new paths, so the run continues there."""
+    saved = cell.folder / runner.CONFIG
+    if saved.exists() and config_mod.to_dict(config_mod.load(saved)) != cell.config:
+        config_mod.save(config_mod.build(cell.config), saved)
+
+
+def run_cell(config: dict[str, Any], folder: str, stages: tuple[str, ...], workers: int | None = None) -> str:
+    """One grid cell in whatever process runs it (a pool worker, a Ray task or this one), with ``workers``
+    processes for its distillation and evaluation (default: every usable core)."""
+    cfg = config_mod.build(config)
+    runner.run(cfg, Path(folder), resume=True, progress=False, stages=stages, workers=workers)
     return folder
 
 
@@ -187,15 +211,17 @@ class _Local:
     def submit(self, cell: Cell) -> Any:
         if self.pool is None:
             future: cf.Future = cf.Future()
-            future.set_result(run_cell(cell.config, str(cell.folder), cell.stages))
+            try:
+                future.set_result(run_cell(cell.config, str(cell.folder), cell.stages))
+            except Exception as exc:  # noqa: BLE001 - a failed cell is reported; the others run
+                future.set_exception(exc)
             return future
-        return self.pool.submit(run_cell, cell.config, str(cell.folder), cell.stages)
+        return self.pool.submit(run_cell, cell.config, str(cell.folder), cell.stages, 1)  # cells fill the cores
 
-    def wait_any(self, pending: list[Any]) -> list[Any]:
+    def wait_any(self, pending: list[Any]) -> list[tuple[Any, BaseException | None]]:
+        """Finished handles, each with the exception its run raised (None if it finished)."""
         done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-        for f in done:
-            f.result()  # re-raise a failed run here
-        return list(done)
+        return [(f, f.exception()) for f in done]
 
     def close(self) -> None:
         if self.pool is not None:
@@ -217,14 +243,21 @@ class _Ray:
             msg = f"cannot reach a Ray cluster at {address!r} ({exc}); start one with `ray start --head`"
             raise UserError(msg) from None
         self.remote = ray.remote(num_cpus=cpus)(run_cell)
+        self.workers = max(1, int(cpus))
 
     def submit(self, cell: Cell) -> Any:
-        return self.remote.remote(cell.config, str(cell.folder), cell.stages)
+        return self.remote.remote(cell.config, str(cell.folder), cell.stages, self.workers)
 
-    def wait_any(self, pending: list[Any]) -> list[Any]:
+    def wait_any(self, pending: list[Any]) -> list[tuple[Any, BaseException | None]]:
         done, _ = self.ray.wait(pending, num_returns=1)
-        self.ray.get(done)  # re-raise a failed run here
-        return done
+        out = []
+        for handle in done:
+            try:
+                self.ray.get(handle)
+                out.append((handle, None))
+            except Exception as exc:  # noqa: BLE001 - Ray wraps the run's own error as its cause
+                out.append((handle, getattr(exc, "cause", None) or exc))
+        return out
 
     def close(self) -> None:
         self.ray.shutdown()
@@ -243,7 +276,16 @@ def run_benchmark(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder; pass another --out")
+    if out.is_dir() and any(out.iterdir()) and not ((out / "runs").is_dir() or (out / "teachers").is_dir()):
+        raise UserError(f"{out} already holds files and is not a benchmark folder; pass a new --out")
     teacher_cells, student_cells = cells(cfg, out)
+    checked = set()
+    for cell in teacher_cells:  # each task's env and teacher settings, before anything is written
+        if cell.task not in checked:
+            runner.check_runnable(config_mod.build(cell.config), cell.stages)
+            checked.add(cell.task)
+    for cell in student_cells:
+        _follow_move(cell)
     todo_t = [c for c in teacher_cells if not c.finished()]
     todo_s = [c for c in student_cells if not c.finished()]
     log(
@@ -252,6 +294,8 @@ def run_benchmark(
         f"teacher runs to train: {len(todo_t)} of {len(teacher_cells)}"
     )
     out.mkdir(parents=True, exist_ok=True)
+    (out / FAILURES).unlink(missing_ok=True)  # our own record of the last call's failures
+    failed: dict[str, dict[str, Any]] = {}
     show = sys.stderr.isatty() if progress is None else progress
     executor = _Ray(ray_address, cfg.ray_cpus_per_run) if ray_address else _Local(cfg.workers)
     waiting = {(c.task, c.seed): [s for s in todo_s if (s.task, s.seed) == (c.task, c.seed)] for c in teacher_cells}
@@ -262,18 +306,27 @@ def run_benchmark(
         for cell in todo_t + ready:
             handles[executor.submit(cell)] = cell
         while handles:
-            for handle in executor.wait_any(list(handles)):
+            for handle, error in executor.wait_any(list(handles)):
                 cell = handles.pop(handle)
                 bar.update(1)
-                if cell.stages == TEACHER_STAGES:
+                if error is not None:  # reported at the end; the other cells go on
+                    failed[str(cell.folder)] = _failure(cell, error)
+                    followers = waiting[(cell.task, cell.seed)] if cell.stages == TEACHER_STAGES else []
+                    for follow in followers:
+                        failed[str(follow.folder)] = _failure(follow, error, because="its teachers failed")
+                        bar.update(1)
+                elif cell.stages == TEACHER_STAGES:
                     for follow in waiting[(cell.task, cell.seed)]:
                         handles[executor.submit(follow)] = follow
         # cross-seed cells: every seed's students exist now, so each run can meet the others'
-        later = [dataclasses.replace(c, stages=("evaluate",)) for c in todo_s if c.evaluate_later]
+        ready_later = [c for c in todo_s if c.evaluate_later and str(c.folder) not in failed]
+        later = [dataclasses.replace(c, stages=("evaluate",)) for c in ready_later]
         handles = {executor.submit(c): c for c in later}
         while handles:
-            for handle in executor.wait_any(list(handles)):
-                handles.pop(handle)
+            for handle, error in executor.wait_any(list(handles)):
+                cell = handles.pop(handle)
+                if error is not None:
+                    failed[str(cell.folder)] = _failure(cell, error)
     finally:
         bar.close()
         executor.close()
@@ -286,5 +339,26 @@ def run_benchmark(
             "metrics": read_json(c.folder / "metrics.json"),
         }
         for c in student_cells
+        if (c.folder / "metrics.json").is_file()
     ]
-    return write_summary(out, cfg.name, runs, seeds=cfg.seeds, command=command)
+    summary = write_summary(out, cfg.name, runs, seeds=cfg.seeds, command=command) if runs else {}
+    if failed:
+        write_json(out / FAILURES, list(failed.values()))
+        first = next(iter(failed.values()))
+        raise UserError(
+            f"{len(failed)} of {len(teacher_cells) + len(student_cells)} runs failed, the first "
+            f"{first['folder']}: {first['error']}; {out / FAILURES} lists each with its error and config; the report "
+            f"covers the {len(runs)} finished runs, and the same command retries the failed ones"
+        )
+    return summary
+
+
+def _failure(cell: Cell, error: BaseException, because: str = "") -> dict[str, Any]:
+    """A failed cell for failures.json: where, why (one line, and the traceback), and its resolved config."""
+    line = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    return {
+        "folder": str(cell.folder),
+        "error": f"{because} ({line})" if because else line,
+        "traceback": "".join(traceback.format_exception(error)),
+        "config": cell.config,
+    }

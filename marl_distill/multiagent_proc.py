@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from marl_distill.forked import quiet_on_interrupt
 from marl_distill.multiagent import EnvSpec, JointStep, JointVecEnv
 
 
 def _worker(remote: Any, factory: Callable[[], Any], n_envs: int, autoreset: bool) -> None:
     """Serve reset/step requests; any exception goes back to the parent, which re-raises it."""
+    quiet_on_interrupt()
     try:
         venv = JointVecEnv(factory, n_envs, autoreset=autoreset)
     except Exception as exc:  # noqa: BLE001

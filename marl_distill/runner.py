@@ -20,6 +20,7 @@ from marl_distill.errors import UserError
 from marl_distill.evaluate import evaluate_all
 from marl_distill.evaluate.metrics import score_against
 from marl_distill.evaluate.report import write_report
+from marl_distill.forked import usable_cpus
 from marl_distill.io import read_json, write_json
 from marl_distill.multiagent import EnvSpec, make_parallel
 from marl_distill.policies import JointPolicy, TeacherEnsemble
@@ -33,14 +34,39 @@ CONFIG = "config.toml"
 STAGES = ("teachers", "distill", "evaluate")
 
 
-def prepare_dir(run_dir: Path, resume: bool) -> None:
-    """Refuse to write into a non-empty folder unless resuming: a user's data is never overwritten."""
+def check_dir(run_dir: Path, resume: bool, *, can_resume: bool = True) -> None:
+    """Refuse, writing nothing, a folder the command must not write into: a file, a user's non-empty folder, or
+    (without ``resume``) one of our run folders. ``--resume`` only continues a folder this project made (its
+    config.toml present); it is suggested only where the command has it (``can_resume``)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir} exists and is not a folder; pass another --out")
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        raise UserError(f"{run_dir} already holds files; pass a new --out, or --resume to continue that run")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir.is_dir() and any(run_dir.iterdir())):
+        return
+    ours = (run_dir / CONFIG).is_file()
+    if not ours:
+        raise UserError(f"{run_dir} already holds files and is not a marl-distill run folder ({CONFIG} missing); "
+                        "nothing was written: pass a new --out")  # fmt: skip
+    if not resume:
+        tail = ", or --resume to continue that run" if can_resume else ""
+        raise UserError(f"{run_dir} already holds a run; pass a new --out{tail}")
+
+
+def prepare_dir(run_dir: Path, resume: bool, *, can_resume: bool = True) -> None:
+    """``check_dir``, then create the folder."""
+    check_dir(run_dir, resume, can_resume=can_resume)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+
+
+def check_runnable(cfg: ExperimentConfig, stages: tuple[str, ...] = STAGES) -> None:
+    """What would fail inside a stage, refused before anything is written: the env (it builds, its spaces), the
+    teachers' settings against its agents and action spaces, and borrowed teachers that must exist."""
+    _, spec = env_factory(cfg)
+    if "teachers" in stages and not cfg.teachers_from:
+        cfg.teachers.validate(spec.agents, spec.action_spaces)
+    for folder in [cfg.teachers_from, *cfg.extra_teachers]:
+        if folder and not (Path(folder) / "teachers" / MANIFEST).is_file():
+            raise UserError(f"{folder} holds no teachers (teachers/{MANIFEST} missing); point at a teachers run")
 
 
 def load_run_config(run_dir: Path) -> ExperimentConfig:
@@ -87,7 +113,11 @@ def distill_source(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> Joint
     return TeacherEnsemble([primary, *extras]) if extras else primary
 
 
-def stage_distill(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None) -> None:
+def stage_distill(
+    cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None, workers: int | None = None
+) -> None:
+    """Distill the students not yet in ``run_dir``; ``workers`` processes (default: one per usable core) distill
+    them side by side, with the same results as one at a time."""
     torch.set_num_threads(cfg.torch_threads)
     todo = [k for k in cfg.distill.students if not (Path(run_dir) / "students" / k / META).exists()]
     if not todo:
@@ -95,7 +125,7 @@ def stage_distill(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None
     factory, spec = env_factory(cfg)
     teachers = distill_source(cfg, run_dir, spec)
     sub = config_mod.from_dict(type(cfg.distill), {**config_mod.to_dict(cfg)["distill"], "students": todo})
-    distill(factory, teachers, sub, out_dir=Path(run_dir), progress=progress)
+    distill(factory, teachers, sub, out_dir=Path(run_dir), progress=progress, workers=workers or usable_cpus())
 
 
 def load_students(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> dict[str, StudentTeam]:
@@ -104,7 +134,10 @@ def load_students(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> dict[s
     return {name: StudentTeam.load(folder / name, spec) for name in names}
 
 
-def stage_evaluate(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None) -> dict[str, Any]:
+def stage_evaluate(
+    cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None, workers: int | None = None
+) -> dict[str, Any]:
+    """metrics.json and report.md; ``workers`` processes (default: one per usable core) play episodes side by side."""
     torch.set_num_threads(cfg.torch_threads)
     factory, spec = env_factory(cfg)
     teachers = load_teachers(cfg, run_dir, spec)
@@ -125,6 +158,7 @@ def stage_evaluate(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | Non
         cross_play=cross,
         cross_teachers=cross_teachers,
         progress=progress,
+        workers=workers or usable_cpus(),
     )
     for folder, other in extra_teachers(cfg, spec).items():
         scores = score_against(factory, other, students, cfg.evaluate)
@@ -195,32 +229,40 @@ def run(
     resume: bool = False,
     progress: bool | None = None,
     stages: tuple[str, ...] = STAGES,
+    workers: int | None = None,
 ) -> dict:
-    """The pipeline's ``stages`` into ``run_dir``; with ``resume`` finished stages are kept, not redone."""
+    """The pipeline's ``stages`` into ``run_dir``; with ``resume`` finished stages are kept, not redone.
+    ``workers``: processes for distillation and evaluation (default: one per usable core)."""
     run_dir = Path(run_dir)
-    prepare_dir(run_dir, resume)
+    check_dir(run_dir, resume)  # nothing is written before every check has passed
     saved = run_dir / CONFIG
-    if saved.exists():
-        if config_mod.to_dict(config_mod.load(saved)) != config_mod.to_dict(cfg):
-            raise UserError(f"{saved} differs from this config; resume with the same config or use a new --out")
-    else:
+    if saved.exists() and config_mod.to_dict(config_mod.load(saved)) != config_mod.to_dict(cfg):
+        raise UserError(f"{saved} differs from this config; resume with the same config or use a new --out")
+    check_runnable(cfg, stages)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not saved.exists():
         config_mod.save(cfg, saved)
     if "teachers" in stages:
         stage_teachers(cfg, run_dir, progress=progress)
     if "distill" in stages:
-        stage_distill(cfg, run_dir, progress=progress)
-    return stage_evaluate(cfg, run_dir, progress=progress) if "evaluate" in stages else {}
+        stage_distill(cfg, run_dir, progress=progress, workers=workers)
+    return stage_evaluate(cfg, run_dir, progress=progress, workers=workers) if "evaluate" in stages else {}
 
 
 def export_onnx(path: Path, *, quantize: str | None = None, out: Path | None = None) -> list[dict[str, Any]]:
     """Export a student folder, or every student and the teachers of a run folder, to ONNX (parity checked; see
     ``compress.export``). Files: ``students/NAME/student[.int8].onnx`` and ``teachers/teachers[.int8].onnx``, or
-    ``--out`` (a file for a student folder, a folder for a run folder). Returns one record per file."""
+    ``--out`` (a file for a student folder, a folder for a run folder). Returns one record per file, and one
+    ``{"policy", "skipped": reason}`` for teachers that cannot be exported (their students still are)."""
     from marl_distill.compress import require_export
 
     require_export()
+    from marl_distill.compress.paths import raw_obs_spaces, team_paths
+
     path = Path(path)
     suffix = f".{quantize}.onnx" if quantize else ".onnx"
+    jobs: list[tuple[str, Any, Path]] = []
+    skipped: list[dict[str, Any]] = []
     if (path / META).is_file():
         run_dir = path.parent.parent
         cfg = load_run_config(run_dir)
@@ -231,7 +273,12 @@ def export_onnx(path: Path, *, quantize: str | None = None, out: Path | None = N
         factory, spec = env_factory(cfg)
         own = teachers_dir(cfg, path).resolve() == path.resolve()
         beside = out or (path / "teachers" if own else path)  # never into another run's teachers/
-        jobs = [("teacher", load_teachers(cfg, path, spec), beside / f"teachers{suffix}")]
+        teachers = load_teachers(cfg, path, spec)
+        try:  # a teacher the graph builder cannot read (e.g. acting through torch) is skipped, not fatal
+            team_paths(teachers, raw_obs_spaces(factory))
+            jobs = [("teacher", teachers, beside / f"teachers{suffix}")]
+        except UserError as exc:
+            skipped.append({"policy": "teacher", "skipped": str(exc)})
         for name, team in load_students(cfg, path, spec).items():
             file = out / f"{name}{suffix}" if out else path / "students" / name / f"student{suffix}"
             jobs.append((name, team, file))
@@ -239,6 +286,8 @@ def export_onnx(path: Path, *, quantize: str | None = None, out: Path | None = N
         raise UserError(f"{path} is neither a student folder ({META}) nor a run folder ({CONFIG}); pass one of them")
     from marl_distill.compress.export import exported, write_model
 
+    if not jobs:
+        raise UserError(f"nothing in {path} can be exported: {skipped[0]['skipped']}")
     for _, _, file in jobs:  # refuse before writing anything
         write_model(None, file, check_only=True)
     if out is not None and (path / CONFIG).is_file() and (out.suffix == ".onnx" or out.is_file()):
@@ -250,4 +299,4 @@ def export_onnx(path: Path, *, quantize: str | None = None, out: Path | None = N
     for name, file, model, report in done:
         write_model(model, file)
         records.append({"policy": name, "file": str(file), **report, "onnx_bytes": file.stat().st_size})
-    return records
+    return records + skipped

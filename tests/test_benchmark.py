@@ -135,3 +135,65 @@ def test_students_act_the_same_through_numpy_as_through_torch():
         for i in range(200):
             acts = team.act_single({a: o[i] for a, o in obs.items()})
             assert all(acts[a] == greedy[a][i] for a in spec.agents), (kind, i)
+
+
+SMALL_GRID = """
+name = "ray check"
+seeds = [0]
+[base]
+evaluate = { episodes = 10, mixed_episodes = 4, latency_repeats = 2 }
+distill = { samples = 300, epochs = 2 }
+[[tasks]]
+name = "climb"
+env = { id = "climbing_game", kwargs = { rounds = 4 } }
+teachers = { steps = 400, n_envs = 4, ppo = { n_steps = 50, batch_size = 100 } }
+[[settings]]
+name = "kl"
+distill = { students = ["shared"], hidden = [8] }
+"""
+
+
+def _untimed(x):
+    """Timings out, and zip sizes: SB3 zips keep episode wall times (ep_info_buffer), so their bytes vary a little."""
+    if isinstance(x, dict):
+        skip = ("latency", "speedup", "evaluation_seconds", "bytes_on_disk")
+        return {k: _untimed(v) for k, v in x.items() if not k.startswith(skip)}
+    return [_untimed(v) for v in x] if isinstance(x, list) else x
+
+
+def test_a_grid_on_a_local_ray_instance_gives_the_local_results(tmp_path):
+    ray = pytest.importorskip("ray")  # in [dev], so CI runs it
+    (tmp_path / "grid.toml").write_text(SMALL_GRID)
+    assert cli(["benchmark", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "local")]) == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        code = cli(["benchmark", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "ray"), "--ray-address", "auto"])
+    finally:
+        ray.shutdown()
+    assert code == 0
+    local, on_ray = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("local", "ray"))
+    assert _untimed(local) == _untimed(on_ray) and "kl/shared" in local["climbing_game"]["climb"]
+
+
+def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, capsys):
+    diverges = '[[settings]]\nname = "diverges"\ndistill = { students = ["per-agent"], loss = "mse", lr = 1e25 }\n'
+    broken = SMALL_GRID + "\n" + diverges
+    (tmp_path / "grid.toml").write_text(broken)
+    assert cli(["benchmark", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "1 of 3 runs failed" in err and "diverges" in err and "loss became" in err, err
+    (failure,) = json.loads((tmp_path / "out" / "failures.json").read_text())
+    assert failure["config"]["distill"]["lr"] == 1e25 and "Traceback" in failure["traceback"]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results["climbing_game"]["climb"]) == {"teacher", "random", "kl/shared"}  # the finished one
+
+
+def test_a_moved_benchmark_folder_is_reused_where_it_now_is(grid, tmp_path, capsys):
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "out"
+    shutil.copytree(grid / "out", moved)
+    assert cli(["benchmark", str(grid / "grid.toml"), "--out", str(moved)]) == 0, capsys.readouterr().err
+    assert "4 finished and reused, 0 to run; teacher runs to train: 0 of 2" in capsys.readouterr().err
+    saved = (moved / "runs" / "penalty" / "kl-8" / "seed_0" / "config.toml").read_text()
+    assert str(moved.resolve() / "teachers") in saved and str(grid / "out") not in saved  # paths follow the move

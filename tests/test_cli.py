@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from stable_baselines3 import PPO
 from test_benchmark import CONTRACT
+from test_speed import Spaces
 
 from marl_distill.cli import cli as main_cli
 
@@ -138,3 +140,52 @@ def test_stage_commands_chain(tmp_path, capsys):
     assert main_cli(["export", student, "--quantize", "int8", "--out", str(user_file)]) == 2
     assert user_file.read_bytes() == b"my own model"
     assert main_cli(["export", student, "--quantize", "int8"]) == 0, capsys.readouterr().err
+    # a teacher the graph builder cannot read (a GELU actor acts through torch) is skipped; students still export
+    model = PPO.load(t / "teachers" / "agent_0.zip")
+    gelu = PPO("MlpPolicy", Spaces(model.observation_space, model.action_space), n_steps=16, batch_size=16,
+               device="cpu", policy_kwargs={"activation_fn": torch.nn.GELU})  # fmt: skip
+    gelu.save(t / "teachers" / "agent_0.zip")
+    (tmp_path / "s" / "teachers.onnx").unlink()
+    assert main_cli(["export", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "teacher: skipped (the teacher of agent_0 cannot be exported" in out and "per-agent:" in out, out
+    assert not (tmp_path / "s" / "teachers.onnx").exists()
+
+
+def test_config_prints_every_default_with_its_doc_and_h_is_help(tmp_path, capsys):
+    assert main_cli(["config"]) == 0
+    text = capsys.readouterr().out
+    (tmp_path / "defaults.toml").write_text(text)
+    from marl_distill import config as config_mod
+
+    loaded = config_mod.to_dict(config_mod.load(tmp_path / "defaults.toml"))
+    assert loaded == config_mod.to_dict(config_mod.build({}))  # every key, at its default
+    assert "# Episodes per policy; every policy plays the same episode seeds." in text and "[evaluate]" in text
+    assert main_cli(["run", "-h"]) == 0 and "--resume" in capsys.readouterr().out
+
+
+def test_ctrl_c_mid_teacher_training_stops_in_seconds_with_one_line(tmp_path):
+    """SIGINT to the whole process group (what a terminal's Ctrl-C sends): learner and env worker processes stay
+    quiet, the command exits 130 and says how to continue."""
+    import os
+    import signal
+    import time
+
+    long = TINY.replace("steps = 2000", "steps = 400000").replace("n_envs = 4", "n_envs = 4\nenv_workers = 2")
+    (tmp_path / "long.toml").write_text(long)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marl_distill.cli", "run", str(tmp_path / "long.toml"), "--out", str(tmp_path / "r")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "r").glob("tb/*")) and time.monotonic() < deadline:  # learners are training
+        time.sleep(0.2)
+    assert list((tmp_path / "r").glob("tb/*")), "teacher training never started"
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and time.monotonic() - start < 10, (proc.returncode, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("interrupted; finished stages are kept") and "--resume" in lines[0]

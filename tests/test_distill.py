@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
 from worlds import TargetGame
 
+from marl_distill.compress.prune import structured
 from marl_distill.distill import DistillConfig, ce_loss, distill, kl_loss, mse_loss
+from marl_distill.distill.trainer import distill_one, student_seeds
 from marl_distill.evaluate import EvalConfig, evaluate_all
+from marl_distill.forked import can_fork, run_jobs
 from marl_distill.multiagent import EnvSpec
-from marl_distill.students import StudentTeam
+from marl_distill.students import StudentMeta, StudentTeam
 from marl_distill.teachers import TeacherConfig, TeacherTeam, train_teachers
 
 FAST_PPO = {"n_steps": 64, "batch_size": 128, "n_epochs": 10, "learning_rate": 3e-3}
@@ -303,3 +307,84 @@ def test_masked_actions_are_never_chosen_by_teachers_random_or_students():
     obs, masks = venv.reset(list(range(64))), venv.masks
     acts, _ = select_actions(students[0], obs, np.random.default_rng(0))
     assert sum(int((~masks[a][np.arange(64), acts[a]]).sum()) for a in acts) > 10
+
+
+def test_side_by_side_processes_give_the_same_students_and_metrics(fixed_teachers):
+    """Distillation and evaluation on forked workers: each job draws only from its own seeds, so two workers give
+    exactly what one process gives (timings aside)."""
+    cfg = DistillConfig(students=["shared", "per-agent"], hidden=[8], samples=1_000, epochs=2, seed=3)
+    one, two = (distill(three_targets, fixed_teachers, cfg, progress=False, workers=w) for w in (1, 2))
+    for kind in cfg.students:
+        for p, q in zip(one[kind].student.net.parameters(), two[kind].student.net.parameters(), strict=True):
+            assert torch.equal(p, q)
+        assert one[kind].history == two[kind].history
+    eval_cfg = EvalConfig(episodes=20, mixed_episodes=5, latency_repeats=2, onnx=False)
+    students = {k: r.student for k, r in one.items()}
+    a, b = (evaluate_all(three_targets, fixed_teachers, students, eval_cfg, progress=False, workers=w) for w in (1, 2))
+    for name in ("teacher", "random", "shared", "per-agent"):
+        timing = {k for k in a[name] if k.startswith(("latency", "speedup"))}
+        assert {k: v for k, v in a[name].items() if k not in timing} == {
+            k: v for k, v in b[name].items() if k not in timing
+        }
+    assert a["shared"]["mixed_team"]["by_mix"] and a["shared"]["mixed_team"] == b["shared"]["mixed_team"]
+
+
+def test_a_pruned_student_fine_tunes_from_its_kept_weights(fixed_teachers):
+    """Structured pruning then a short distillation fine-tune: the fine-tune starts from the pruned weights (its
+    first epoch is already better than a fresh student's of the same width) and ends agreeing with the teachers."""
+    cfg = DistillConfig(students=["shared"], hidden=[32], samples=2_000, epochs=8, seed=0)
+    big = distill(three_targets, fixed_teachers, cfg, progress=False)["shared"].student.net
+    small_cfg = DistillConfig(students=["shared"], hidden=[6], samples=2_000, epochs=2, seed=0)
+    meta = StudentMeta.for_spec(fixed_teachers.spec, "shared", [6])
+    seeds = student_seeds(small_cfg, "shared")
+    tuned = distill_one(three_targets, fixed_teachers, meta, small_cfg, init=structured(big, [6]), **seeds)
+    fresh = distill_one(three_targets, fixed_teachers, meta, small_cfg, **student_seeds(small_cfg, "shared"))
+    assert tuned.history[0]["held_loss"] < fresh.history[0]["held_loss"]
+    assert tuned.history[-1]["agreement"] >= 0.99
+
+
+def test_jobs_run_one_after_another_when_torch_runs_several_threads():
+    """torch's thread pool does not survive a fork (the children hang): with more than one thread, no fork."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        torch.nn.Linear(64, 64)(torch.ones(256, 64))  # starts torch's pool in this process
+        assert not can_fork()
+        assert run_jobs([lambda i=i: os.getpid() + 0 * i for i in range(3)], workers=2) == [os.getpid()] * 3
+    finally:
+        torch.set_num_threads(before)
+    if can_fork():  # one thread again: the jobs run in forked workers
+        assert os.getpid() not in run_jobs([os.getpid, os.getpid], workers=2)
+
+
+def test_ctrl_c_stops_side_by_side_jobs_at_once(tmp_path):
+    """Workers ignore SIGINT; the parent stops them itself instead of waiting for the queued jobs: the two jobs
+    running are killed mid-sleep, the two queued never start, and no worker outlives the call."""
+    import multiprocessing
+    import signal
+    import threading
+    import time
+
+    if not can_fork():
+        pytest.skip("jobs run in this process where fork is unavailable")
+
+    def job(i: int) -> None:
+        (tmp_path / f"started{i}").touch()
+        time.sleep(30)
+        (tmp_path / f"finished{i}").touch()
+
+    before = set(multiprocessing.active_children())  # another test's processes may still be winding down
+    threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs([lambda i=i: job(i) for i in range(4)], workers=2)
+    assert not set(multiprocessing.active_children()) - before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["started0", "started1"]
+
+
+def test_a_diverging_distillation_stops_naming_the_step(fixed_teachers, tmp_path):
+    from marl_distill.errors import UserError
+
+    cfg = DistillConfig(students=["per-agent"], hidden=[8], samples=500, epochs=3, loss="mse", lr=1e25, seed=0)
+    with pytest.raises(UserError, match=r"loss became (nan|inf) at gradient step \d+"):
+        distill(three_targets, fixed_teachers, cfg, out_dir=tmp_path, progress=False)
+    assert not (tmp_path / "students").exists()  # nothing saved for it

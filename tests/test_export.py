@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 import torch
 from test_speed import models_for
-from worlds import ContinuousTarget, HeteroTargetGame, MaskedTargetGame, MixedObsTargetGame
+from worlds import (
+    ContinuousTarget,
+    EliminationGame,
+    HeteroTargetGame,
+    MaskedTargetGame,
+    MixedObsTargetGame,
+    ShiftedTargetGame,
+)
 
 from marl_distill.cli import cli as main_cli
 from marl_distill.compress.export import PARITY_TOL, exported, sample_observations
@@ -36,7 +43,10 @@ def student(world, kind: str, hidden=(16, 16), scale: float = 3.0) -> StudentTea
     return StudentTeam(spec, net)
 
 
-@pytest.mark.parametrize("world", [HeteroTargetGame, MaskedTargetGame, ContinuousTarget, MixedObsTargetGame])
+@pytest.mark.parametrize(
+    "world",
+    [HeteroTargetGame, MaskedTargetGame, ContinuousTarget, MixedObsTargetGame, ShiftedTargetGame, EliminationGame],
+)
 @pytest.mark.parametrize("kind", ["shared", "per-agent"])
 def test_student_graphs_match_torch_and_act_as_the_lab(world, kind):
     model, report = exported(student(world, kind), world)
@@ -46,7 +56,9 @@ def test_student_graphs_match_torch_and_act_as_the_lab(world, kind):
     meta = read_meta(model)
     assert meta["agents"] == list(EnvSpec.of(make_parallel(world)).agents)
     masked = [a for a, m in meta["per_agent"].items() if m["mask_input"]]
-    assert (world is MaskedTargetGame) == bool(masked)
+    assert (world in (MaskedTargetGame, EliminationGame)) == bool(masked)  # turn-based: whose turn is a mask
+    if world is ShiftedTargetGame:
+        assert all(m["action_start"] == 1 for m in meta["per_agent"].values())
     if kind == "shared":
         assert all("agent_id_index" in m["shared_input"] for m in meta["per_agent"].values())
         n_matmuls = sum(node.op_type == "MatMul" for node in model.graph.node)
@@ -57,8 +69,10 @@ def test_student_graphs_match_torch_and_act_as_the_lab(world, kind):
                                          (HeteroTargetGame, "dqn"), (ContinuousTarget, "ppo")])  # fmt: skip
 def test_teacher_actor_graphs_match_sb3(world, algo):
     spec = EnvSpec.of(make_parallel(world))
-    _, report = exported(TeacherTeam(spec, models_for(spec, algo)), world)
+    team = TeacherTeam(spec, models_for(spec, algo))
+    model, report = exported(team, world)
     assert report["parity_fp32"]["max_abs_diff"] <= PARITY_TOL, report
+    assert weight_bytes_of(model) == team.weight_bytes()  # the graph's weights are the actors' (Gaussian log_std too)
     assert all(v == 1.0 for v in report["parity_fp32"]["action_match"].values()), report
 
 

@@ -46,8 +46,33 @@ def installed_plugin(tmp_path, monkeypatch):
 
 def test_entry_point(installed_plugin, tmp_path, capsys):
     assert cli(["envs"]) == 0
-    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(installed_plugin)]
-    assert listed and "player_0" in listed[0] and "rps-plugin" in listed[0], listed
+    out = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(out) if line.startswith(installed_plugin))
+    assert "rps-plugin" in out[at] and "player_0, player_1" in out[at + 1], out[at : at + 2]
+    at = next(i for i, line in enumerate(out) if line.startswith("simple_speaker_listener"))
+    speaker, listener = out[at + 1], out[at + 2]  # agents with different spaces: one line each, aligned
+    assert "speaker_0" in speaker and "(3,)" in speaker and "listener_0" in listener and "(11,)" in listener
+    assert speaker.index("obs") == listener.index("obs") and speaker.index("act") == listener.index("act")
     metrics = chain(installed_plugin, tmp_path, capsys)
     assert metrics["_meta"]["env"] == installed_plugin
     assert "rps_plugin" not in sys.modules  # it is reached through the entry point, not imported by name
+
+
+def test_file_path_spec_with_env_workers(tmp_path, capsys, monkeypatch):
+    """`path/to/file.py:callable`, relative to the current folder, also in spawned env worker processes."""
+    (tmp_path / "my").mkdir()
+    (tmp_path / "my" / "signal_game.py").write_text(
+        "from pettingzoo.classic import rps_v2\n\n\n"
+        "def parallel_env(**kwargs):\n    return rps_v2.parallel_env(**kwargs)\n"
+    )
+    (tmp_path / "cfg.toml").write_text(
+        '[env]\nid = "my/signal_game.py:parallel_env"\n'
+        "[teachers]\nsteps = 512\nn_envs = 4\nenv_workers = 2\nppo = { n_steps = 64, batch_size = 128 }\n"
+        "[distill]\nsamples = 300\nepochs = 2\n[evaluate]\nepisodes = 10\nmixed_episodes = 4\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert cli(["run", "cfg.toml", "--out", "out"]) == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(metrics["shared"]["per_agent_return"]) == {"player_0", "player_1"}
+    assert cli(["train-teachers", "my/nothing_here.py:parallel_env", "--out", "x"]) == 2
+    assert "cannot import" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -49,3 +49,37 @@ def test_evaluation_episodes_and_learners_differ_between_runs():
         seeding.int_seed(run, seeding.TEACHERS, seeding.LEARNER, agent) for run in range(50) for agent in range(8)
     ]
     assert len(set(learners)) == len(learners)  # run s's agent 1 is not run s+1's agent 0
+
+
+DETERMINISM = """
+[env]
+id = "marl_distill_envs.matrix_games:climbing_game"
+kwargs = { rounds = 4 }
+[teachers]
+steps = 400
+n_envs = 4
+env_workers = 2
+ppo = { n_steps = 50, batch_size = 100 }
+[distill]
+students = ["shared", "per-agent"]
+samples = 400
+epochs = 2
+[evaluate]
+episodes = 12
+mixed_episodes = 4
+latency_repeats = 2
+"""
+
+
+def test_the_same_config_and_seed_twice_give_the_same_metrics(tmp_path: Path):
+    """Teachers (two env worker processes), both students (side by side) and evaluation: every figure but timings."""
+    import json
+
+    from test_benchmark import _untimed
+
+    from marl_distill import runner
+
+    cfg = config_mod.build(config_mod.tomllib.loads(DETERMINISM))  # tomllib, or tomli on 3.10
+    first, second = (runner.run(cfg, tmp_path / name, progress=False) for name in ("a", "b"))
+    assert _untimed(first) == _untimed(second)
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["shared"]["team_return"]["episodes"] == 12

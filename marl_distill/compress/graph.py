@@ -95,6 +95,8 @@ class _Builder:
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
         self.count = 0
+        self.log_std: dict[int, str] = {}
+        """A Gaussian network's log_std initializer, once per network however many agents act through it."""
 
     def name(self, stem: str) -> str:
         self.count += 1
@@ -166,7 +168,9 @@ def _head(b: _Builder, out: str, path: AgentPath, mask: str | None) -> tuple[str
     assert isinstance(head, DiagGaussian)
     if path.params_kind == "gaussian_mean":
         mean = out
-        log_std = b.op("Expand", [b.const(np.asarray(path.log_std, np.float32).reshape(1, -1)), b.op("Shape", [mean])])
+        if path.net not in b.log_std:  # a weight of the network: named net*, counted in weight bytes once
+            b.log_std[path.net] = b.const(np.asarray(path.log_std, np.float32).reshape(1, -1), f"net{path.net}_log_std")
+        log_std = b.op("Expand", [b.log_std[path.net], b.op("Shape", [mean])])
         params = b.op("Concat", [mean, log_std], axis=1)
     else:
         params = out

@@ -16,6 +16,7 @@ import torch
 from marl_distill.distill.collect import Dataset
 from marl_distill.distill.losses import LossFn
 from marl_distill.distributions import DiagGaussian, Head, apply_mask
+from marl_distill.errors import UserError
 from marl_distill.plotting import pyplot, save_figure
 from marl_distill.students import StudentNet
 
@@ -130,10 +131,17 @@ def fit(
                 pred, target = apply_mask(net(agent, x[idx]), mask), apply_mask(train.teacher_logits[agent][idx], mask)
                 loss = loss + loss_fns[agent](pred, target)
             loss = loss / len(inputs)
+            value = float(loss.detach())
+            if not math.isfinite(value):  # a diverged student is refused, not saved
+                raise UserError(
+                    f"the distillation loss became {value} at gradient step {taken + len(losses) + 1} of this round; "
+                    "nothing was saved for this student: lower distill.lr, or check the teachers' outputs (a DQN "
+                    "teacher's Q/tau with a tiny distill.dqn_temperature overflows)"
+                )
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(value)
         taken += len(losses)
         net.eval()
         scores = held_out(net, held, loss_fns, heads) if held is not None else dict.fromkeys(HELD_KEYS)

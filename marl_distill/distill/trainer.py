@@ -23,6 +23,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from marl_distill.distill.losses import LOSSES, make_loss
 from marl_distill.distill.schedule import SCHEDULES, BetaSchedule, betas
 from marl_distill.distill.warm_start import warm_start
 from marl_distill.errors import UserError
+from marl_distill.forked import can_fork, run_jobs
 from marl_distill.io import write_json
 from marl_distill.policies import JointPolicy, TeacherEnsemble
 from marl_distill.seeding import DISTILL, int_seed
@@ -213,12 +215,16 @@ def distill_one(
     reset_seeds: Sequence[int],
     log_dir: Path | None = None,
     show: bool = False,
+    init: StudentNet | None = None,
 ) -> DistillResult:
     """Collect-and-fit rounds for one student; each round's acting team follows the beta schedule, and gets its
-    share of the labelled states and gradient steps (``reset_seeds``: one per round)."""
+    share of the labelled states and gradient steps (``reset_seeds``: one per round). ``init``: start from these
+    weights (a fine-tune, e.g. of a pruned student) instead of ``init_seed``'s."""
     torch.manual_seed(init_seed)
     net = StudentNet(meta)
-    if cfg.init_from_teacher:
+    if init is not None:
+        net.load_state_dict(init.state_dict())
+    elif cfg.init_from_teacher:
         warm_start(net, getattr(teachers, "models", None))
     team = StudentTeam(teachers.spec, net)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -333,6 +339,16 @@ def _writer(log_dir: Path | None) -> Any:
     return SummaryWriter(str(log_dir))
 
 
+def student_seeds(cfg: DistillConfig, kind: str) -> dict[str, Any]:
+    """``distill_one``'s seed arguments for a student of ``kind`` (its nodes of the run's seed tree)."""
+    i = KINDS.index(kind)
+    return {
+        "rng": seed_rng(cfg.seed, DISTILL, i, STUDENT_RNG),
+        "init_seed": int_seed(cfg.seed, DISTILL, i, INIT),
+        "reset_seeds": [int_seed(cfg.seed, DISTILL, i, ENV_RESETS, k) for k in range(len(cfg.schedule()))],
+    }
+
+
 def distill(
     factory: Callable[[], Any],
     teachers: JointPolicy,
@@ -340,29 +356,31 @@ def distill(
     *,
     out_dir: Path | None = None,
     progress: bool | None = None,
+    workers: int = 1,
 ) -> dict[str, DistillResult]:
     """Distill every requested student; save each under ``out_dir/students/KIND`` with its curves
-    (history.json), its budget (distill.json) and a plot."""
+    (history.json), its budget (distill.json) and a plot. With ``workers`` > 1 students are distilled side by side
+    on forked processes: each draws only from its own seeds, so the students are the same as one at a time."""
     cfg.validate()
     show = sys.stderr.isatty() if progress is None else progress
-    results = {}
+    side_by_side = workers > 1 and len(cfg.students) > 1 and can_fork()
+    jobs = []
     for kind in cfg.students:
-        i = KINDS.index(kind)
-        meta = StudentMeta.for_spec(teachers.spec, kind, cfg.hidden)
-        log_dir = Path(out_dir) / "tb" / f"distill_{kind}" if out_dir is not None else None
-        result = distill_one(
-            factory,
-            teachers,
-            meta,
-            cfg,
-            rng=seed_rng(cfg.seed, DISTILL, i, STUDENT_RNG),
-            init_seed=int_seed(cfg.seed, DISTILL, i, INIT),
-            reset_seeds=[int_seed(cfg.seed, DISTILL, i, ENV_RESETS, k) for k in range(len(cfg.schedule()))],
-            log_dir=log_dir,
-            show=show,
+        jobs.append(
+            partial(
+                distill_one,
+                factory,
+                teachers,
+                StudentMeta.for_spec(teachers.spec, kind, cfg.hidden),
+                cfg,
+                **student_seeds(cfg, kind),
+                log_dir=Path(out_dir) / "tb" / f"distill_{kind}" if out_dir is not None else None,
+                show=show and not side_by_side,  # one bar per student would interleave
+            )
         )
-        results[kind] = result
-        if out_dir is not None:
+    results = dict(zip(cfg.students, run_jobs(jobs, workers)))
+    if out_dir is not None:
+        for kind, result in results.items():
             folder = Path(out_dir) / "students" / kind
             result.student.save(folder)
             write_json(folder / "history.json", result.history)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from marl_distill.evaluate import size
 from marl_distill.io import read_json
 from marl_distill.plotting import pyplot, save_figure
 
@@ -151,6 +152,70 @@ def learning_curves(path: Path, root: Path, runs: Sequence[Mapping[str, Any]]) -
     return save_figure(fig, path)
 
 
+def size_pareto(path: Path, summary: Mapping[str, Any]) -> Path | None:
+    """Normalized return (IQM over runs, trimmed-mean t 95% CI bars) against acting weight bytes (log scale) for
+    every student, fp32 and int8, with the teachers (fp32 and int8) as reference points and the Pareto front."""
+    tasks = [(e, t, rows, size.candidates(rows)) for e, t, rows in _tasks(summary)]
+    tasks = [x for x in tasks if len(x[3]) >= 3]
+    if not tasks:
+        return None
+    fig, axes = _panels(len(tasks), 5.6, 4.4)
+    colors = {"shared": "#dd8452", "per-agent": "#55a868"}
+    for ax, (env, task, rows, points) in zip(axes, tasks):
+        for policy, r in points.items():
+            nr = r["normalized_return"]
+            y = nr["iqm"]
+            err = [[y - _or(nr["ci95"][0], y)], [_or(nr["ci95"][1], y) - y]]
+            int8 = policy.endswith("-int8")
+            kind = policy.split("/")[-1].removesuffix("-int8")
+            color = "#4c72b0" if not size.is_student(policy) else colors.get(kind, "#8172b3")
+            marker = "*" if not size.is_student(policy) else "o"
+            ax.errorbar(
+                r["weight_bytes"],
+                y,
+                yerr=err,
+                fmt=marker,
+                ms=12 if marker == "*" else 6,
+                color=color,
+                mfc="white" if int8 else color,
+                capsize=2,
+                lw=0.8,
+            )
+        front = size.pareto(points)
+        ax.plot(
+            [points[p]["weight_bytes"] for p in front],
+            [points[p]["normalized_return"]["iqm"] for p in front],
+            color="#444444",
+            lw=0.8,
+            ls=":",
+            drawstyle="steps-post",
+        )
+        best = size.smallest_holding(rows)
+        if best is not None:
+            ax.annotate(
+                best,
+                (points[best]["weight_bytes"], points[best]["normalized_return"]["iqm"]),
+                xytext=(8, -16),
+                textcoords="offset points",
+                fontsize=8,
+            )
+        ax.axhline(size.HOLD, color="#999999", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_title(f"{task} ({env})", fontsize=10)
+        ax.set_xlabel("acting weight bytes (log; int8 at stored precision)")
+        ax.set_ylabel(f"normalized return, IQM over {rows['teacher']['runs']} seeds (95% CI)")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, marker="o", ls="", label=k) for k, c in colors.items()]
+    handles += [
+        Line2D([], [], color="#666666", marker="o", mfc="white", ls="", label="int8 (hollow)"),
+        Line2D([], [], color="#4c72b0", marker="*", ms=10, ls="", label="teachers (fp32; int8 hollow)"),
+    ]
+    axes[-1].legend(handles=handles, fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def write_all(root: Path, summary: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> list[Path]:
     """Every figure that has data, under root/plots (run folders are relative to root); returns their paths."""
     folder = Path(root) / "plots"
@@ -159,5 +224,6 @@ def write_all(root: Path, summary: Mapping[str, Any], runs: Sequence[Mapping[str
         agreement_vs_size(folder / "agreement_vs_size.png", summary),
         mixed_heatmap(folder / "mixed_teams.png", summary),
         learning_curves(folder / "learning_curves.png", root, runs),
+        size_pareto(folder / "size_pareto.png", summary),
     ]
     return [p for p in made if p is not None]

@@ -10,6 +10,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from marl_distill.errors import UserError
 from marl_distill.evaluate.rollout import Rollouts, run_episodes
 from marl_distill.evaluate.speed import cost_metrics, team_costs
 from marl_distill.evaluate.stats import METHODS, excludes_zero, mean_ci, normalized, paired_diff
+from marl_distill.forked import run_jobs
 from marl_distill.multiagent import EnvSpec
 from marl_distill.policies import JointPolicy, MixedTeam, RandomPolicy
 from marl_distill.seeding import POLICY_RNG, RANDOM_POLICY
@@ -95,9 +97,11 @@ def evaluate_all(
     cross_play: Mapping[str, Mapping[str, JointPolicy]] | None = None,
     cross_teachers: Mapping[str, JointPolicy] | None = None,
     progress: bool | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Evaluate teachers, the random policy and every student on the same episode seeds; return metrics.json's
-    dict (with ``_meta`` holding the interval methods and the normalization guard).
+    dict (with ``_meta`` holding the interval methods and the normalization guard). Plays run side by side on
+    ``workers`` forked processes (the same rollouts as one process); size and speed are measured afterwards, alone.
 
     ``cross_play`` maps other runs (e.g. other seeds) to their students: each student of the same name is then
     paired with ours in every mix (``cross_seed``), which exposes conventions that drifted between seeds.
@@ -106,16 +110,34 @@ def evaluate_all(
     cfg.validate()
     show = sys.stderr.isatty() if progress is None else progress
     spec = teachers.spec
-    n_mix = len(mixes(spec.agents)) if cfg.mixed_teams else 0
-    n_cross = sum(name in others for others in (cross_play or {}).values() for name in students)
-    n_cross += len(cross_teachers or {})
-    total = 2 + len(students) * (1 + n_mix) + n_cross * len(mixes(spec.agents))
-    bar = tqdm(total=total, desc="evaluate", unit="policy", disable=not show, leave=False)
     episode_seeds = episode_seeds_of(cfg)
+    k = min(cfg.mixed_episodes, cfg.episodes)
+    onnx, int8, skipped = _exports(factory, teachers, students, cfg)
+    acting = {**students, **{f"{n}-int8": t for n, t in int8.items()}}
 
-    def play(policy: JointPolicy, episodes: int, reference: JointPolicy | None = None, role: int = POLICY_RNG):
-        """A fresh generator per play: what one policy draws never depends on which policies played before."""
-        roll = run_episodes(
+    # Every play first (each with a fresh generator, so what one policy draws never depends on which played
+    # before or beside it), side by side on ``workers`` processes; then the metrics from their rollouts.
+    plays: dict[tuple, tuple[JointPolicy, int, JointPolicy | None, int]] = {
+        ("teacher",): (teachers, cfg.episodes, None, POLICY_RNG),
+        ("random",): (RandomPolicy(spec), cfg.episodes, None, RANDOM_POLICY),
+    }
+
+    def mixed(key: tuple, base: JointPolicy, other: JointPolicy) -> None:
+        for mix in mixes(spec.agents):
+            plays[(*key, mix)] = (MixedTeam(base, other, mix), k, None, POLICY_RNG)
+
+    for folder, other in (cross_teachers or {}).items():  # another run's teachers beside this run's
+        mixed(("teacher", "cross", folder), teachers, other)
+    for name, student in acting.items():
+        plays[(name,)] = (student, cfg.episodes, teachers, POLICY_RNG)
+        if cfg.mixed_teams and name in students:
+            mixed((name, "mixed"), teachers, student)
+        for folder, others in (cross_play or {}).items():
+            if name in others:  # students of another run (another seed) paired with this run's
+                mixed((name, "cross", folder), student, others[name])
+
+    def play(policy: JointPolicy, episodes: int, reference: JointPolicy | None, role: int) -> Rollouts:
+        return run_episodes(
             factory,
             policy,
             seeds=episode_seeds[:episodes],
@@ -123,11 +145,10 @@ def evaluate_all(
             rng=seeding.rng(cfg.seed, seeding.EVALUATE, role),
             reference=reference,
         )
-        bar.update(1)
-        return roll
 
-    teacher_roll = play(teachers, cfg.episodes)
-    random_roll = play(RandomPolicy(spec), cfg.episodes, role=RANDOM_POLICY)
+    bar = tqdm(total=len(plays), desc="evaluate", unit="play", disable=not show, leave=False)
+    rolls = dict(zip(plays, run_jobs([partial(play, *job) for job in plays.values()], workers, bar.update)))
+    teacher_roll, random_roll = rolls[("teacher",)], rolls[("random",)]
     r_teacher, r_random = float(teacher_roll.team.mean()), float(random_roll.team.mean())
     gap = gap_over_random(teacher_roll.team, random_roll.team)
 
@@ -147,19 +168,19 @@ def evaluate_all(
             **cost_metrics(RandomPolicy(spec), obs_sample, repeats=cfg.latency_repeats),  # zero size
         },
     }
-    k = min(cfg.mixed_episodes, cfg.episodes)
     lo_k, hi_k = float(random_roll.team[:k].mean()), float(teacher_roll.team[:k].mean())
 
-    def mix_with(base: JointPolicy, other: JointPolicy, base_team: np.ndarray) -> dict[str, Any]:
-        """Every team where the agents in a mix act by ``other``, the rest by ``base``: normalized return, team
-        return with its CI, and the paired difference to ``base`` alone (``base_team``) on the same seeds."""
+    def mix_with(key: tuple, base_team: np.ndarray) -> dict[str, Any]:
+        """Every team of ``key``'s mixes (the agents in a mix act by the other policy, the rest by the base):
+        normalized return, team return with its CI, and the paired difference to the base alone (``base_team``)
+        on the same seeds."""
         by_mix, returns, diffs = {}, {}, {}
         for mix in mixes(spec.agents):
-            team = play(MixedTeam(base, other, mix), k).team
-            key = "+".join(mix)
-            by_mix[key] = norm(float(team.mean()), lo_k, hi_k)
-            returns[key] = mean_ci(team, seed=cfg.seed)
-            diffs[key] = paired_diff(team, base_team[:k])
+            team = rolls[(*key, mix)].team
+            name = "+".join(mix)
+            by_mix[name] = norm(float(team.mean()), lo_k, hi_k)
+            returns[name] = mean_ci(team, seed=cfg.seed)
+            diffs[name] = paired_diff(team, base_team[:k])
         worst = min(returns, key=lambda m: returns[m]["mean"])
         return {
             "min_normalized_return": by_mix[worst],
@@ -170,11 +191,11 @@ def evaluate_all(
             "episodes": k,
         }
 
-    for folder, other in (cross_teachers or {}).items():  # another run's teachers beside this run's
-        metrics["teacher"].setdefault("cross_seed", {})[folder] = mix_with(teachers, other, teacher_roll.team)
-    onnx, int8, skipped = _exports(factory, teachers, students, cfg)
-    for name, student in [*students.items(), *((f"{n}-int8", t) for n, t in int8.items())]:
-        roll = play(student, cfg.episodes, reference=teachers)
+    for folder in cross_teachers or {}:
+        cross = mix_with(("teacher", "cross", folder), teacher_roll.team)
+        metrics["teacher"].setdefault("cross_seed", {})[folder] = cross
+    for name in acting:
+        roll = rolls[(name,)]
         entry = {
             **returns_block(roll, cfg.seed),
             "normalized_return": norm(float(roll.team.mean())),
@@ -184,14 +205,14 @@ def evaluate_all(
         }
         above = entry["normalized_return"] is not None and entry["normalized_return"] > ABOVE_TEACHER
         entry["flags"] = ["normalized_above_1_05"] if above else []
-        if n_mix and name in students:
-            entry["mixed_team"] = mix_with(teachers, student, teacher_roll.team)
+        if cfg.mixed_teams and name in students:
+            entry["mixed_team"] = mix_with((name, "mixed"), teacher_roll.team)
         for folder, others in (cross_play or {}).items():
-            if name in others:  # students of another run (another seed) paired with this run's
-                entry.setdefault("cross_seed", {})[folder] = mix_with(student, others[name], roll.team)
+            if name in others:
+                entry.setdefault("cross_seed", {})[folder] = mix_with((name, "cross", folder), roll.team)
         metrics[name] = entry
     costs = team_costs(
-        {"teacher": teachers, **students, **{f"{n}-int8": t for n, t in int8.items()}},
+        {"teacher": teachers, **acting},
         obs_sample,
         repeats=cfg.latency_repeats,
         rounds=cfg.latency_rounds,

@@ -18,6 +18,7 @@ import numpy as np
 
 from marl_distill.evaluate import grid_plots
 from marl_distill.evaluate.report import ci_cell, fmt
+from marl_distill.evaluate.size import size_section
 from marl_distill.evaluate.stats import METHODS, agent_mean, iqm_ci, t_ci
 from marl_distill.io import write_json, write_text
 
@@ -202,7 +203,7 @@ def task_notes(rows: Mapping[str, Any]) -> str:
     teachers' SB3 latency (another runtime, so its own line)."""
     lines = []
     for policy, r in rows.items():
-        if "budget" not in r:
+        if "budget" not in r or policy.endswith("-int8"):  # an int8 copy has its source's budget (or none)
             continue
         b = r["budget"]
         steps = ", ".join(f"{x:,}" for x in b["grad_steps"]) or "unknown"
@@ -274,6 +275,9 @@ def write_summary(
             text.append(f"\n## {task} (`{env}`; {rows['teacher']['runs']} runs, {eps} episodes per policy per run)\n")
             text.append(task_table(rows))
             text.append(task_notes(rows))
+            sized = size_section(rows)
+            if sized:
+                text.append(f"\n### {task}: size against return\n\n" + sized)
     text.append("\n## Plots\n")
     text += [f"\n![{p.stem}](plots/{p.name})\n" for p in plots]
     write_text(out / "report.md", "\n".join(text))

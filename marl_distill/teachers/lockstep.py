@@ -34,6 +34,7 @@ from stable_baselines3.common.utils import ConstantSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
 from marl_distill.errors import UserError
+from marl_distill.forked import quiet_on_interrupt
 from marl_distill.multiagent import JointStep
 
 
@@ -230,6 +231,7 @@ class LearnerSpec:
 
 def _learner(spec: LearnerSpec, conn: Any) -> None:
     """Body of one learner process: build, learn, save, report."""
+    quiet_on_interrupt()
     import torch
 
     torch.set_num_threads(spec.torch_threads)

@@ -23,7 +23,7 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor, MlpExtractor
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
@@ -41,8 +41,19 @@ def teacher_logits(model: BaseAlgorithm, obs: np.ndarray, dqn_temperature: float
         obs_t, _ = model.policy.obs_to_tensor(obs)
         if isinstance(model, DQN):
             return (model.policy.q_net(obs_t) / dqn_temperature).float().cpu()
+        policy = model.policy
+        if (
+            type(model) is PPO
+            and isinstance(policy.action_dist, CategoricalDistribution)
+            and type(policy).get_distribution is ActorCriticPolicy.get_distribution  # no custom override to skip
+        ):
+            # get_distribution's own steps, without building (and validating) a torch Categorical: its logits are
+            # exactly action_net(latent) - logsumexp
+            features = BaseModel.extract_features(policy, obs_t, policy.pi_features_extractor)
+            logits = policy.action_net(policy.mlp_extractor.forward_actor(features))
+            return (logits - logits.logsumexp(dim=-1, keepdim=True)).float().cpu()
         if isinstance(model, (PPO, MaskablePPO)):  # masks are applied by whoever acts, from the env's own
-            dist = model.policy.get_distribution(obs_t).distribution
+            dist = policy.get_distribution(obs_t).distribution
             if isinstance(dist, torch.distributions.Normal):  # diagonal Gaussian: [mean, log_std]
                 return torch.cat([dist.loc, dist.scale.log()], dim=-1).float().cpu()
             return dist.logits.float().cpu()
@@ -173,11 +184,13 @@ class TeacherTeam:
         manifest_path = Path(run_dir) / "teachers" / MANIFEST
         if not manifest_path.exists():
             raise UserError(f"no teachers in {run_dir} (missing teachers/{MANIFEST}); run train-teachers first")
-        manifest = read_json(manifest_path)
-        models = {
-            agent: ALGOS[entry["algo"]].load(manifest_path.parent / entry["file"], device="cpu")
-            for agent, entry in manifest["agents"].items()
-        }
+        try:
+            listed = read_json(manifest_path)["agents"]
+            entries = {agent: (entry["algo"], entry["file"]) for agent, entry in listed.items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            msg = f"{manifest_path} is damaged ({type(exc).__name__}); restore it or train the teachers again"
+            raise UserError(msg) from None
+        models = {agent: _load_model(algo, manifest_path.parent / file) for agent, (algo, file) in entries.items()}
         return cls(spec, models, **kwargs)  # type: ignore[arg-type]
 
     def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -214,6 +227,22 @@ class TeacherTeam:
     def act_single_sb3(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One observation per agent -> actions, the way a user deploys SB3 teachers (``predict``)."""
         return {a: self.models[a].predict(o, deterministic=True)[0] for a, o in obs.items()}
+
+
+def _load_model(algo: str, path: Path) -> BaseAlgorithm:
+    """``ALGO.load(path)``, with a missing or damaged file refused in one line instead of SB3's traceback."""
+    if algo not in ALGOS:
+        raise UserError(f"{path.parent / MANIFEST} names algo {algo!r}; this version knows {sorted(ALGOS)}")
+    if not path.is_file():
+        raise UserError(f"teacher file {path} is missing; restore it or train the teachers again (train-teachers)")
+    try:
+        return ALGOS[algo].load(path, device="cpu")
+    except Exception as exc:  # noqa: BLE001 - SB3 raises ValueError, BadZipFile, KeyError, ... for a damaged zip
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(
+            f"{path} could not be opened by {ALGOS[algo].__name__}.load ({type(exc).__name__}: {reason}); the file "
+            "is damaged, not an SB3 zip, or from an incompatible SB3/torch: restore it or train the teachers again"
+        ) from None
 
 
 def _actors(models: Mapping[str, BaseAlgorithm]) -> tuple[dict[str, NumpyActor | TorchActor], str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import shutil
 import sys
@@ -73,6 +74,12 @@ class TeacherConfig:
         unknown = sorted(set(self.agent_algo) - set(agents))
         if unknown:
             raise UserError(f"agent_algo names unknown agents {unknown}; the env's agents are {list(agents)}")
+        for name in {self.algo_of(a) for a in agents}:  # SB3 would refuse an unknown key only once training starts
+            kwargs = self.ppo if SETTINGS[name] == "ppo" else self.dqn
+            known = set(inspect.signature(ALGOS[name]).parameters) - {"policy", "env"}
+            unknown = sorted(set(kwargs) - known)
+            if unknown:
+                raise UserError(f"teachers.{SETTINGS[name]} has keys {ALGOS[name].__name__} does not take: {unknown}")
         if self.steps < 1 or self.n_envs < 1 or self.env_workers < 1:
             raise UserError("teachers.steps, teachers.n_envs and teachers.env_workers must be positive")
         # any agent may leave mid-episode (PettingZoo does not say which up front), so refuse it for every DQN

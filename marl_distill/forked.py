@@ -1,0 +1,91 @@
+"""Independent jobs side by side on forked worker processes (distilling students, playing evaluation episodes).
+
+Forked workers inherit everything the parent has loaded (env factories, teachers, students, onnxruntime
+sessions), so a job is any zero-argument callable and nothing is reloaded or pickled on the way in; only results
+travel back. Each job seeds all it draws from its own arguments (a fresh generator per play, torch's seed per
+student), so results do not depend on which worker ran a job or in what order: the same figures as one process
+(tests/test_distill.py checks it). Jobs run one after another where ``fork`` does not exist or is unsafe:
+Windows and macOS, and a parent whose torch runs more than one thread (torch's thread pool does not survive a
+fork: the children would hang).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_JOBS: Sequence[Callable[[], Any]] = ()
+"""The jobs of the current ``run_jobs`` call, inherited by its forked workers (which receive only an index)."""
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Is forking this process safe: Linux, and torch (if loaded) at one thread."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() > 1:
+        return False
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def quiet_on_interrupt() -> None:
+    """In a worker process: ignore Ctrl-C (SIGINT reaches the whole process group). The parent alone handles it,
+    stops its workers and says in one line how to go on, instead of one traceback per worker. SIGTERM, which the
+    parent sends to stop a worker, ends it at once (a forked worker would otherwise inherit the CLI's handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _call(i: int) -> Any:
+    return _JOBS[i]()
+
+
+def run_jobs(jobs: Sequence[Callable[[], T]], workers: int, on_done: Callable[[], None] | None = None) -> list[T]:
+    """Every job's result, in the jobs' order; up to ``workers`` at once (``on_done`` after each one finishes).
+    A worker that dies (killed, out of memory) raises ``BrokenProcessPool`` here instead of hanging."""
+    global _JOBS
+    done = on_done or (lambda: None)
+    if workers <= 1 or len(jobs) <= 1 or not can_fork():
+        results = []
+        for job in jobs:
+            results.append(job())
+            done()
+        return results
+    _JOBS = jobs
+    before = set(multiprocessing.active_children())
+    context = multiprocessing.get_context("fork")
+    pool = cf.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=quiet_on_interrupt)
+    try:
+        results = []
+        for result in pool.map(_call, range(len(jobs))):
+            results.append(result)
+            done()
+        pool.shutdown()
+        return results
+    except BaseException:  # Ctrl-C, SIGTERM or a failed job: stop the workers now, not after the queued jobs
+        pool.shutdown(wait=False, cancel_futures=True)
+        stray = set(multiprocessing.active_children()) - before
+        for proc in stray:
+            proc.terminate()
+        # The pool's own thread reaps its workers too; when it wins the race, our join returns before it has noted
+        # the exit code, so wait until one of us has (a worker that takes a moment to die is waited for too).
+        deadline = time.monotonic() + 5
+        for proc in stray:
+            while proc.exitcode is None and time.monotonic() < deadline:
+                proc.join(timeout=0.05)
+        raise
+    finally:
+        _JOBS = ()

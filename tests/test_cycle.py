@@ -1,0 +1,41 @@
+"""The registry's mpe2 envs run through CycleParallel: it must play exactly PettingZoo's aec_to_parallel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mpe2 import simple_speaker_listener_v4, simple_spread_v3
+
+from marl_distill.cycle import CycleParallel
+from marl_distill.multiagent import make_parallel
+from marl_distill.registry import resolve
+
+
+@pytest.mark.parametrize(
+    ("module", "kwargs"),
+    [(simple_spread_v3, {"N": 3, "max_cycles": 5}), (simple_speaker_listener_v4, {"max_cycles": 5})],
+)
+def test_cycle_parallel_plays_like_pettingzoos_wrapper(module, kwargs) -> None:
+    ours, theirs = CycleParallel(module.env(**kwargs)), module.parallel_env(**kwargs)
+    rng = np.random.default_rng(0)
+    for episode in range(3):  # across truncation and reset
+        (obs_a, _), (obs_b, _) = ours.reset(seed=episode), theirs.reset(seed=episode)
+        steps = 0
+        while theirs.agents:
+            assert ours.agents == theirs.agents and obs_a.keys() == obs_b.keys()
+            for a in obs_b:
+                np.testing.assert_array_equal(obs_a[a], obs_b[a])
+            actions = {a: int(rng.integers(theirs.action_space(a).n)) for a in theirs.agents}
+            obs_a, rew_a, term_a, trunc_a, _ = ours.step(actions)
+            obs_b, rew_b, term_b, trunc_b, _ = theirs.step(actions)
+            assert dict(rew_a) == dict(rew_b) and term_a == term_b and trunc_a == trunc_b
+            steps += 1
+        assert steps == 5 and not ours.agents
+    np.testing.assert_array_equal(ours.state(), theirs.state())
+
+
+def test_registry_mpe2_ids_are_cycled_parallel_envs() -> None:
+    env = make_parallel(resolve("simple_spread", {"N": 2}))
+    assert isinstance(env, CycleParallel) and len(env.possible_agents) == 2
+    with pytest.raises(ValueError, match="is_parallelizable"):
+        CycleParallel(__import__("pettingzoo.classic.tictactoe_v3", fromlist=["env"]).env())
