@@ -22,7 +22,7 @@ from marl_distill import config as config_mod
 from marl_distill import runner
 from marl_distill.distill.losses import LOSSES
 from marl_distill.distill.trainer import SAMPLINGS
-from marl_distill.errors import UserError
+from marl_distill.errors import RunFailed, UserError
 from marl_distill.evaluate.report import ci_cell, fmt
 from marl_distill.students.mlp import KINDS
 from marl_distill.teachers.train import ALGOS
@@ -36,6 +36,8 @@ app = typer.Typer(
 )
 
 
+_ARGV: list[str] = []
+"""The command's arguments, to repeat them in a how-to-continue line."""
 _ON_INTERRUPT: list[str] = []
 """What to tell a user whose command was stopped (Ctrl-C, SIGTERM): how to go on, where the command knows."""
 
@@ -162,6 +164,12 @@ def train_teachers(
     env_kwargs: Annotated[str, typer.Option(help="JSON object of env factory arguments.")] = "",
     ppo_kwargs: Annotated[str, typer.Option(help="JSON object of PPO arguments, e.g. '{\"n_steps\": 64}'.")] = "",
     dqn_kwargs: Annotated[str, typer.Option(help="JSON object of DQN arguments.")] = "",
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Transitions per learner between checkpoints (0: a tenth of --steps; -1: none).")
+    ] = 0,
+    resume: Annotated[
+        bool, typer.Option(help="Continue interrupted training in OUT from its last checkpoint.")
+    ] = False,
 ) -> None:
     """Train one SB3 learner per agent, all together, into OUT/teachers/AGENT.zip."""
     cfg = config_mod.build({"seed": seed})
@@ -174,12 +182,11 @@ def train_teachers(
         n_envs=n_envs,
         ppo=_json_kwargs(ppo_kwargs, "--ppo-kwargs"),
         dqn=_json_kwargs(dqn_kwargs, "--dqn-kwargs"),
+        checkpoint_every=checkpoint_every,
     )
-    _, spec = runner.env_factory(cfg)  # fail on a bad env or settings before creating the folder
-    cfg.teachers.validate(spec.agents, spec.action_spaces)
-    runner.prepare_dir(out, resume=False, can_resume=False)
-    config_mod.save(cfg, out / runner.CONFIG)
-    runner.stage_teachers(cfg, out)
+    again = [a for a in _ARGV if a != "--resume"]
+    _ON_INTERRUPT.append(f"the last checkpoint is kept; continue with: {shlex.join(['marl-distill', *again])} --resume")
+    runner.run(cfg, out, resume=resume, stages=("teachers",))  # checks env and settings before writing anything
     typer.echo(f"teachers saved in {out / 'teachers'}")
 
 
@@ -281,7 +288,7 @@ def run(
     cfg = config_mod.load(config, set_)
     run_dir = out or Path("runs") / config.stem
     again = shlex.join(["marl-distill", "run", str(config), *(f"--set={x}" for x in set_), "--out", str(run_dir)])
-    _ON_INTERRUPT.append(f"finished stages are kept; continue with: {again} --resume")
+    _ON_INTERRUPT.append(f"finished stages and the last teacher checkpoint are kept; continue with: {again} --resume")
     metrics = runner.run(cfg, run_dir, resume=resume, workers=_workers(workers))
     _print_summary(metrics, run_dir)
 
@@ -345,6 +352,7 @@ def cli(argv: list[str] | None = None) -> int:
     """Run the app on ``argv``; one line and 2 for bad input, traceback and 1 for internal failures."""
     command = typer.main.get_command(app)
     _ON_INTERRUPT.clear()
+    _ARGV[:] = sys.argv[1:] if argv is None else argv
     try:
         result = command.main(args=argv, prog_name="marl-distill", standalone_mode=False)
         code = result if isinstance(result, int) else 0
@@ -353,6 +361,9 @@ def cli(argv: list[str] | None = None) -> int:
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         code = 2
+    except RunFailed as exc:  # not the user's input: a worker killed, out of memory
+        typer.echo(f"error: {exc}" + (f"; {_ON_INTERRUPT[-1]}" if _ON_INTERRUPT else ""), err=True)
+        code = 1
     except (typer.Abort, KeyboardInterrupt):
         typer.echo(_interrupted(), err=True)
         code = 130

@@ -3,3 +3,8 @@
 
 class UserError(Exception):
     """Bad input: the message names the problem and the fix, in one line."""
+
+
+class RunFailed(Exception):
+    """A run stopped by something outside the user's input (a worker process killed, out of memory): the CLI says
+    it in one line with exit code 1, and how to continue where the command can (``--resume`` keeps what finished)."""

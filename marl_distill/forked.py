@@ -49,6 +49,25 @@ def quiet_on_interrupt() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def ignore_stop_signals() -> None:
+    """In a worker its parent must be able to stop at a moment of its choosing (a learner saving a last
+    checkpoint, an env worker stepping to it): ignore Ctrl-C and SIGTERM, which reach the whole process group.
+    The parent ends it with SIGKILL; an orphan ends when its pipe to the parent closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def preload() -> None:
+    """Load here what torch loads lazily on a process's first optimizer step (torch._dynamo: some 800 modules,
+    about a second), so forked workers (learners, students distilled side by side) inherit it instead of each
+    importing it on its own."""
+    import torch
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    weight.grad = torch.zeros(1)
+    torch.optim.Adam([weight]).step()
+
+
 def _call(i: int) -> Any:
     return _JOBS[i]()
 
@@ -65,6 +84,7 @@ def run_jobs(jobs: Sequence[Callable[[], T]], workers: int, on_done: Callable[[]
             done()
         return results
     _JOBS = jobs
+    preload()
     before = set(multiprocessing.active_children())
     context = multiprocessing.get_context("fork")
     pool = cf.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=quiet_on_interrupt)

@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from marl_distill.forked import quiet_on_interrupt
+from marl_distill.errors import RunFailed
+from marl_distill.forked import ignore_stop_signals
 from marl_distill.multiagent import EnvSpec, JointStep, JointVecEnv
 
 
 def _worker(remote: Any, factory: Callable[[], Any], n_envs: int, autoreset: bool) -> None:
     """Serve reset/step requests; any exception goes back to the parent, which re-raises it."""
-    quiet_on_interrupt()
+    ignore_stop_signals()
     try:
         venv = JointVecEnv(factory, n_envs, autoreset=autoreset)
     except Exception as exc:  # noqa: BLE001
@@ -46,9 +47,22 @@ def _worker(remote: Any, factory: Callable[[], Any], n_envs: int, autoreset: boo
         venv.close()
 
 
+DIED = "an env worker process died (killed, or out of memory?)"
+
+
+def _send(remote: Any, message: Any) -> None:
+    try:
+        remote.send(message)
+    except (BrokenPipeError, ConnectionResetError):
+        raise RunFailed(DIED) from None
+
+
 def _answers(remotes: Sequence[Any]) -> list[Any]:
     """Every worker's reply, read before raising the first error so the pipes never fall out of step."""
-    replies = [r.recv() for r in remotes]
+    try:
+        replies = [r.recv() for r in remotes]
+    except EOFError:
+        raise RunFailed(DIED) from None
     for status, value in replies:
         if status == "error":
             raise value
@@ -93,7 +107,7 @@ class SubprocJointVecEnv:
 
     def reset(self, seeds: Sequence[int | None]) -> dict[str, np.ndarray]:
         for remote, sl in zip(self.remotes, self._slices()):
-            remote.send(("reset", list(seeds)[sl]))
+            _send(remote, ("reset", list(seeds)[sl]))
         parts = _answers(self.remotes)
         self.masks, self.acting = _concat([p[1] for p in parts]), _concat([p[2] for p in parts])
         self.present = _concat([p[3] for p in parts])
@@ -101,7 +115,7 @@ class SubprocJointVecEnv:
 
     def step(self, actions: Mapping[str, np.ndarray]) -> JointStep:
         for remote, sl in zip(self.remotes, self._slices()):
-            remote.send(("step", {a: np.asarray(act)[sl] for a, act in actions.items()}))
+            _send(remote, ("step", {a: np.asarray(act)[sl] for a, act in actions.items()}))
         parts: list[JointStep] = _answers(self.remotes)
         step = JointStep(
             _concat([p.obs for p in parts]),
@@ -123,7 +137,7 @@ class SubprocJointVecEnv:
         owner = np.searchsorted(self.bounds, list(indices), side="right") - 1
         for w, remote in enumerate(self.remotes):
             local = [int(i - self.bounds[w]) for i, o in zip(indices, owner) if o == w]
-            remote.send(("call", (what, name, args, kwargs, local)))
+            _send(remote, ("call", (what, name, args, kwargs, local)))
         answers = [iter(value) for value in _answers(self.remotes)]
         return [next(answers[o]) for o in owner]
 
@@ -136,4 +150,4 @@ class SubprocJointVecEnv:
         for proc in self.procs:
             proc.join(timeout=5)
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()  # workers ignore SIGTERM

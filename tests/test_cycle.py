@@ -39,3 +39,22 @@ def test_registry_mpe2_ids_are_cycled_parallel_envs() -> None:
     assert isinstance(env, CycleParallel) and len(env.possible_agents) == 2
     with pytest.raises(ValueError, match="is_parallelizable"):
         CycleParallel(__import__("pettingzoo.classic.tictactoe_v3", fromlist=["env"]).env())
+
+
+def test_check_only_wrappers_are_skipped_but_their_check_is_kept() -> None:
+    """Discrete mpe2 envs are stepped under their assertion wrappers, still refusing an action outside the space;
+    continuous ones keep mpe2's clipping wrapper in the path (a clipped action is a different step)."""
+    discrete = CycleParallel(simple_spread_v3.env(N=2, max_cycles=5))
+    assert discrete.stepper is discrete.raw
+    discrete.reset(seed=0)
+    with pytest.raises(AssertionError, match="outside its space"):
+        discrete.step({a: 7 for a in discrete.agents})
+    continuous = CycleParallel(simple_spread_v3.env(N=2, max_cycles=5, continuous_actions=True))
+    assert continuous.stepper is continuous.aec
+    ours, theirs = continuous, simple_spread_v3.parallel_env(N=2, max_cycles=5, continuous_actions=True)
+    ours.reset(seed=1), theirs.reset(seed=1)
+    too_big = {a: np.full(5, 3.0, dtype=np.float32) for a in theirs.agents}  # clipped to 1.0 by the wrapper
+    obs_a, *_ = ours.step(too_big)
+    obs_b, *_ = theirs.step(too_big)
+    for a in obs_b:
+        np.testing.assert_array_equal(obs_a[a], obs_b[a])

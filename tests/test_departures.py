@@ -12,7 +12,8 @@ from marl_distill.errors import UserError
 from marl_distill.multiagent import JointVecEnv
 from marl_distill.multiagent_proc import SubprocJointVecEnv
 from marl_distill.teachers import TeacherConfig, train_teachers
-from marl_distill.teachers.lockstep import AbsentRows, Coordinator, PipeAgentVecEnv
+from marl_distill.teachers.absent_rows import AbsentRows
+from marl_distill.teachers.lockstep import Coordinator, PipeAgentVecEnv
 
 ONES = np.ones((1, 2), np.float32)  # DepartingEarner's only observation
 

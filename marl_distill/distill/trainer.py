@@ -19,6 +19,7 @@ draws from the nodes under ``(DISTILL, i)``:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from tqdm import tqdm
 from marl_distill.distill.collect import Buffer, Dataset, collect
 from marl_distill.distill.fit import fit, plot_curves
 from marl_distill.distill.losses import LOSSES, make_loss
+from marl_distill.distill.resume import FOLDER, load_round, save_round, spent
 from marl_distill.distill.schedule import SCHEDULES, BetaSchedule, betas
 from marl_distill.distill.warm_start import warm_start
 from marl_distill.errors import UserError
@@ -216,10 +218,12 @@ def distill_one(
     log_dir: Path | None = None,
     show: bool = False,
     init: StudentNet | None = None,
+    checkpoint: Path | None = None,
 ) -> DistillResult:
     """Collect-and-fit rounds for one student; each round's acting team follows the beta schedule, and gets its
     share of the labelled states and gradient steps (``reset_seeds``: one per round). ``init``: start from these
-    weights (a fine-tune, e.g. of a pruned student) instead of ``init_seed``'s."""
+    weights (a fine-tune, e.g. of a pruned student) instead of ``init_seed``'s. ``checkpoint``: a file saved after
+    every round but the last, and continued from when it exists (the same student as one uninterrupted run)."""
     torch.manual_seed(init_seed)
     net = StudentNet(meta)
     if init is not None:
@@ -240,7 +244,17 @@ def distill_one(
     history: list[dict[str, Any]] = []
     rounds: list[dict[str, Any]] = []
     labelled = taken = next_episode = 0
+    key = {"kind": meta.kind, "hidden": list(meta.hidden), "init_seed": init_seed, "cfg": dataclasses.asdict(cfg)}
+    key["cfg"].pop("students")  # a resumed stage lists only the students still to do
+    saved = load_round(checkpoint, key, rng)
+    if saved is not None:
+        net.load_state_dict(saved["net"])
+        opt.load_state_dict(saved["opt"])
+        train_buf, held_buf, history, rounds = saved["train_buf"], saved["held_buf"], saved["history"], saved["rounds"]
+        labelled, taken, next_episode = saved["labelled"], saved["taken"], saved["next_episode"]
     for k, beta in enumerate(schedule):
+        if k < len(rounds):  # finished before the checkpoint
+            continue
         with tqdm(
             total=samples[k],
             desc=f"{meta.kind} round {k + 1}/{len(schedule)} beta={beta:.2f}",
@@ -300,6 +314,10 @@ def distill_one(
         taken += fitted.steps
         best_epoch = len(history) - len(fitted.history) + fitted.best + 1
         rounds.append({"grad_steps": fitted.steps, "best_epoch": best_epoch, "undertrained": fitted.undertrained})
+        if checkpoint is not None and k + 1 < len(schedule):
+            state = {"net": net.state_dict(), "opt": opt.state_dict(), "train_buf": train_buf, "held_buf": held_buf}
+            state.update(history=history, rounds=rounds, labelled=labelled, taken=taken, next_episode=next_episode)
+            save_round(checkpoint, key, state, rng)
     if writer is not None:
         writer.close()
     summary = {
@@ -349,6 +367,26 @@ def student_seeds(cfg: DistillConfig, kind: str) -> dict[str, Any]:
     }
 
 
+def _distill_and_save(
+    job: Callable[[], DistillResult], kind: str, cfg: DistillConfig, out_dir: Path | None
+) -> DistillResult:
+    """``job`` (a ``distill_one``), then (with ``out_dir``) its student, curves, budget and plot saved by the process
+    that distilled it, so side-by-side students also save and draw side by side."""
+    result = job()
+    if out_dir is not None:
+        folder = Path(out_dir) / "students" / kind
+        result.student.save(folder)
+        write_json(folder / "history.json", result.history)
+        write_json(folder / RECORD, result.summary)
+        plot_curves(
+            result.history,
+            Path(out_dir) / "plots" / f"distill_{kind}.png",
+            f"{kind} student: {cfg.loss} loss, {cfg.sampling}-driven sampling",
+        )
+        spent(Path(out_dir) / FOLDER / f"{kind}.pt")
+    return result
+
+
 def distill(
     factory: Callable[[], Any],
     teachers: JointPolicy,
@@ -366,28 +404,16 @@ def distill(
     side_by_side = workers > 1 and len(cfg.students) > 1 and can_fork()
     jobs = []
     for kind in cfg.students:
-        jobs.append(
-            partial(
-                distill_one,
-                factory,
-                teachers,
-                StudentMeta.for_spec(teachers.spec, kind, cfg.hidden),
-                cfg,
-                **student_seeds(cfg, kind),
-                log_dir=Path(out_dir) / "tb" / f"distill_{kind}" if out_dir is not None else None,
-                show=show and not side_by_side,  # one bar per student would interleave
-            )
+        one = partial(
+            distill_one,
+            factory,
+            teachers,
+            StudentMeta.for_spec(teachers.spec, kind, cfg.hidden),
+            cfg,
+            **student_seeds(cfg, kind),
+            log_dir=Path(out_dir) / "tb" / f"distill_{kind}" if out_dir is not None else None,
+            show=show and not side_by_side,  # one bar per student would interleave
+            checkpoint=Path(out_dir) / FOLDER / f"{kind}.pt" if out_dir is not None else None,
         )
-    results = dict(zip(cfg.students, run_jobs(jobs, workers)))
-    if out_dir is not None:
-        for kind, result in results.items():
-            folder = Path(out_dir) / "students" / kind
-            result.student.save(folder)
-            write_json(folder / "history.json", result.history)
-            write_json(folder / RECORD, result.summary)
-            plot_curves(
-                result.history,
-                Path(out_dir) / "plots" / f"distill_{kind}.png",
-                f"{kind} student: {cfg.loss} loss, {cfg.sampling}-driven sampling",
-            )
-    return results
+        jobs.append(partial(_distill_and_save, one, kind, cfg, out_dir))
+    return dict(zip(cfg.students, run_jobs(jobs, workers)))

@@ -28,14 +28,21 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.utils import ConstantSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
-from marl_distill.errors import UserError
-from marl_distill.forked import quiet_on_interrupt
+from marl_distill.errors import RunFailed, UserError
+from marl_distill.forked import ignore_stop_signals, preload
 from marl_distill.multiagent import JointStep
+from marl_distill.teachers.absent_rows import AbsentRows
+from marl_distill.teachers.checkpoint import (
+    Keeper,
+    LearnerCheckpoints,
+    Plan,
+    StopLearning,
+    diverged,
+    load_learner,
+    non_finite,
+)
 
 
 class PipeAgentVecEnv(VecEnv):
@@ -100,114 +107,6 @@ class PipeAgentVecEnv(VecEnv):
         return [False] * len(self._get_indices(indices))
 
 
-def _row_arrays(buffer: Any, rows: int, n_envs: int) -> dict[str, np.ndarray]:
-    """Every per-(step, copy) array of an SB3 buffer, by field name (one per key for Dict observations)."""
-    out = {}
-    for name, value in vars(buffer).items():
-        for key, arr in value.items() if isinstance(value, dict) else [("", value)]:
-            if isinstance(arr, np.ndarray) and arr.shape[:2] == (rows, n_envs):
-                out[f"{name}.{key}" if key else name] = arr
-    return out
-
-
-def _copy_rows(arrays: dict[str, np.ndarray], dest: tuple[np.ndarray, np.ndarray], src: tuple) -> None:
-    for arr in arrays.values():
-        arr[dest] = arr[src]
-
-
-class AbsentRows(BaseCallback):
-    """Replaces the buffer rows of steps its agent was not in the episode (after it left) with real rows.
-
-    PPO: each absent (step, copy) row becomes a copy of a uniformly drawn real row of the same rollout (after
-    returns and advantages are computed; the departure step itself is real and carries ``done``, so GAE never
-    reads past it). The expected gradient stays the mean over real rows, advantage normalisation sees only real
-    rows, and nothing is fitted to a placeholder. A rollout with no real row at all trains nothing: its learning
-    rate is 0 for that update.
-
-    DQN (before it trains): each absent cell just stored becomes a copy of a transition drawn uniformly from every
-    real transition the replay buffer holds (``real`` marks them, across rollouts and wrap-around; copies are never
-    sources), so minibatches stay uniform over real transitions. Drawing from the rollout alone would over-weight
-    its few real rows (copies run in step, so those are the states near a departure). Until the buffer holds a
-    real transition, absent cells copy earlier rows, and are dropped when there are none.
-    """
-
-    def __init__(self, env: PipeAgentVecEnv, seed: int, agent: str = "") -> None:
-        super().__init__()
-        self.env = env
-        self.agent = agent
-        self.rng = np.random.default_rng(seed)
-        self._lr_schedule: Any = None
-        self.real: np.ndarray | None = None
-        """Off-policy: (buffer_size, n_envs) mask of the replay buffer cells holding a real (not copied) transition."""
-
-    def _restore_lr(self) -> None:
-        if self._lr_schedule is not None:
-            self.model.lr_schedule, self._lr_schedule = self._lr_schedule, None
-
-    def _on_rollout_start(self) -> None:
-        self._restore_lr()
-        self.env.rows_present.clear()
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_training_end(self) -> None:
-        self._restore_lr()
-
-    def _on_rollout_end(self) -> None:
-        present = np.array(self.env.rows_present, dtype=bool).reshape(-1, self.env.num_envs)
-        if isinstance(self.model, OnPolicyAlgorithm) and not present.all():
-            self._fill_rollout(present)
-        elif isinstance(self.model, OffPolicyAlgorithm):  # even when all present: ``real`` tracks every stored row
-            self._fill_replay(present)
-
-    def _fill_rollout(self, present: np.ndarray) -> None:
-        buf = self.model.rollout_buffer
-        if present.shape != (buf.buffer_size, buf.n_envs):
-            raise RuntimeError(f"{present.shape} presence flags for a {buf.buffer_size} x {buf.n_envs} rollout")
-        arrays = _row_arrays(buf, buf.buffer_size, buf.n_envs)
-        real, absent = np.nonzero(present), np.nonzero(~present)
-        if len(real[0]):
-            pick = self.rng.integers(len(real[0]), size=len(absent[0]))
-            _copy_rows(arrays, absent, (real[0][pick], real[1][pick]))
-            return
-        # not one real row: zero advantages and returns equal to the values, and learning rate 0 for this update
-        buf.advantages[:] = 0.0
-        buf.returns[:] = buf.values
-        self._lr_schedule = self.model.lr_schedule
-        self.model.lr_schedule = ConstantSchedule(0.0)
-
-    def _fill_replay(self, present: np.ndarray) -> None:
-        buf = self.model.replay_buffer
-        size, n_envs = buf.buffer_size, buf.n_envs
-        if self.real is None or self.real.shape != (size, n_envs):
-            self.real = np.zeros((size, n_envs), dtype=bool)
-        k = min(len(present), size)
-        present = present[-k:]
-        rows = (buf.pos - k + np.arange(k)) % size
-        self.real[rows] = present  # the rows just stored replace whatever the buffer held there
-        if present.all():
-            return
-        if buf.optimize_memory_usage:
-            raise UserError(
-                f"dqn optimize_memory_usage keeps no separate next observations, so the steps after agent "
-                f"{self.agent!r} left its episode cannot be replaced; set teachers.dqn.optimize_memory_usage = false"
-            )
-        arrays = _row_arrays(buf, size, n_envs)
-        absent_t, absent_e = np.nonzero(~present)
-        real_t, real_e = np.nonzero(self.real)
-        if len(real_t):
-            pick = self.rng.integers(len(real_t), size=len(absent_t))
-            src = (real_t[pick], real_e[pick])
-        else:  # no real transition in the buffer: copies of earlier rows (copies of real ones), or no new rows at all
-            earlier = np.setdiff1d(np.arange(size if buf.full else buf.pos), rows)
-            if not len(earlier):
-                buf.pos = (buf.pos - k) % size
-                return
-            src = (self.rng.choice(earlier, size=len(absent_t)), self.rng.integers(n_envs, size=len(absent_t)))
-        _copy_rows(arrays, (rows[absent_t], absent_e), src)
-
-
 @dataclass
 class LearnerSpec:
     """Everything a learner process needs to build and train its SB3 model (all picklable)."""
@@ -223,6 +122,8 @@ class LearnerSpec:
     save_path: str
     tb_dir: str | None
     torch_threads: int = 1
+    plan: Plan | None = None
+    """Where and when to checkpoint (None: never), and the joint step to resume from."""
 
     def build(self, env: VecEnv) -> BaseAlgorithm:
         """The SB3 model this spec describes, on ``env`` (seeded: the same spec always starts the same)."""
@@ -230,41 +131,72 @@ class LearnerSpec:
 
 
 def _learner(spec: LearnerSpec, conn: Any) -> None:
-    """Body of one learner process: build, learn, save, report."""
-    quiet_on_interrupt()
+    """Body of one learner process: build (or load a checkpoint), learn, save, report. It ignores Ctrl-C and
+    SIGTERM: the coordinator alone decides when learners stop, so they can save a last checkpoint first."""
+    ignore_stop_signals()
     import torch
 
     torch.set_num_threads(spec.torch_threads)
+    model: BaseAlgorithm | None = None
     try:
         env = PipeAgentVecEnv(conn, spec.n_envs, spec.observation_space, spec.action_space)
+        plan = spec.plan
+        absent = AbsentRows(env, spec.seed, spec.agent)
+        callbacks: list[BaseCallback] = [absent]
+        if plan is not None:
+            extra = lambda: {"absent_rng": absent.rng.bit_generator.state, "absent_real": absent.real}  # noqa: E731
+            callbacks.append(LearnerCheckpoints(conn, spec.agent, spec.n_envs, plan, extra))
         try:
-            model = spec.build(env)
+            if plan is not None and plan.resume_step:
+                model, state = load_learner(
+                    spec.algo_cls, env, plan.folder, spec.agent, plan.resume_step, tensorboard_log=spec.tb_dir
+                )
+                absent.rng.bit_generator.state, absent.real = state["absent_rng"], state["absent_real"]
+            else:
+                model = spec.build(env)
         except TypeError as exc:
-            conn.send(("user_error", f"bad {spec.algo_cls.__name__} settings for {spec.agent} ({exc})"))
+            bad = f"bad {spec.algo_cls.__name__} settings for {spec.agent} ({exc})"
+            conn.send(("user_error", f"{bad}; fix the teachers' algorithm settings"))
             return
-        model.learn(
-            total_timesteps=spec.total_timesteps,
-            tb_log_name=spec.agent,
-            callback=AbsentRows(env, spec.seed, spec.agent),
-        )
+        try:
+            model.learn(
+                total_timesteps=spec.total_timesteps - model.num_timesteps,
+                tb_log_name=spec.agent,
+                callback=callbacks,
+                reset_num_timesteps=model.num_timesteps == 0,
+            )
+        except StopLearning as stop:
+            conn.send(("stopped", stop.args[0]))
+            return
         model.save(spec.save_path)
         conn.send(("done", model.num_timesteps))
     except UserError as exc:
         conn.send(("user_error", str(exc)))
     except Exception:  # noqa: BLE001 - reported to the coordinator, which raises it
-        conn.send(("error", traceback.format_exc()))
+        if model is not None and non_finite(model):  # e.g. torch refusing NaN logits mid-update
+            conn.send(("user_error", diverged(spec.agent, model.num_timesteps)))
+        else:
+            conn.send(("error", traceback.format_exc()))
 
 
 class Coordinator:
     """Steps the shared env once per joint step for all learners and builds each learner's SB3 infos."""
 
-    def __init__(self, venv: Any, seeds: Sequence[int | None], on_step: Callable[[JointStep], None] | None) -> None:
+    def __init__(
+        self,
+        venv: Any,
+        seeds: Sequence[int | None],
+        on_step: Callable[[JointStep], None] | None,
+        joint_steps: int = 0,
+        episodes: int = 0,
+    ) -> None:
         self.venv = venv
         self.agents = list(venv.agents)
         self._seeds = list(seeds)
         self._on_step = on_step
-        self.joint_steps = 0
-        self.episodes = 0
+        self.joint_steps = joint_steps
+        """Joint steps so far, counting those before a resumed checkpoint."""
+        self.episodes = episodes
         """Episodes of the env copies (each ends when its last agent leaves)."""
         self._ep_returns = {a: np.zeros(venv.n_envs) for a in self.agents}
         self._ep_lengths = {a: np.zeros(venv.n_envs, dtype=int) for a in self.agents}
@@ -314,24 +246,46 @@ class Coordinator:
         return answers
 
 
-def _next_request(agent: str, conn: Any, venv: Any) -> tuple[str, Any]:
-    """The learner's next lockstep request; get_attr / env_method calls in between are answered at once."""
+def _died(agent: str) -> RunFailed:
+    return RunFailed(f"learner {agent} died (killed, or out of memory?)")
+
+
+def _send(agent: str, conn: Any, message: Any) -> None:
+    try:
+        conn.send(message)
+    except (BrokenPipeError, ConnectionResetError):
+        raise _died(agent) from None
+
+
+def _next_request(agent: str, conn: Any, venv: Any, keeper: Keeper) -> tuple[str, Any]:
+    """The learner's next lockstep request; env calls and checkpoint talk in between are answered at once."""
     while True:
+        while not conn.poll(0.5):  # waits out a learner's training phase, but not a stop past its deadline
+            if keeper.overdue():
+                raise KeyboardInterrupt
         try:
             kind, payload = conn.recv()
-        except EOFError:
-            raise RuntimeError(f"learner {agent} died without a word (out of memory?)") from None
-        if kind != "call":
+        except (EOFError, ConnectionResetError):
+            raise _died(agent) from None
+        if kind == "bound":
+            _send(agent, conn, keeper.answer(payload))
+        elif kind == "saved":
+            keeper.saved(agent, payload)
+        elif kind != "call":
             return kind, payload
-        try:
-            conn.send(("ok", venv.call(*payload)))
-        except Exception as exc:  # noqa: BLE001 - raised again in the learner, where SB3 expects it
-            conn.send(("error", exc))
+        else:
+            try:
+                conn.send(("ok", venv.call(*payload)))
+            except Exception as exc:  # noqa: BLE001 - raised again in the learner, where SB3 expects it
+                conn.send(("error", exc))
 
 
-def run_learners(coordinator: Coordinator, specs: Sequence[LearnerSpec]) -> dict[str, int]:
-    """Start one process per learner and serve their env calls until all finish; returns their timesteps."""
+def run_learners(coordinator: Coordinator, specs: Sequence[LearnerSpec], keeper: Keeper) -> dict[str, int]:
+    """Start one process per learner and serve their env calls until all finish; returns their timesteps.
+    A stop (``keeper``: Ctrl-C, SIGTERM) raises KeyboardInterrupt once the learners saved at a common bound."""
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    if ctx.get_start_method() == "fork":
+        preload()
     conns, procs = [], []
     for spec in specs:
         parent, child = ctx.Pipe()
@@ -344,30 +298,32 @@ def run_learners(coordinator: Coordinator, specs: Sequence[LearnerSpec]) -> dict
     finished = False
     try:
         while True:
-            msgs = {agent: _next_request(agent, conn, coordinator.venv) for agent, conn in zip(agents, conns)}
+            msgs = {agent: _next_request(agent, conn, coordinator.venv, keeper) for agent, conn in zip(agents, conns)}
             kinds = {m[0] for m in msgs.values()}
             for agent, (kind, payload) in msgs.items():
                 if kind == "user_error":
-                    raise UserError(f"{payload}; fix the teachers' algorithm settings")
+                    raise UserError(payload)
                 if kind == "error":
                     raise RuntimeError(f"learner {agent} failed:\n{payload}")
             if kinds == {"done"}:
                 finished = True
                 return {a: int(m[1]) for a, m in msgs.items()}
+            if kinds == {"stopped"}:
+                raise KeyboardInterrupt
             if len(kinds) != 1:
                 raise RuntimeError(f"learners fell out of lockstep: got {sorted(kinds)} in one joint step")
             if kinds == {"reset"}:
                 obs = coordinator.reset()
                 for agent, conn in zip(agents, conns):
-                    conn.send(obs[agent])
+                    _send(agent, conn, obs[agent])
             else:
                 answers = coordinator.step({a: m[1] for a, m in msgs.items()})
                 for agent, conn in zip(agents, conns):
-                    conn.send(answers[agent])
+                    _send(agent, conn, answers[agent])
     finally:
         for proc in procs:
             if finished:
                 proc.join(timeout=30)
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()  # learners ignore SIGTERM
                 proc.join()

@@ -26,6 +26,7 @@ from marl_distill.io import atomic_write, write_json
 from marl_distill.multiagent import EnvSpec, JointVecEnv
 from marl_distill.multiagent_proc import SubprocJointVecEnv
 from marl_distill.seeding import ENV_COPY, LEARNER, TEACHERS, int_seed, int_seeds
+from marl_distill.teachers.checkpoint import Keeper, Plan, every_steps, latest
 from marl_distill.teachers.lockstep import Coordinator, LearnerSpec, run_learners
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO, "dqn": DQN}
@@ -33,6 +34,8 @@ ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO
 SETTINGS = {"ppo": "ppo", "maskable_ppo": "ppo", "dqn": "dqn"}
 """Which TeacherConfig table holds each algorithm's keyword arguments."""
 MANIFEST = "teachers.json"
+CHECKPOINTS = "checkpoints/teachers"
+"""Where a run folder keeps the teacher stage's checkpoints until its teachers are saved."""
 
 
 @dataclass
@@ -62,6 +65,9 @@ class TeacherConfig:
     """CPU threads each learner process gives torch (small MLPs run fastest on one)."""
     tensorboard: bool = True
     """Write each teacher's SB3 TensorBoard log under tb/AGENT_1."""
+    checkpoint_every: int = 0
+    """Transitions per learner between checkpoints of every learner (0: about a tenth of steps; -1: none), rounded
+    up to whole rollouts of every learner; a stopped or failed run continues from the last one with --resume."""
 
     def algo_of(self, agent: str) -> str:
         return self.agent_algo.get(agent, self.algo)
@@ -137,12 +143,18 @@ def learner_action_space(space: gym.Space) -> gym.Space:
     return space
 
 
-def aligned_vec_steps(cfg: TeacherConfig, agents: tuple[str, ...]) -> int:
-    """Joint vector steps so every learner ends exactly on a rollout bound, at least ``steps / n_envs``."""
+def common_bound(cfg: TeacherConfig, agents: tuple[str, ...]) -> int:
+    """Joint vector steps between the moments every learner is between rollouts (the lcm of their lengths)."""
     lcm = 1
     for agent in agents:
         algo = cfg.algo_of(agent)
         lcm = math.lcm(lcm, _chunk(algo, getattr(cfg, SETTINGS[algo])))
+    return lcm
+
+
+def aligned_vec_steps(cfg: TeacherConfig, agents: tuple[str, ...]) -> int:
+    """Joint vector steps so every learner ends exactly on a rollout bound, at least ``steps / n_envs``."""
+    lcm = common_bound(cfg, agents)
     need = math.ceil(cfg.steps / cfg.n_envs)
     return math.ceil(need / lcm) * lcm
 
@@ -157,11 +169,14 @@ class TrainResult:
     agent_steps: int
     """Transitions summed over learners."""
     seconds: float
+    """Training wall time, summed over the sessions a resumed stage took."""
     episodes: int
+    resumed_at: list[int] = field(default_factory=list)
+    """Joint steps at which training continued from a checkpoint (empty: trained in one go)."""
 
 
 def learner_specs(
-    cfg: TeacherConfig, spec: EnvSpec, vec_steps: int, model_dir: Path, tb_dir: Path | None
+    cfg: TeacherConfig, spec: EnvSpec, vec_steps: int, model_dir: Path, tb_dir: Path | None, plan: Plan | None = None
 ) -> list[LearnerSpec]:
     """One learner per agent; learner i's SB3 seed is node (TEACHERS, LEARNER, i) of the run's seed tree."""
     specs = []
@@ -179,6 +194,7 @@ def learner_specs(
                 save_path=str(model_dir / f"{agent}.zip"),
                 tb_dir=str(tb_dir) if tb_dir is not None else None,
                 torch_threads=cfg.torch_threads,
+                plan=plan,
             )
         )
     return specs
@@ -207,16 +223,46 @@ def train_teachers(
                 stacklevel=2,
             )
         vec_steps = aligned_vec_steps(cfg, venv.agents)
+        folder = Path(out_dir) / CHECKPOINTS if out_dir is not None and cfg.checkpoint_every >= 0 else None
+        mark = _resumable(latest(folder), vec_steps, venv.agents, cfg.n_envs)
+        at = mark["joint_steps"] if mark else 0
         show = sys.stderr.isatty() if progress is None else progress
-        bar = tqdm(total=vec_steps * cfg.n_envs, desc="teachers", unit="step", disable=not show, leave=False)
-        seeds = int_seeds(cfg.seed, TEACHERS, ENV_COPY, n=cfg.n_envs)
-        coordinator = Coordinator(venv, seeds, on_step=lambda _: bar.update(cfg.n_envs))
+        bar = tqdm(
+            total=vec_steps * cfg.n_envs,
+            initial=at * cfg.n_envs,
+            desc="teachers",
+            unit="step",
+            disable=not show,
+            leave=False,
+        )
+        # a resumed stage starts fresh episodes: its copies' seeds come from the step it resumes at
+        seeds = int_seeds(cfg.seed, TEACHERS, ENV_COPY, *([at] if at else []), n=cfg.n_envs)
+        coordinator = Coordinator(
+            venv, seeds, lambda _: bar.update(cfg.n_envs), joint_steps=at, episodes=mark["episodes"] if mark else 0
+        )
         tb_dir = out_dir / "tb" if (out_dir is not None and cfg.tensorboard) else None
-        with tempfile.TemporaryDirectory(prefix="marl-distill-") as tmp:
-            specs = learner_specs(cfg, venv.spec, vec_steps, Path(tmp), tb_dir)
-            start = time.perf_counter()
-            run_learners(coordinator, specs)
-            seconds = time.perf_counter() - start
+        bound = common_bound(cfg, venv.agents)
+        plan = (
+            Plan(str(folder), every_steps(cfg.checkpoint_every, cfg.steps, cfg.n_envs, bound), bound, at)
+            if folder
+            else None
+        )
+        before = mark["seconds"] if mark else 0.0
+        resumed = [*mark.get("resumed_at", []), at] if mark else []
+        start = time.perf_counter()
+
+        def record(step: int) -> dict[str, Any]:
+            seconds = before + time.perf_counter() - start
+            return {"episodes": coordinator.episodes, "seconds": round(seconds, 3), "resumed_at": resumed,
+                    "vec_steps": vec_steps, "n_envs": cfg.n_envs, "agents": list(venv.agents)}  # fmt: skip
+
+        with (
+            tempfile.TemporaryDirectory(prefix="marl-distill-") as tmp,
+            Keeper(plan, list(venv.agents), record) as keeper,
+        ):
+            specs = learner_specs(cfg, venv.spec, vec_steps, Path(tmp), tb_dir, plan)
+            run_learners(coordinator, specs, keeper)
+            seconds = before + time.perf_counter() - start
             bar.close()
             models = {s.agent: s.algo_cls.load(s.save_path, device="cpu") for s in specs}
             if out_dir is not None:
@@ -229,10 +275,26 @@ def train_teachers(
     finally:
         venv.close()
     joint = coordinator.joint_steps
-    result = TrainResult(models, joint, joint * cfg.n_envs * len(models), seconds, coordinator.episodes)
+    result = TrainResult(models, joint, joint * cfg.n_envs * len(models), seconds, coordinator.episodes, resumed)
     if out_dir is not None:
         write_manifest(cfg, Path(out_dir), result)
+        if folder is not None and folder.exists():  # the teachers are saved: the stage's checkpoints are spent
+            shutil.rmtree(folder)
+            if not any(folder.parent.iterdir()):
+                folder.parent.rmdir()
     return result
+
+
+def _resumable(mark: dict[str, Any] | None, vec_steps: int, agents: tuple[str, ...], n_envs: int) -> dict | None:
+    """A checkpoint this stage can continue from, refused where the budget, agents or env copies differ."""
+    if mark is None:
+        return None
+    if (mark.get("vec_steps"), mark.get("agents"), mark.get("n_envs")) != (vec_steps, list(agents), n_envs):
+        raise UserError(
+            "the teacher checkpoint in this run folder was made with another budget, agents or n_envs; restore the "
+            f"settings it was made with, or delete the folder {CHECKPOINTS} to train the teachers afresh"
+        )
+    return mark
 
 
 def write_manifest(cfg: TeacherConfig, out_dir: Path, result: TrainResult) -> None:
@@ -245,5 +307,6 @@ def write_manifest(cfg: TeacherConfig, out_dir: Path, result: TrainResult) -> No
             "joint_steps": result.joint_steps,
             "n_envs": cfg.n_envs,
             "seconds": round(result.seconds, 3),
+            "resumed_at_joint_step": result.resumed_at,
         },
     )
