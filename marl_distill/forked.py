@@ -12,6 +12,7 @@ fork: the children would hang).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -21,6 +22,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal this process gets when the thread that forked it exits."""
 _JOBS: Sequence[Callable[[], Any]] = ()
 """The jobs of the current ``run_jobs`` call, inherited by its forked workers (which receive only an index)."""
 
@@ -52,9 +55,18 @@ def quiet_on_interrupt() -> None:
 def ignore_stop_signals() -> None:
     """In a worker its parent must be able to stop at a moment of its choosing (a learner saving a last
     checkpoint, an env worker stepping to it): ignore Ctrl-C and SIGTERM, which reach the whole process group.
-    The parent ends it with SIGKILL; an orphan ends when its pipe to the parent closes."""
+    The parent ends it with SIGKILL; on Linux the kernel sends SIGKILL too if the parent dies first (the worker's
+    copies of the parent's pipe ends would otherwise keep it waiting forever)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        parent = os.getppid()
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the parent died before the request took hold
+            os._exit(1)
 
 
 def preload() -> None:

@@ -20,10 +20,14 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], suffix: str = ".tmp") -> Path:
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[Path], None], suffix: str = ".tmp", *, durable: bool = False
+) -> Path:
     """Call ``write(tmp)`` on a temp path beside ``path`` and rename it over ``path`` when it succeeds.
 
-    ``suffix`` ends the temp name (SB3's ``save`` wants ``.zip``, or it appends one).
+    ``suffix`` ends the temp name (SB3's ``save`` wants ``.zip``, or it appends one). ``durable``: flush the file
+    and the rename to disk before returning, so a machine crash cannot leave the name pointing at lost data
+    (checkpoints, whose older copies are deleted once a newer one is marked).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,7 +37,16 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], su
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; artifacts get the user's usual permissions
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
+        if durable and hasattr(os, "O_DIRECTORY"):
+            folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
     finally:
         if tmp.exists():
             tmp.unlink()

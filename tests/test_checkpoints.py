@@ -140,3 +140,20 @@ def test_an_interrupted_distillation_resumes_at_its_last_round_with_the_same_stu
     for a, b in zip(cut.student.net.state_dict().values(), whole.student.net.state_dict().values()):
         assert torch.equal(a, b)
     assert not saved.exists()
+
+
+def test_a_killed_env_worker_is_named_in_one_line():
+    import numpy as np
+
+    from marl_distill.errors import RunFailed
+    from marl_distill.multiagent_proc import SubprocJointVecEnv
+
+    venv = SubprocJointVecEnv(resolve(*GAME), 4, 2)
+    try:
+        venv.reset([0, 1, 2, 3])
+        os.kill(venv.procs[1].pid, signal.SIGKILL)
+        venv.procs[1].join()
+        with pytest.raises(RunFailed, match="env worker process died"):
+            venv.step({a: np.zeros(4, dtype=np.int64) for a in venv.agents})
+    finally:
+        venv.close()

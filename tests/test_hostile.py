@@ -120,6 +120,12 @@ CASES: list[tuple[str, list[str], str, Callable[[Path], None] | None]] = [
     ),
     ("unknown algo", ["train-teachers", SPEC, "--out", "{tmp}/o", "--algo", "sac"], "--algo", None),
     (
+        "bad checkpoint interval",
+        ["run", "{tmp}/good.toml", "--out", "{tmp}/o", "--set", "teachers.checkpoint_every=-5"],
+        "checkpoint_every",
+        None,
+    ),
+    (
         "unknown agent in agent-algo",
         ["train-teachers", SPEC, "--out", "{tmp}/o", "--agent-algo", "leadr=dqn"],
         "leadr",

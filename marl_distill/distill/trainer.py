@@ -370,12 +370,12 @@ def student_seeds(cfg: DistillConfig, kind: str) -> dict[str, Any]:
 def _distill_and_save(
     job: Callable[[], DistillResult], kind: str, cfg: DistillConfig, out_dir: Path | None
 ) -> DistillResult:
-    """``job`` (a ``distill_one``), then (with ``out_dir``) its student, curves, budget and plot saved by the process
-    that distilled it, so side-by-side students also save and draw side by side."""
+    """``job`` (a ``distill_one``), then (with ``out_dir``) its curves, budget, plot and student saved by the
+    process that distilled it, so side-by-side students also save and draw side by side. The student's own files
+    come last: its student.json is what marks it finished for ``--resume``."""
     result = job()
     if out_dir is not None:
         folder = Path(out_dir) / "students" / kind
-        result.student.save(folder)
         write_json(folder / "history.json", result.history)
         write_json(folder / RECORD, result.summary)
         plot_curves(
@@ -383,6 +383,7 @@ def _distill_and_save(
             Path(out_dir) / "plots" / f"distill_{kind}.png",
             f"{kind} student: {cfg.loss} loss, {cfg.sampling}-driven sampling",
         )
+        result.student.save(folder)
         spent(Path(out_dir) / FOLDER / f"{kind}.pt")
     return result
 

@@ -2,12 +2,13 @@
 
 Learners run in lockstep, so they can only be saved together at a joint step where every one of them is between
 rollouts (its ``learn()`` loop has trained on everything it collected): a *common bound*, a multiple of every
-learner's rollout length. At such a step each learner asks the coordinator whether to save (``"bound"``); the
-answer is the same for all of them: ``"save"`` every ``every`` joint steps, ``"stop"`` once a stop was asked for
-(Ctrl-C, SIGTERM), else ``"go"``. A saving learner writes its SB3 model (weights and optimizer), DQN's replay
-buffer and the rest of its state under names holding the step, and reports ``"saved"``; when all have, the
-coordinator writes ``checkpoint.json`` (atomically) naming that step, then removes older files. A checkpoint is
-therefore whole or ignored, whatever moment the run dies at.
+learner's rollout length. At a common bound a learner saves when the step is a multiple of ``every``, or when the
+coordinator's stop event is set. The coordinator sets that event only while every learner waits for its answer to
+a joint step, so all learners read the same value at the next bound and save at the same step. A saving learner
+writes its SB3 model (weights and optimizer), DQN's replay buffer and the rest of its state under names holding
+the step, each file atomic and flushed to disk, and reports ``"saved"``; when all have, the coordinator writes
+``checkpoint.json`` (the same way) naming that step, then removes older files. A checkpoint is therefore whole or
+ignored, whatever moment the run dies at.
 
 Resuming loads every learner at the marked step and calls ``learn(remaining, reset_num_timesteps=False)``, so the
 stage ends at the same total transitions with the same schedules (exploration, learning rate progress). The env
@@ -18,6 +19,7 @@ continued.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import pickle
 import random
 import signal
@@ -35,13 +37,13 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from marl_distill.errors import UserError
-from marl_distill.io import atomic_write, write_json
+from marl_distill.io import atomic_write
 
 MARK = "checkpoint.json"
 """The file naming the latest whole checkpoint; without it a checkpoint folder holds nothing usable."""
 STOP_SECONDS = 5.0
 """How long a stop request waits for the learners to reach a common bound and save; past it the run stops with
-the previous checkpoint."""
+the previous checkpoint (a long rollout, a large replay buffer to write)."""
 
 
 class StopLearning(Exception):
@@ -94,12 +96,25 @@ def latest(folder: str | Path | None) -> dict[str, Any] | None:
         ) from None
 
 
+def tidy(folder: str | Path | None, agents: list[str], mark: dict[str, Any] | None) -> None:
+    """Remove learner files that belong to no whole checkpoint (a save cut off by a stop past its deadline, or by
+    a crash), keeping the marked step's."""
+    if folder is None or not Path(folder).is_dir():
+        return
+    keep = {MARK} | (
+        {p.name for a in agents for p in paths(folder, a, mark["joint_steps"]).values()} if mark else set()
+    )
+    for path in Path(folder).iterdir():
+        if path.name not in keep and path.is_file():
+            path.unlink()
+
+
 def save_learner(model: BaseAlgorithm, extra: dict[str, Any], folder: str, agent: str, step: int) -> None:
     """Everything ``load_learner`` needs to continue ``model`` (each file atomic; the mark comes later)."""
     files = paths(folder, agent, step)
-    atomic_write(files["model"], lambda t: model.save(t), suffix=".tmp.zip")
+    atomic_write(files["model"], lambda t: model.save(t), suffix=".tmp.zip", durable=True)
     if isinstance(model, OffPolicyAlgorithm):
-        atomic_write(files["replay"], lambda t: model.save_replay_buffer(t), suffix=".tmp.pkl")
+        atomic_write(files["replay"], lambda t: model.save_replay_buffer(t), suffix=".tmp.pkl", durable=True)
     state = {
         **extra,
         "torch": torch.get_rng_state(),
@@ -107,16 +122,22 @@ def save_learner(model: BaseAlgorithm, extra: dict[str, Any], folder: str, agent
         "random": random.getstate(),
         "action_space": model.action_space.np_random.bit_generator.state,
     }
-    atomic_write(files["state"], lambda t: t.write_bytes(pickle.dumps(state)))
+    atomic_write(files["state"], lambda t: t.write_bytes(pickle.dumps(state)), durable=True)
 
 
 def load_learner(algo_cls: type, env: Any, folder: str, agent: str, step: int, **kwargs: Any) -> tuple[Any, dict]:
     """The learner saved at joint ``step`` on ``env``, with its random states back, and its extra state."""
     files = paths(folder, agent, step)
-    model = algo_cls.load(files["model"], env=env, device="cpu", **kwargs)
-    if isinstance(model, OffPolicyAlgorithm):
-        model.load_replay_buffer(files["replay"])
-    state = pickle.loads(files["state"].read_bytes())
+    try:
+        model = algo_cls.load(files["model"], env=env, device="cpu", **kwargs)
+        if isinstance(model, OffPolicyAlgorithm):
+            model.load_replay_buffer(files["replay"])
+        state = pickle.loads(files["state"].read_bytes())
+    except Exception as exc:  # noqa: BLE001 - any damage reads as one line, not SB3's traceback
+        raise UserError(
+            f"the teacher checkpoint of {agent} at joint step {step} cannot be loaded ({type(exc).__name__}: "
+            f"{exc}); delete {folder} to train the teachers afresh"
+        ) from None
     torch.set_rng_state(state.pop("torch"))  # SB3's load re-seeds everything with the model's first seed
     np.random.set_state(state.pop("numpy"))
     random.setstate(state.pop("random"))
@@ -138,11 +159,13 @@ def diverged(agent: str, timesteps: int) -> str:
 
 
 class LearnerCheckpoints(BaseCallback):
-    """In a learner: at each common bound, refuse a diverged model, then save when the coordinator says so."""
+    """In a learner: at each common bound, refuse a diverged model, then save when the plan or a stop says so."""
 
-    def __init__(self, conn: Any, agent: str, n_envs: int, plan: Plan, extra: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, conn: Any, agent: str, n_envs: int, plan: Plan, stop: Any, extra: Callable[[], dict[str, Any]]
+    ) -> None:
         super().__init__()
-        self.conn, self.agent, self.n_envs, self.plan, self.extra = conn, agent, n_envs, plan, extra
+        self.conn, self.agent, self.n_envs, self.plan, self.stop, self.extra = conn, agent, n_envs, plan, stop, extra
 
     def _on_step(self) -> bool:
         return True
@@ -153,39 +176,33 @@ class LearnerCheckpoints(BaseCallback):
             return
         if non_finite(self.model):
             raise UserError(diverged(self.agent, self.model.num_timesteps))
-        self.conn.send(("bound", step))
-        answer = self.conn.recv()
-        if answer == "go":
+        stopping = self.stop.is_set()
+        if not stopping and not (self.plan.every and step % self.plan.every == 0):
             return
         save_learner(self.model, self.extra(), self.plan.folder, self.agent, step)
         self.conn.send(("saved", step))
-        if answer == "stop":
+        if stopping:
             raise StopLearning(step)
 
 
 class Keeper:
-    """In the coordinator: answers the learners' bounds, marks whole checkpoints, and turns Ctrl-C and SIGTERM into
-    a stop at the next common bound (a second signal, or ``STOP_SECONDS`` without one, stops at once)."""
+    """In the coordinator: marks whole checkpoints, and turns Ctrl-C and SIGTERM into a stop at the next common
+    bound (a second signal, or ``STOP_SECONDS`` without reaching it, stops at once)."""
 
     def __init__(self, plan: Plan | None, agents: list[str], record: Callable[[int], dict[str, Any]]) -> None:
         self.plan, self.agents, self.record = plan, agents, record
-        self._answers: dict[int, str] = {}
+        methods = mp.get_all_start_methods()
+        self.stop = mp.get_context("fork" if "fork" in methods else "spawn").Event()
+        """The event learners read at common bounds (set by ``between_steps`` once a stop was asked)."""
         self._saved: dict[int, set[str]] = {}
         self.stop_asked: float | None = None
-        self.stopped_at: int | None = None
         self._old: dict[int, Any] = {}
 
-    def answer(self, step: int) -> str:
-        """The same answer for every learner at ``step``, whatever arrives between their questions."""
-        if step not in self._answers:
-            plan = self.plan
-            if self.stop_asked is not None:
-                self._answers[step] = "stop"
-            elif plan is not None and plan.every and step % plan.every == 0:
-                self._answers[step] = "save"
-            else:
-                self._answers[step] = "go"
-        return self._answers[step]
+    def between_steps(self) -> None:
+        """Called while every learner waits for its answer to a joint step: the one moment the stop event can be
+        set so that all learners see the same value at their next bound."""
+        if self.stop_asked is not None and not self.stop.is_set():
+            self.stop.set()
 
     def saved(self, agent: str, step: int) -> None:
         """Note ``agent``'s files at ``step``; the last learner's note marks the checkpoint whole."""
@@ -193,11 +210,12 @@ class Keeper:
         done.add(agent)
         if done != set(self.agents) or self.plan is None:
             return
+        del self._saved[step]
         folder = Path(self.plan.folder)
         previous = latest(folder)
-        write_json(folder / MARK, {"joint_steps": step, **self.record(step)})
-        if self._answers.get(step) == "stop":
-            self.stopped_at = step
+        atomic_write(
+            folder / MARK, lambda t: t.write_text(json.dumps({"joint_steps": step, **self.record(step)})), durable=True
+        )
         if previous is not None and previous["joint_steps"] != step:
             for agent_ in self.agents:
                 for path in paths(folder, agent_, previous["joint_steps"]).values():

@@ -130,7 +130,7 @@ class LearnerSpec:
         return self.algo_cls("MlpPolicy", env, seed=self.seed, tensorboard_log=self.tb_dir, verbose=0, **self.kwargs)
 
 
-def _learner(spec: LearnerSpec, conn: Any) -> None:
+def _learner(spec: LearnerSpec, conn: Any, stop: Any) -> None:
     """Body of one learner process: build (or load a checkpoint), learn, save, report. It ignores Ctrl-C and
     SIGTERM: the coordinator alone decides when learners stop, so they can save a last checkpoint first."""
     ignore_stop_signals()
@@ -145,7 +145,7 @@ def _learner(spec: LearnerSpec, conn: Any) -> None:
         callbacks: list[BaseCallback] = [absent]
         if plan is not None:
             extra = lambda: {"absent_rng": absent.rng.bit_generator.state, "absent_real": absent.real}  # noqa: E731
-            callbacks.append(LearnerCheckpoints(conn, spec.agent, spec.n_envs, plan, extra))
+            callbacks.append(LearnerCheckpoints(conn, spec.agent, spec.n_envs, plan, stop, extra))
         try:
             if plan is not None and plan.resume_step:
                 model, state = load_learner(
@@ -263,13 +263,13 @@ def _next_request(agent: str, conn: Any, venv: Any, keeper: Keeper) -> tuple[str
         while not conn.poll(0.5):  # waits out a learner's training phase, but not a stop past its deadline
             if keeper.overdue():
                 raise KeyboardInterrupt
+        if keeper.overdue():
+            raise KeyboardInterrupt
         try:
             kind, payload = conn.recv()
         except (EOFError, ConnectionResetError):
             raise _died(agent) from None
-        if kind == "bound":
-            _send(agent, conn, keeper.answer(payload))
-        elif kind == "saved":
+        if kind == "saved":
             keeper.saved(agent, payload)
         elif kind != "call":
             return kind, payload
@@ -289,7 +289,7 @@ def run_learners(coordinator: Coordinator, specs: Sequence[LearnerSpec], keeper:
     conns, procs = [], []
     for spec in specs:
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_learner, args=(spec, child), daemon=True, name=f"learner-{spec.agent}")
+        proc = ctx.Process(target=_learner, args=(spec, child, keeper.stop), daemon=True, name=f"learner-{spec.agent}")
         proc.start()
         child.close()
         conns.append(parent)
@@ -312,6 +312,7 @@ def run_learners(coordinator: Coordinator, specs: Sequence[LearnerSpec], keeper:
                 raise KeyboardInterrupt
             if len(kinds) != 1:
                 raise RuntimeError(f"learners fell out of lockstep: got {sorted(kinds)} in one joint step")
+            keeper.between_steps()  # every learner waits for its answer now
             if kinds == {"reset"}:
                 obs = coordinator.reset()
                 for agent, conn in zip(agents, conns):

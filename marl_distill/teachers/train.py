@@ -26,7 +26,7 @@ from marl_distill.io import atomic_write, write_json
 from marl_distill.multiagent import EnvSpec, JointVecEnv
 from marl_distill.multiagent_proc import SubprocJointVecEnv
 from marl_distill.seeding import ENV_COPY, LEARNER, TEACHERS, int_seed, int_seeds
-from marl_distill.teachers.checkpoint import Keeper, Plan, every_steps, latest
+from marl_distill.teachers.checkpoint import Keeper, Plan, every_steps, latest, tidy
 from marl_distill.teachers.lockstep import Coordinator, LearnerSpec, run_learners
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO, "dqn": DQN}
@@ -88,6 +88,9 @@ class TeacherConfig:
                 raise UserError(f"teachers.{SETTINGS[name]} has keys {ALGOS[name].__name__} does not take: {unknown}")
         if self.steps < 1 or self.n_envs < 1 or self.env_workers < 1:
             raise UserError("teachers.steps, teachers.n_envs and teachers.env_workers must be positive")
+        if self.checkpoint_every < -1:
+            raise UserError("teachers.checkpoint_every must be -1 (no checkpoints), 0 (about a tenth of steps) or a "
+                            "number of transitions")  # fmt: skip
         # any agent may leave mid-episode (PettingZoo does not say which up front), so refuse it for every DQN
         if self.dqn.get("optimize_memory_usage") and any(self.algo_of(a) == "dqn" for a in agents):
             raise UserError(
@@ -225,6 +228,7 @@ def train_teachers(
         vec_steps = aligned_vec_steps(cfg, venv.agents)
         folder = Path(out_dir) / CHECKPOINTS if out_dir is not None and cfg.checkpoint_every >= 0 else None
         mark = _resumable(latest(folder), vec_steps, venv.agents, cfg.n_envs)
+        tidy(folder, list(venv.agents), mark)
         at = mark["joint_steps"] if mark else 0
         show = sys.stderr.isatty() if progress is None else progress
         bar = tqdm(
@@ -282,6 +286,8 @@ def train_teachers(
             shutil.rmtree(folder)
             if not any(folder.parent.iterdir()):
                 folder.parent.rmdir()
+    if keeper.stop_asked is not None:  # asked too late to stop the learners: the stage finished, the run stops
+        raise KeyboardInterrupt
     return result
 
 
