@@ -5,6 +5,12 @@ landmark to its nearest agent, and loses 1 for each other agent it overlaps. Age
 action pushes (none, left, right, down, up), velocity is damped by 0.25 each step, dt = 0.1. Unlike mpe2 there
 is no communication channel and collisions are penalised but not simulated as contact forces.
 
+With ``sight`` set, the world is partially observable: an agent sees landmarks and other agents only within
+that distance (their relative positions read 0 beyond it, beside a 0/1 visibility flag each), while ``state()``
+holds every position and velocity. Agents that cannot see the landmarks others are heading for must guess how
+to split them: the world where a teacher given the state has something to teach a student that has only its
+own view.
+
 Two APIs over one implementation:
 - ``NavigationBatch``: the vector API, arrays with a leading copy axis, every copy stepped by one numpy call;
 - ``parallel_env()``: a PettingZoo ParallelEnv (one copy), registered as ``navigation``.
@@ -26,11 +32,22 @@ SENSITIVITY, DAMPING, DT, RADIUS = 5.0, 0.25, 0.1, 0.15
 class NavigationBatch:
     """``n_copies`` navigation worlds of ``n_agents`` agents, stepped together; episodes last ``max_cycles``."""
 
-    def __init__(self, n_copies: int, n_agents: int = 3, max_cycles: int = 25, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        n_copies: int,
+        n_agents: int = 3,
+        max_cycles: int = 25,
+        seed: int | None = None,
+        sight: float | None = None,
+    ) -> None:
         if n_copies < 1 or n_agents < 1 or max_cycles < 1:
             raise ValueError("n_copies, n_agents and max_cycles must be >= 1")
-        self.n_copies, self.n_agents, self.max_cycles = n_copies, n_agents, max_cycles
-        self.obs_dim = 4 + 2 * n_agents + 2 * (n_agents - 1)
+        if sight is not None and not sight > 0:
+            raise ValueError(f"sight must be a positive distance (or None: everything in view), got {sight}")
+        self.n_copies, self.n_agents, self.max_cycles, self.sight = n_copies, n_agents, max_cycles, sight
+        seen = 2 * n_agents - 1  # landmarks and other agents
+        self.obs_dim = 4 + 2 * seen + (seen if sight is not None else 0)
+        self.state_dim = 6 * n_agents  # positions, velocities, landmarks
         self.n_actions = len(PUSH)
         self.rng = np.random.default_rng(seed)
         self._others = np.array([[j for j in range(n_agents) if j != i] for i in range(n_agents)], dtype=int)
@@ -54,8 +71,21 @@ class NavigationBatch:
         to_landmarks = self.landmarks[:, None, :, :] - self.pos[:, :, None, :]  # (b, n, n_landmarks, 2)
         to_agents = self.pos[:, None, :, :] - self.pos[:, :, None, :]  # (b, n, n, 2)
         others = np.take_along_axis(to_agents, self._others[None, :, :, None], axis=2)  # (b, n, n-1, 2)
+        seen = np.concatenate([to_landmarks, others], axis=2)  # (b, n, 2n-1, 2)
+        parts = [self.vel, self.pos]
+        if self.sight is not None:
+            visible = np.linalg.norm(seen, axis=-1) <= self.sight  # (b, n, 2n-1)
+            seen = np.where(visible[..., None], seen, 0.0)
+            parts += [seen.reshape(b, n, -1), visible.astype(np.float32)]
+        else:
+            parts += [seen.reshape(b, n, -1)]
+        return np.concatenate(parts, axis=-1).astype(np.float32)
+
+    def state(self) -> np.ndarray:
+        """Every agent's position and velocity and every landmark, absolute (copies, 6 * n_agents)."""
+        b = self.n_copies
         return np.concatenate(
-            [self.vel, self.pos, to_landmarks.reshape(b, n, -1), others.reshape(b, n, -1)], axis=-1
+            [self.pos.reshape(b, -1), self.vel.reshape(b, -1), self.landmarks.reshape(b, -1)], axis=-1
         ).astype(np.float32)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,19 +111,23 @@ class NavigationEnv(ParallelEnv):
     metadata = {"name": "navigation_v0", "render_modes": [], "is_parallelizable": True}
     render_mode = None
 
-    def __init__(self, N: int = 3, max_cycles: int = 25) -> None:
-        self.world = NavigationBatch(1, N, max_cycles)
+    def __init__(self, N: int = 3, max_cycles: int = 25, sight: float | None = None) -> None:
+        self.world = NavigationBatch(1, N, max_cycles, sight=sight)
         self.possible_agents = [f"agent_{i}" for i in range(N)]
         self.agents: list[str] = []
         bound = np.float32(np.inf)
         self._obs_space = spaces.Box(-bound, bound, (self.world.obs_dim,), np.float32)
         self._act_space = spaces.Discrete(self.world.n_actions)
+        self.state_space = spaces.Box(-bound, bound, (self.world.state_dim,), np.float32)
 
     def observation_space(self, agent: str) -> spaces.Box:
         return self._obs_space
 
     def action_space(self, agent: str) -> spaces.Discrete:
         return self._act_space
+
+    def state(self) -> np.ndarray:
+        return self.world.state()[0]
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         obs = self.world.reset(seed)[0]
@@ -116,6 +150,6 @@ class NavigationEnv(ParallelEnv):
         )
 
 
-def parallel_env(N: int = 3, max_cycles: int = 25) -> NavigationEnv:
-    """The registered factory (``marl-distill envs`` lists it as ``navigation``)."""
-    return NavigationEnv(N, max_cycles)
+def parallel_env(N: int = 3, max_cycles: int = 25, sight: float | None = None) -> NavigationEnv:
+    """The registered factory (``marl-distill envs`` lists it as ``navigation``); ``sight``: see the module doc."""
+    return NavigationEnv(N, max_cycles, sight)

@@ -1,0 +1,60 @@
+"""Views: the partially observable navigation world hides what its state holds, and the global view hands a
+policy its own observation followed by the state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from marl_distill_envs.navigation import parallel_env
+
+from marl_distill.errors import UserError
+from marl_distill.registry import resolve
+from marl_distill.views import GlobalView, global_view
+
+
+def test_limited_sight_hides_what_is_far_and_the_state_holds_everything():
+    env = parallel_env(N=3, max_cycles=5, sight=0.5)
+    obs, _ = env.reset(seed=0)
+    world = env.world
+    state = env.state()
+    assert state.shape == env.state_space.shape == (18,)
+    np.testing.assert_allclose(state[:6], world.pos[0].reshape(-1))
+    np.testing.assert_allclose(state[12:], world.landmarks[0].reshape(-1))
+    for i, agent in enumerate(env.possible_agents):
+        o = obs[agent]
+        assert o.shape == env.observation_space(agent).shape == (19,)
+        rel, flags = o[4:14].reshape(5, 2), o[14:]
+        truth = np.concatenate(
+            [world.landmarks[0] - world.pos[0, i], np.delete(world.pos[0], i, axis=0) - world.pos[0, i]]
+        )
+        near = np.linalg.norm(truth, axis=1) <= 0.5
+        np.testing.assert_array_equal(flags, near.astype(np.float32))
+        np.testing.assert_allclose(rel[near], truth[near], rtol=1e-6)
+        assert not rel[~near].any()  # nothing leaks from beyond sight
+    assert parallel_env(N=3, sight=None).observation_space("agent_0").shape == (14,)  # full view, as before
+
+
+def test_the_global_view_is_the_local_observation_then_the_state():
+    env = GlobalView(parallel_env(N=2, max_cycles=5, sight=0.3))
+    obs, _ = env.reset(seed=1)
+    for _ in range(3):
+        local = env.env.world.observe()[0]
+        for i, agent in enumerate(env.agents):
+            assert obs[agent].shape == env.observation_space(agent).shape == (13 + 12,)  # 2 agents, 2 landmarks
+            np.testing.assert_array_equal(obs[agent][:13], local[i])
+            np.testing.assert_array_equal(obs[agent][13:], env.env.state())
+        obs, *_ = env.step({a: 1 for a in env.agents})
+    mpe = global_view(resolve("simple_spread", {"N": 2, "max_cycles": 5}))  # mpe2 through state()
+    obs, _ = mpe.reset(seed=0)
+    assert obs["agent_0"].shape[0] == mpe.env.observation_space("agent_0").shape[0] + mpe.state_space.shape[0]
+
+
+def test_an_env_without_a_state_has_no_global_view():
+    with pytest.raises(UserError, match="no global view"):
+        global_view(resolve("penalty_game", {}))
+
+
+def test_the_partially_observable_world_passes_check_env():
+    from marl_distill.cli import cli
+
+    assert cli(["check-env", "navigation", "--env-kwargs", '{"max_cycles": 10, "sight": 0.5}']) == 0
