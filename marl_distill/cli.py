@@ -308,7 +308,8 @@ def benchmark(
     cfg = grid.load(config, set_)
     folder = out or Path("runs") / config.stem
     command = " ".join(["marl-distill", "benchmark", config.as_posix(), *(f"--set {s}" for s in set_)])
-    _ON_INTERRUPT.append(f"finished runs are kept; the same command with --out {shlex.quote(str(folder))} continues")
+    keep = "finished runs and the checkpoints of cut-off runs are kept"
+    _ON_INTERRUPT.append(f"{keep}; the same command with --out {shlex.quote(str(folder))} continues")
     summary = grid.run_benchmark(
         cfg, folder, ray_address=ray_address, log=lambda line: typer.echo(line, err=True), command=command
     )
