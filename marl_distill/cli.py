@@ -20,8 +20,8 @@ import typer
 
 from marl_distill import config as config_mod
 from marl_distill import runner
+from marl_distill.distill.config import SAMPLINGS
 from marl_distill.distill.losses import LOSSES
-from marl_distill.distill.trainer import SAMPLINGS
 from marl_distill.errors import RunFailed, UserError
 from marl_distill.evaluate.report import ci_cell, fmt
 from marl_distill.students.mlp import KINDS

@@ -97,8 +97,8 @@ def latest(folder: str | Path | None) -> dict[str, Any] | None:
 
 
 def tidy(folder: str | Path | None, agents: list[str], mark: dict[str, Any] | None) -> None:
-    """Remove learner files that belong to no whole checkpoint (a save cut off by a stop past its deadline, or by
-    a crash), keeping the marked step's."""
+    """Remove learner files that belong to no whole checkpoint (older checkpoints, a save cut off by a stop past
+    its deadline or by a crash), keeping the marked step's."""
     if folder is None or not Path(folder).is_dir():
         return
     keep = {MARK} | (
@@ -212,14 +212,9 @@ class Keeper:
             return
         del self._saved[step]
         folder = Path(self.plan.folder)
-        previous = latest(folder)
-        atomic_write(
-            folder / MARK, lambda t: t.write_text(json.dumps({"joint_steps": step, **self.record(step)})), durable=True
-        )
-        if previous is not None and previous["joint_steps"] != step:
-            for agent_ in self.agents:
-                for path in paths(folder, agent_, previous["joint_steps"]).values():
-                    path.unlink(missing_ok=True)
+        mark = {"joint_steps": step, **self.record(step)}
+        atomic_write(folder / MARK, lambda t: t.write_text(json.dumps(mark)), durable=True)
+        tidy(folder, self.agents, mark)  # no learner writes now: each waits for its step answer
 
     def overdue(self) -> bool:
         """A stop was asked for longer ago than ``STOP_SECONDS``."""

@@ -260,11 +260,11 @@ def _send(agent: str, conn: Any, message: Any) -> None:
 def _next_request(agent: str, conn: Any, venv: Any, keeper: Keeper) -> tuple[str, Any]:
     """The learner's next lockstep request; env calls and checkpoint talk in between are answered at once."""
     while True:
-        while not conn.poll(0.5):  # waits out a learner's training phase, but not a stop past its deadline
+        while True:  # waits out a learner's training phase, but not a stop past its deadline
             if keeper.overdue():
                 raise KeyboardInterrupt
-        if keeper.overdue():
-            raise KeyboardInterrupt
+            if conn.poll(0.5):
+                break
         try:
             kind, payload = conn.recv()
         except (EOFError, ConnectionResetError):
