@@ -24,6 +24,7 @@ from pettingzoo.utils.env import AECEnv
 from marl_distill import seeding
 from marl_distill.registry import resolve
 from marl_distill.turns import TurnBasedParallel
+from marl_distill.views import LOCAL, ViewEnv
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,13 +52,16 @@ def _n_actions(space) -> int:
     return int(space.n) if isinstance(space, gym.spaces.Discrete) else 1
 
 
-def play(sess: ort.InferenceSession, factory, seeds: list[int]) -> np.ndarray:
-    """Team return of each episode, summed the way evaluate sums it (float32 rewards into float64 per agent)."""
+def play(sess: ort.InferenceSession, factory, seeds: list[int], view: str = LOCAL) -> np.ndarray:
+    """Team return of each episode, summed the way evaluate sums it (float32 rewards into float64 per agent).
+    ``view``: what the team observes (a privileged teacher team reads its global view; students their own)."""
     meta = json.loads(sess.get_modelmeta().custom_metadata_map["marl_distill"])
     per = meta["per_agent"]
     env = factory()
     if isinstance(env, AECEnv):  # a turn-based env: the lab's parallel view
         env = TurnBasedParallel(env)
+    if view != LOCAL:
+        env = ViewEnv(env, (view,))
     agents = list(meta["agents"])
     returns = {a: np.zeros(len(seeds)) for a in agents}
     action_outputs = [per[a]["action_output"] for a in agents]
@@ -82,6 +86,15 @@ def play(sess: ort.InferenceSession, factory, seeds: list[int]) -> np.ndarray:
                 returns[a][k] += np.float32(rewards.get(a, 0.0))
     env.close()
     return np.sum([returns[a] for a in agents], axis=0)
+
+
+def view_of(run_dir: Path, cfg: dict, name: str) -> str:
+    """The view a team was trained or distilled on, as its teachers.json / student.json records it."""
+    if name == "teacher":
+        record = Path(cfg.get("teachers_from") or run_dir) / "teachers" / "teachers.json"
+    else:
+        record = run_dir / "students" / name / "student.json"
+    return json.loads(record.read_text()).get("view", LOCAL) if record.is_file() else LOCAL
 
 
 def main() -> int:
@@ -112,7 +125,7 @@ def main() -> int:
         lab_return = metrics.get(lab_name, {}).get("team_return", {})
         episodes = lab_return.get("episodes", ev["episodes"])  # evaluate --episodes may have played fewer
         seeds = seeding.int_seeds(ev["seed"], seeding.EVALUATE, seeding.EPISODES, n=episodes)
-        team = play(session(files[name]), factory, seeds)
+        team = play(session(files[name]), factory, seeds, view_of(args.run_dir, cfg, name))
         lab = lab_return.get("mean")
         verdict = "equal" if lab is not None and abs(team.mean() - lab) <= 1e-9 else "DIFFERENT"
         same = "" if lab is None else f"  evaluate: {lab:.6f}  {verdict}"

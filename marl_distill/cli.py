@@ -20,7 +20,7 @@ import typer
 
 from marl_distill import config as config_mod
 from marl_distill import runner
-from marl_distill.distill.config import SAMPLINGS
+from marl_distill.distill.config import AUTO, SAMPLINGS
 from marl_distill.distill.losses import LOSSES
 from marl_distill.errors import RunFailed, UserError
 from marl_distill.evaluate.report import ci_cell, fmt
@@ -50,7 +50,7 @@ def _choices(name: str, values: Any) -> Any:
 Algo = _choices("Algo", ALGOS)
 StudentKind = _choices("StudentKind", KINDS)
 Loss = _choices("Loss", LOSSES)
-Sampling = _choices("Sampling", SAMPLINGS)
+Sampling = _choices("Sampling", (*SAMPLINGS, AUTO))
 
 
 def _json_kwargs(text: str | None, option: str) -> dict[str, Any]:
@@ -164,6 +164,9 @@ def train_teachers(
     env_kwargs: Annotated[str, typer.Option(help="JSON object of env factory arguments.")] = "",
     ppo_kwargs: Annotated[str, typer.Option(help="JSON object of PPO arguments, e.g. '{\"n_steps\": 64}'.")] = "",
     dqn_kwargs: Annotated[str, typer.Option(help="JSON object of DQN arguments.")] = "",
+    view: Annotated[
+        str, typer.Option(help="What teachers observe: local, global (observation + state()) or module:callable.")
+    ] = "local",
     checkpoint_every: Annotated[
         int, typer.Option(help="Transitions per learner between checkpoints (0: a tenth of --steps; -1: none).")
     ] = 0,
@@ -183,6 +186,7 @@ def train_teachers(
         ppo=_json_kwargs(ppo_kwargs, "--ppo-kwargs"),
         dqn=_json_kwargs(dqn_kwargs, "--dqn-kwargs"),
         checkpoint_every=checkpoint_every,
+        view=view,
     )
     again = [a for a in _ARGV if a != "--resume"]
     _ON_INTERRUPT.append(f"the last checkpoint is kept; continue with: {shlex.join(['marl-distill', *again])} --resume")
@@ -199,7 +203,12 @@ def distill(
     loss: Annotated[Loss, typer.Option()] = Loss.kl,
     temperature: Annotated[float, typer.Option(help="KL softening temperature.")] = 1.0,
     alpha: Annotated[float, typer.Option(help="kl loss: weight of soft KL vs hard cross-entropy.")] = 1.0,
-    sampling: Annotated[Sampling, typer.Option(help="Who acts while data is collected.")] = Sampling.teacher,
+    sampling: Annotated[
+        Sampling, typer.Option(help="Who acts while data is collected (auto: student when the views differ).")
+    ] = Sampling.auto,
+    student_view: Annotated[
+        str, typer.Option(help="What the student observes and acts on: local, global or module:callable.")
+    ] = "local",
     steps: Annotated[int, typer.Option(help="States collected per agent.")] = 20_000,
     epochs: Annotated[
         int, typer.Option(help="Gradient-step budget in epochs of teacher-driven sampling (same for every scheme).")
@@ -230,6 +239,7 @@ def distill(
         epochs=epochs,
         grad_steps=grad_steps,
         init_from_teacher=init_from_teacher,
+        student_view=student_view,
     )
     cfg.distill.validate()
     for folder in extra_teachers:
@@ -239,8 +249,7 @@ def distill(
     same = out.resolve() == run_dir.resolve()
     if (out / "students" / student.value).exists():
         raise UserError(f"{out / 'students' / student.value} exists; choose another --out")
-    _, spec = runner.env_factory(cfg)
-    runner.distill_source(cfg, run_dir, spec)  # missing or damaged teachers (extra ones too): refused before OUT
+    runner.distill_source(cfg, run_dir, runner.views_of(cfg, run_dir))  # bad teachers or views: refused before OUT
     if not same:
         runner.prepare_dir(out, resume=False, can_resume=False)
         cfg.teachers_from = str(runner.teachers_dir(cfg, run_dir).resolve())

@@ -27,6 +27,7 @@ from marl_distill.errors import UserError
 from marl_distill.evaluate import EvalConfig
 from marl_distill.io import write_text
 from marl_distill.teachers import TeacherConfig
+from marl_distill.views import check_view
 
 
 @dataclass
@@ -182,6 +183,8 @@ def validate(cfg: ExperimentConfig) -> None:
             raise UserError(f"{where} must be a non-negative integer, got {seed}")
     if cfg.torch_threads < 1:
         raise UserError(f"torch_threads must be >= 1, got {cfg.torch_threads}")
+    check_view(cfg.teachers.view, "teachers.view")
+    check_view(cfg.distill.student_view, "distill.student_view")
     cfg.distill.validate()
     cfg.evaluate.validate()
 

@@ -6,6 +6,7 @@ and ``--resume`` skips every stage whose artifacts already exist.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from marl_distill.students import StudentMeta, StudentTeam
 from marl_distill.students.mlp import META
 from marl_distill.teachers import TeacherTeam, train_teachers
 from marl_distill.teachers.train import MANIFEST
+from marl_distill.views import LOCAL, Views, view_factory
 
 CONFIG = "config.toml"
 STAGES = ("teachers", "distill", "evaluate")
@@ -67,6 +69,14 @@ def check_runnable(cfg: ExperimentConfig, stages: tuple[str, ...] = STAGES) -> N
     for folder in [cfg.teachers_from, *cfg.extra_teachers]:
         if folder and not (Path(folder) / "teachers" / MANIFEST).is_file():
             raise UserError(f"{folder} holds no teachers (teachers/{MANIFEST} missing); point at a teachers run")
+    views = Views(resolve(cfg.env.id, cfg.env.kwargs), cfg.teachers.view, cfg.distill.student_view)  # both build
+    if not views.same and cfg.evaluate.int8:
+        raise UserError(
+            "evaluate.int8 plays exported graphs, which read one view; with teachers.view != distill.student_view set "
+            "evaluate.int8 = false and export the students with marl-distill export"
+        )
+    if not views.same and cfg.distill.init_from_teacher:
+        raise UserError("distill.init_from_teacher needs students that see what teachers see (the same view)")
 
 
 def load_run_config(run_dir: Path) -> ExperimentConfig:
@@ -88,10 +98,30 @@ def teachers_dir(cfg: ExperimentConfig, run_dir: Path) -> Path:
     return Path(cfg.teachers_from) if cfg.teachers_from else Path(run_dir)
 
 
+def trained_view(folder: Path) -> str | None:
+    """The view the teachers in ``folder`` were trained on, as their teachers.json records it (local before views
+    existed); None where there are no teachers yet."""
+    manifest = Path(folder) / "teachers" / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        return str(read_json(manifest).get("view", LOCAL))
+    except (ValueError, AttributeError):
+        return None  # damaged: TeacherTeam.load says so in one line
+
+
+def views_of(cfg: ExperimentConfig, run_dir: Path | None = None) -> Views:
+    """The env as teachers and students see it: the teachers' view as they were trained (borrowed teachers keep
+    theirs), the students' as configured."""
+    own = trained_view(teachers_dir(cfg, run_dir)) if run_dir is not None else None
+    factory = resolve(cfg.env.id, cfg.env.kwargs)
+    return Views(factory, own or cfg.teachers.view, cfg.distill.student_view)
+
+
 def stage_teachers(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None) -> None:
     if cfg.teachers_from or (Path(run_dir) / "teachers" / MANIFEST).exists():
         return
-    factory, _ = env_factory(cfg)
+    factory = view_factory(resolve(cfg.env.id, cfg.env.kwargs), cfg.teachers.view)
     train_teachers(factory, cfg.teachers, out_dir=Path(run_dir), progress=progress)
 
 
@@ -99,17 +129,28 @@ def load_teachers(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> Teache
     return TeacherTeam.load(teachers_dir(cfg, run_dir), spec, dqn_temperature=cfg.distill.dqn_temperature)
 
 
-def extra_teachers(cfg: ExperimentConfig, spec: EnvSpec) -> dict[str, TeacherTeam]:
-    return {
-        folder: TeacherTeam.load(Path(folder), spec, dqn_temperature=cfg.distill.dqn_temperature)
-        for folder in cfg.extra_teachers
-    }
+def other_teachers(folder: Path, views: Views, cfg: ExperimentConfig) -> JointPolicy:
+    """Another run's teachers (an ensemble member, a cross-play partner) as they act in ``views.play``: they must
+    have been trained on this run's teacher view."""
+    seen = trained_view(Path(folder)) or LOCAL
+    if seen != views.teacher_view:
+        raise UserError(
+            f"the teachers in {folder} were trained on the {seen!r} view and this run's on {views.teacher_view!r}; "
+            "teachers played or averaged together must share a view"
+        )
+    team = TeacherTeam.load(Path(folder), views.teacher_spec, dqn_temperature=cfg.distill.dqn_temperature)
+    return views.teachers(team)
 
 
-def distill_source(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> JointPolicy:
-    """What students learn from: this run's teachers, averaged with any extra teacher runs."""
-    primary = load_teachers(cfg, run_dir, spec)
-    extras = list(extra_teachers(cfg, spec).values())
+def extra_teachers(cfg: ExperimentConfig, views: Views) -> dict[str, JointPolicy]:
+    return {folder: other_teachers(Path(folder), views, cfg) for folder in cfg.extra_teachers}
+
+
+def distill_source(cfg: ExperimentConfig, run_dir: Path, views: Views) -> JointPolicy:
+    """What students learn from: this run's teachers, averaged with any extra teacher runs, each reading its own
+    view of ``views.play``."""
+    primary = views.teachers(load_teachers(cfg, run_dir, views.teacher_spec))
+    extras = list(extra_teachers(cfg, views).values())
     return TeacherEnsemble([primary, *extras]) if extras else primary
 
 
@@ -122,16 +163,27 @@ def stage_distill(
     todo = [k for k in cfg.distill.students if not (Path(run_dir) / "students" / k / META).exists()]
     if not todo:
         return
-    factory, spec = env_factory(cfg)
-    teachers = distill_source(cfg, run_dir, spec)
+    views = views_of(cfg, run_dir)
+    teachers = distill_source(cfg, run_dir, views)
     sub = config_mod.from_dict(type(cfg.distill), {**config_mod.to_dict(cfg)["distill"], "students": todo})
-    distill(factory, teachers, sub, out_dir=Path(run_dir), progress=progress, workers=workers or usable_cpus())
+    sub = sub.resolved(views.same)
+    distill(views.play, teachers, sub, views=views, out_dir=Path(run_dir), progress=progress,
+            workers=workers or usable_cpus())  # fmt: skip
 
 
-def load_students(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> dict[str, StudentTeam]:
+def load_students(
+    cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec, view: str | None = None
+) -> dict[str, StudentTeam]:
+    """Every finished student of ``run_dir``; with ``view``, one distilled for another view is refused."""
     folder = Path(run_dir) / "students"
     names = sorted(p.name for p in folder.iterdir() if (p / META).exists()) if folder.is_dir() else []
-    return {name: StudentTeam.load(folder / name, spec) for name in names}
+    return {name: StudentTeam.load(folder / name, spec, view=view) for name in names}
+
+
+def played_students(cfg: ExperimentConfig, run_dir: Path, views: Views) -> dict[str, Any]:
+    """``run_dir``'s students as they act in ``views.play``."""
+    loaded = load_students(cfg, run_dir, views.student_spec, views.student_view)
+    return {name: views.students(team) for name, team in loaded.items()}
 
 
 def stage_evaluate(
@@ -139,28 +191,31 @@ def stage_evaluate(
 ) -> dict[str, Any]:
     """metrics.json and report.md; ``workers`` processes (default: one per usable core) play episodes side by side."""
     torch.set_num_threads(cfg.torch_threads)
-    factory, spec = env_factory(cfg)
-    teachers = load_teachers(cfg, run_dir, spec)
-    students = load_students(cfg, run_dir, spec)
+    views = views_of(cfg, run_dir)
+    factory = views.play
+    teachers = views.teachers(load_teachers(cfg, run_dir, views.teacher_spec))
+    students = played_students(cfg, run_dir, views)
     start = time.perf_counter()
-    cross = {folder: load_students(cfg, Path(folder), spec) for folder in cfg.evaluate.cross_play}
+    cross = {folder: played_students(cfg, Path(folder), views) for folder in cfg.evaluate.cross_play}
     cross_teachers = {}  # other runs' teachers, played beside ours: drift the teachers already had
     own = teachers_dir(cfg, run_dir).resolve()
     for folder in cfg.evaluate.cross_play:
         other_cfg = load_run_config(Path(folder))
         if teachers_dir(other_cfg, Path(folder)).resolve() != own:
-            cross_teachers[folder] = load_teachers(other_cfg, Path(folder), spec)
+            cross_teachers[folder] = other_teachers(teachers_dir(other_cfg, Path(folder)), views, other_cfg)
+    # exported graphs read one view: with two, evaluation does not export (marl-distill export does, per view)
+    eval_cfg = cfg.evaluate if views.same else dataclasses.replace(cfg.evaluate, onnx=False)
     metrics = evaluate_all(
         factory,
         teachers,
         students,
-        cfg.evaluate,
+        eval_cfg,
         cross_play=cross,
         cross_teachers=cross_teachers,
         progress=progress,
         workers=workers or usable_cpus(),
     )
-    for folder, other in extra_teachers(cfg, spec).items():
+    for folder, other in extra_teachers(cfg, views).items():
         scores = score_against(factory, other, students, cfg.evaluate)
         for name, score in scores.items():
             metrics[name].setdefault("by_teacher", {})[folder] = score
@@ -170,7 +225,8 @@ def stage_evaluate(
     described = {n: _describe(Path(run_dir) / "students" / n, s.meta) for n, s in students.items()}
     metrics["_meta"] = {
         "env": cfg.env.id,
-        "agents": list(spec.agents),
+        "agents": list(views.teacher_spec.agents),
+        "views": views.record(),
         "evaluation_seconds": round(time.perf_counter() - start, 2),
         **metrics.get("_meta", {}),
         "students": described,
@@ -261,39 +317,41 @@ def export_onnx(path: Path, *, quantize: str | None = None, out: Path | None = N
 
     path = Path(path)
     suffix = f".{quantize}.onnx" if quantize else ".onnx"
-    jobs: list[tuple[str, Any, Path]] = []
+    jobs: list[tuple[str, Any, Path, Any]] = []
     skipped: list[dict[str, Any]] = []
     if (path / META).is_file():
         run_dir = path.parent.parent
         cfg = load_run_config(run_dir)
-        factory, spec = env_factory(cfg)
-        jobs = [(path.name, StudentTeam.load(path, spec), out or path / f"student{suffix}")]
+        views = views_of(cfg, run_dir)
+        team = StudentTeam.load(path, views.student_spec, view=views.student_view)
+        jobs = [(path.name, team, out or path / f"student{suffix}", views.student_factory)]
     elif (path / CONFIG).is_file():
         cfg = load_run_config(path)
-        factory, spec = env_factory(cfg)
+        views = views_of(cfg, path)  # each graph reads its own party's view
         own = teachers_dir(cfg, path).resolve() == path.resolve()
         beside = out or (path / "teachers" if own else path)  # never into another run's teachers/
-        teachers = load_teachers(cfg, path, spec)
+        teachers = load_teachers(cfg, path, views.teacher_spec)
         try:  # a teacher the graph builder cannot read (e.g. acting through torch) is skipped, not fatal
-            team_paths(teachers, raw_obs_spaces(factory))
-            jobs = [("teacher", teachers, beside / f"teachers{suffix}")]
+            team_paths(teachers, raw_obs_spaces(views.teacher_factory))
+            jobs = [("teacher", teachers, beside / f"teachers{suffix}", views.teacher_factory)]
         except UserError as exc:
             skipped.append({"policy": "teacher", "skipped": str(exc)})
-        for name, team in load_students(cfg, path, spec).items():
+        for name, team in load_students(cfg, path, views.student_spec, views.student_view).items():
             file = out / f"{name}{suffix}" if out else path / "students" / name / f"student{suffix}"
-            jobs.append((name, team, file))
+            jobs.append((name, team, file, views.student_factory))
     else:
         raise UserError(f"{path} is neither a student folder ({META}) nor a run folder ({CONFIG}); pass one of them")
     from marl_distill.compress.export import exported, write_model
 
     if not jobs:
         raise UserError(f"nothing in {path} can be exported: {skipped[0]['skipped']}")
-    for _, _, file in jobs:  # refuse before writing anything
+    for _, _, file, _ in jobs:  # refuse before writing anything
         write_model(None, file, check_only=True)
     if out is not None and (path / CONFIG).is_file() and (out.suffix == ".onnx" or out.is_file()):
         raise UserError(f"--out {out} must be a folder when exporting a run folder (one file per team)")
     done = [
-        (name, file, *exported(team, factory, quantize=quantize, seed=cfg.evaluate.seed)) for name, team, file in jobs
+        (name, file, *exported(team, factory, quantize=quantize, seed=cfg.evaluate.seed))
+        for name, team, file, factory in jobs
     ]
     records = []  # every team exported and checked before the first file is written
     for name, file, model, report in done:

@@ -9,7 +9,7 @@ from marl_distill_envs.navigation import parallel_env
 
 from marl_distill.errors import UserError
 from marl_distill.registry import resolve
-from marl_distill.views import GlobalView, global_view
+from marl_distill.views import GLOBAL, ViewEnv, global_view
 
 
 def test_limited_sight_hides_what_is_far_and_the_state_holds_everything():
@@ -35,7 +35,7 @@ def test_limited_sight_hides_what_is_far_and_the_state_holds_everything():
 
 
 def test_the_global_view_is_the_local_observation_then_the_state():
-    env = GlobalView(parallel_env(N=2, max_cycles=5, sight=0.3))
+    env = ViewEnv(parallel_env(N=2, max_cycles=5, sight=0.3), (GLOBAL,))
     obs, _ = env.reset(seed=1)
     for _ in range(3):
         local = env.env.world.observe()[0]

@@ -32,24 +32,27 @@ class Dataset:
     """Per agent: did it act in this row (absent: always)."""
     episode: np.ndarray | None = None
     """Per row: the episode it came from (one id per env copy and episode), so held-out sets take whole episodes."""
+    teacher_obs: dict[str, np.ndarray] = field(default_factory=dict)
+    """Where teachers see another view than students (``views``): the teachers' view of each row, which the labels
+    came from (``obs`` then holds the students' view; empty when both see the same)."""
 
-    FIELDS = ("obs", "teacher_logits", "masks", "acting")
+    FIELDS = ("obs", "teacher_logits", "masks", "acting", "teacher_obs")
     """The per-agent fields (dicts keyed by agent)."""
 
     def __len__(self) -> int:
         return len(next(iter(self.obs.values())))
 
     def take(self, idx: np.ndarray) -> Dataset:
-        per_agent = ({a: v[idx] for a, v in getattr(self, f).items()} for f in self.FIELDS)
-        return Dataset(*per_agent, episode=None if self.episode is None else self.episode[idx])
+        per_agent = {f: {a: v[idx] for a, v in getattr(self, f).items()} for f in self.FIELDS}
+        return Dataset(**per_agent, episode=None if self.episode is None else self.episode[idx])
 
     def concat(self, other: Dataset) -> Dataset:
         def cat(x: Any, y: Any) -> Any:
             return torch.cat([x, y]) if isinstance(x, torch.Tensor) else np.concatenate([x, y])
 
-        per_agent = ({a: cat(v, getattr(other, f)[a]) for a, v in getattr(self, f).items()} for f in self.FIELDS)
+        per_agent = {f: {a: cat(v, getattr(other, f)[a]) for a, v in getattr(self, f).items()} for f in self.FIELDS}
         both = self.episode is not None and other.episode is not None
-        return Dataset(*per_agent, episode=cat(self.episode, other.episode) if both else None)
+        return Dataset(**per_agent, episode=cat(self.episode, other.episode) if both else None)
 
     def put(self, slot: int, other: Dataset, row: int) -> None:
         """Overwrite row ``slot`` with ``other``'s row ``row``."""

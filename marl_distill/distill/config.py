@@ -4,7 +4,7 @@ scheme shares, with the arithmetic that splits that budget over a scheme's round
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from marl_distill.distill.losses import LOSSES
 from marl_distill.distill.schedule import SCHEDULES, BetaSchedule, betas
@@ -12,6 +12,8 @@ from marl_distill.errors import UserError
 from marl_distill.students import KINDS
 
 SAMPLINGS = ("teacher", "student", "mixed")
+AUTO = "auto"
+"""Sampling chosen by the views: teacher-driven when teachers and students see the same, student-driven if not."""
 
 
 @dataclass
@@ -28,8 +30,12 @@ class DistillConfig:
     """Softening temperature of the kl loss (scaled by T^2)."""
     alpha: float = 1.0
     """With loss kl: weight of the soft KL term; 1 - alpha goes to cross-entropy on the teacher's argmax."""
-    sampling: str = "teacher"
-    """Who acts while data is collected: teacher, student (multi-agent DAgger) or mixed (beta schedule)."""
+    sampling: str = AUTO
+    """Who acts while data is collected: teacher, student (multi-agent DAgger), mixed (beta schedule) or auto
+    (teacher when students see what teachers see; student when views differ, so students are fitted on the states
+    their own partial view leads them to, where teacher-visited states would be out of their distribution)."""
+    student_view: str = "local"
+    """What students observe and act on: local, global or 'package.module:callable' (see teachers.view)."""
     iterations: int = 4
     """Collect-then-fit rounds for student and mixed sampling (teacher sampling collects once); the labelled
     states and gradient steps are split evenly over them, so the budget does not grow with the rounds."""
@@ -79,8 +85,8 @@ class DistillConfig:
                 raise UserError(f"unknown student {kind!r}; use one of {list(KINDS)}")
         if self.loss not in LOSSES:
             raise UserError(f"unknown loss {self.loss!r}; use one of {list(LOSSES)}")
-        if self.sampling not in SAMPLINGS:
-            raise UserError(f"sampling {self.sampling!r} is not available yet; use one of {list(SAMPLINGS)}")
+        if self.sampling not in (*SAMPLINGS, AUTO):
+            raise UserError(f"sampling {self.sampling!r} is not available yet; use one of {[*SAMPLINGS, AUTO]}")
         if self.temperature <= 0 or self.lr <= 0 or self.samples < 1 or self.epochs < 1 or self.batch_size < 1:
             raise UserError("distill temperature, lr, samples, epochs and batch_size must be positive")
         if self.grad_steps < 0:
@@ -100,10 +106,19 @@ class DistillConfig:
                 f"steps ({self.total_grad_steps()}) must give each round at least one"
             )
 
+    def resolved(self, same_view: bool) -> DistillConfig:
+        """This config with ``auto`` sampling decided: teacher when teachers and students share a view, else
+        student."""
+        if self.sampling != AUTO:
+            return self
+        return replace(self, sampling="teacher" if same_view else "student")
+
     def schedule(self) -> list[float]:
-        """Beta of each round (1 = teachers act): one round for teacher sampling, ``iterations`` otherwise."""
-        n = 1 if self.sampling == "teacher" else self.iterations
-        return betas(self.sampling, BetaSchedule(self.beta_schedule, self.beta0, self.beta_decay), n)
+        """Beta of each round (1 = teachers act): one round for teacher sampling (and auto, whose budget checks
+        assume it), ``iterations`` otherwise."""
+        sampling = "teacher" if self.sampling == AUTO else self.sampling
+        n = 1 if sampling == "teacher" else self.iterations
+        return betas(sampling, BetaSchedule(self.beta_schedule, self.beta0, self.beta_decay), n)
 
     def epoch_steps(self) -> int:
         """Gradient steps of one epoch of the teacher-driven scheme: its training rows (``samples`` less the

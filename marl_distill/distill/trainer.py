@@ -43,6 +43,7 @@ from marl_distill.policies import JointPolicy, TeacherEnsemble
 from marl_distill.seeding import DISTILL, int_seed
 from marl_distill.seeding import rng as seed_rng
 from marl_distill.students import KINDS, StudentMeta, StudentNet, StudentTeam
+from marl_distill.views import Views
 
 STUDENT_RNG, INIT, ENV_RESETS = 0, 1, 2
 """Roles under (DISTILL, student kind index) in the run's seed tree."""
@@ -55,6 +56,7 @@ SUMMARY_KEYS = (
     "temperature",
     "alpha",
     "sampling",
+    "views",
     "rounds",
     "labelled_states_per_agent",
     "grad_steps",
@@ -100,18 +102,23 @@ def distill_one(
     show: bool = False,
     init: StudentNet | None = None,
     checkpoint: Path | None = None,
+    views: Views | None = None,
 ) -> DistillResult:
     """Collect-and-fit rounds for one student; each round's acting team follows the beta schedule, and gets its
     share of the labelled states and gradient steps (``reset_seeds``: one per round). ``init``: start from these
     weights (a fine-tune, e.g. of a pruned student) instead of ``init_seed``'s. ``checkpoint``: a file saved after
-    every round but the last, and continued from when it exists (the same student as one uninterrupted run)."""
+    every round but the last, and continued from when it exists (the same student as one uninterrupted run).
+    ``views``: teachers and students see different views of ``factory``'s env (which hands out both, see ``views``);
+    ``teachers`` already read theirs, and the student acts on, and is fitted to, its own."""
     torch.manual_seed(init_seed)
     net = StudentNet(meta)
     if init is not None:
         net.load_state_dict(init.state_dict())
     elif cfg.init_from_teacher:
         warm_start(net, getattr(teachers, "models", None))
-    team = StudentTeam(teachers.spec, net)
+    spec = views.student_spec if views is not None else teachers.spec
+    team = StudentTeam(spec, net)
+    actor = views.students(team) if views is not None else team
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     labels = label_policy(teachers, cfg.loss)
     heads = {a: teachers.spec.head(a) for a in meta.agents}
@@ -151,13 +158,16 @@ def distill_one(
                 n_envs=cfg.n_envs,
                 seed=reset_seeds[k],
                 rng=rng,
-                student=team if beta < 1 else None,
+                student=actor if beta < 1 else None,
                 beta=beta,
                 sample_actions=cfg.sample_actions,
                 first_episode=next_episode,
                 on_step=bar.update,
             )
         assert got.data.episode is not None
+        if views is not None and not views.same:  # labelled from the teachers' view, fitted on the students'
+            got.data.teacher_obs = views.teacher_obs(got.data.obs)
+            got.data.obs = views.student_obs(got.data.obs)
         labelled += len(got.data)
         next_episode = int(got.data.episode.max()) + 1
         if held_buf is None:
@@ -208,6 +218,7 @@ def distill_one(
         "temperature": cfg.temperature,
         "alpha": cfg.alpha,
         "sampling": cfg.sampling,
+        "views": views.record() if views is not None else {"teachers": "local", "students": "local"},
         "rounds": len(schedule),
         "labelled_states_per_agent": labelled,
         "grad_steps": taken,
@@ -218,7 +229,7 @@ def distill_one(
         "holdout": cfg.holdout,
         "early_stopping": held_buf is not None and cfg.patience > 0,
     }
-    return DistillResult(StudentTeam(teachers.spec, net), history, summary, rounds)
+    return DistillResult(StudentTeam(spec, net), history, summary, rounds)
 
 
 def _split(data: Dataset, holdout: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
@@ -277,6 +288,7 @@ def distill(
     out_dir: Path | None = None,
     progress: bool | None = None,
     workers: int = 1,
+    views: Views | None = None,
 ) -> dict[str, DistillResult]:
     """Distill every requested student; save each under ``out_dir/students/KIND`` with its curves
     (history.json), its budget (distill.json) and a plot. With ``workers`` > 1 students are distilled side by side
@@ -290,12 +302,18 @@ def distill(
             distill_one,
             factory,
             teachers,
-            StudentMeta.for_spec(teachers.spec, kind, cfg.hidden),
+            StudentMeta.for_spec(
+                views.student_spec if views is not None else teachers.spec,
+                kind,
+                cfg.hidden,
+                views.student_view if views is not None else "local",
+            ),
             cfg,
             **student_seeds(cfg, kind),
             log_dir=Path(out_dir) / "tb" / f"distill_{kind}" if out_dir is not None else None,
             show=show and not side_by_side,  # one bar per student would interleave
             checkpoint=Path(out_dir) / FOLDER / f"{kind}.pt" if out_dir is not None else None,
+            views=views,
         )
         jobs.append(partial(_distill_and_save, one, kind, cfg, out_dir))
     return dict(zip(cfg.students, run_jobs(jobs, workers)))

@@ -86,9 +86,13 @@ def cost_metrics(
     Other policies (mixed teams, ensembles): what they provide, often nothing. ``observations``: real visited
     observations per agent (rows), cycled through. ``onnx``: the policy's exported graph in onnxruntime
     (``compress.runtime.OnnxTeam``; a policy that is one is its own), which adds ``onnx_bytes`` and
-    ``latency_us_onnx``: one ``session.run`` per joint step on raw observations prepared before timing."""
+    ``latency_us_onnx``: one ``session.run`` per joint step on raw observations prepared before timing. A policy
+    that reads its own view out of several (``views.Sliced``) is timed on that view alone."""
     if isinstance(policy, RandomPolicy):
         return {"params": 0, "weight_bytes": 0, "macs_per_joint_step": 0}
+    own_view = getattr(policy, "own_view", None)
+    if own_view is not None:  # it reads its columns of several views: timed on its own view, as it is deployed
+        observations, policy = own_view(observations), policy.inner  # type: ignore[attr-defined]
     out: dict[str, Any] = {}
     for key, method in (("params", "acting_params"), ("weight_bytes", "weight_bytes"), ("macs", "acting_macs")):
         fn = getattr(policy, method, None)

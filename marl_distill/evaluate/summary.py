@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from marl_distill.evaluate import grid_plots
+from marl_distill.evaluate import grid_plots, privilege
 from marl_distill.evaluate.report import ci_cell, fmt
 from marl_distill.evaluate.size import size_section
 from marl_distill.evaluate.stats import METHODS, agent_mean, iqm_ci, t_ci
@@ -235,7 +235,8 @@ def _int(x: float | None) -> str:
 def write_summary(
     out: Path, title: str, runs: Sequence[Mapping[str, Any]], *, seeds: Sequence[int], command: str = ""
 ) -> dict[str, Any]:
-    """results.json, results.csv, summary.json, plots/*.png and report.md for a finished grid."""
+    """results.json, results.csv, summary.json, plots/*.png and report.md for a finished grid (and privilege.json
+    where tasks differ in the teachers' view)."""
     out = Path(out)
     results = collect(runs)
     summary = aggregate(results)
@@ -278,6 +279,10 @@ def write_summary(
             sized = size_section(rows)
             if sized:
                 text.append(f"\n### {task}: size against return\n\n" + sized)
+    comparisons = [privilege.compare(results, *pair) for pair in privilege.pairs(runs)]
+    if comparisons:  # tasks that differ in the teachers' view: what privilege is worth, what students keep
+        write_json(out / "privilege.json", comparisons)
+        text.append(privilege.section(comparisons))
     text.append("\n## Plots\n")
     text += [f"\n![{p.stem}](plots/{p.name})\n" for p in plots]
     write_text(out / "report.md", "\n".join(text))

@@ -41,9 +41,11 @@ class StudentMeta:
     """Output size per agent: logits (Discrete) or Gaussian mean + log_std (Box)."""
     hidden: list[int]
     """Hidden layer widths of every MLP."""
+    view: str = "local"
+    """What the student observes (``views``): local, global or a 'module:callable' view; obs_dims are its sizes."""
 
     @classmethod
-    def for_spec(cls, spec: EnvSpec, kind: str, hidden: Sequence[int]) -> StudentMeta:
+    def for_spec(cls, spec: EnvSpec, kind: str, hidden: Sequence[int], view: str = "local") -> StudentMeta:
         if kind not in KINDS:
             raise UserError(f"unknown student kind {kind!r}; use one of {list(KINDS)}")
         if not hidden or any(h < 1 for h in hidden):
@@ -54,6 +56,7 @@ class StudentMeta:
             {a: spec.obs_dim(a) for a in spec.agents},
             {a: spec.n_actions(a) for a in spec.agents},
             [int(h) for h in hidden],
+            view,
         )
 
 
@@ -193,13 +196,26 @@ class StudentTeam:
         write_json(folder / META, asdict(self.meta))
 
     @classmethod
-    def load(cls, folder: Path, spec: EnvSpec) -> StudentTeam:
+    def load(cls, folder: Path, spec: EnvSpec, *, view: str | None = None) -> StudentTeam:
+        """The student saved in ``folder``, refused in one line where it does not fit ``spec`` (the env as the
+        student sees it) or was distilled for another ``view``."""
         folder = Path(folder)
         if not (folder / META).exists():
             raise UserError(f"{folder} holds no student ({META} missing); run distill first")
         meta = StudentMeta(**read_json(folder / META))
         if list(spec.agents) != meta.agents:
             raise UserError(f"student in {folder} was built for agents {meta.agents}, the env has {spec.agents}")
+        if view is not None and meta.view != view:
+            raise UserError(
+                f"student in {folder} acts on the {meta.view!r} view, this run's students on {view!r}; evaluate it "
+                f"with distill.student_view = {meta.view!r}"
+            )
+        sizes = {a: spec.obs_dim(a) for a in meta.agents}
+        if sizes != meta.obs_dims:
+            raise UserError(
+                f"student in {folder} takes observations of sizes {meta.obs_dims}, the env's {meta.view!r} view gives "
+                f"{sizes}; use the env settings and view it was distilled with"
+            )
         net = StudentNet(meta)
         net.load_state_dict(torch.load(folder / WEIGHTS, weights_only=True))
         return cls(spec, net)

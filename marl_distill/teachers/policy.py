@@ -191,6 +191,15 @@ class TeacherTeam:
             msg = f"{manifest_path} is damaged ({type(exc).__name__}); restore it or train the teachers again"
             raise UserError(msg) from None
         models = {agent: _load_model(algo, manifest_path.parent / file) for agent, (algo, file) in entries.items()}
+        for agent, model in models.items():  # a view of another size than the one trained on: one line, not SB3's
+            space = model.observation_space
+            if agent in spec.observation_spaces and isinstance(space, gym.spaces.Box):
+                want = int(np.prod(space.shape))
+                if want != spec.obs_dim(agent):
+                    raise UserError(
+                        f"teacher {agent!r} in {run_dir} was trained on observations of size {want}, the env's teacher "
+                        f"view gives {spec.obs_dim(agent)}; use the env settings and view it was trained with"
+                    )
         return cls(spec, models, **kwargs)  # type: ignore[arg-type]
 
     def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:

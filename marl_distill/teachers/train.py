@@ -65,6 +65,9 @@ class TeacherConfig:
     """CPU threads each learner process gives torch (small MLPs run fastest on one)."""
     tensorboard: bool = True
     """Write each teacher's SB3 TensorBoard log under tb/AGENT_1."""
+    view: str = "local"
+    """What each teacher observes: local (its own observation), global (its observation then the env's state():
+    privileged teachers) or 'package.module:callable' mapping (env, agent, local observation) to a vector."""
     checkpoint_every: int = 0
     """Transitions per learner between checkpoints of every learner (0: about a tenth of steps; -1: none), rounded
     up to whole rollouts of every learner; a stopped or failed run continues from the last one with --resume."""
@@ -314,5 +317,6 @@ def write_manifest(cfg: TeacherConfig, out_dir: Path, result: TrainResult) -> No
             "n_envs": cfg.n_envs,
             "seconds": round(result.seconds, 3),
             "resumed_at_joint_step": result.resumed_at,
+            "view": cfg.view,
         },
     )

@@ -1,0 +1,186 @@
+"""Privileged teachers, decentralized students: teachers train on the global view, students distil and act on the
+local one, and each party only ever reads its own view."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+
+from marl_distill import config as config_mod
+from marl_distill import runner
+from marl_distill.cli import cli
+from marl_distill.distill.collect import collect
+from marl_distill.registry import resolve
+from marl_distill.students import StudentTeam
+from marl_distill.teachers import TeacherTeam
+from marl_distill.views import GLOBAL, ViewEnv, viewed
+
+WORLD = {"N": 2, "max_cycles": 10, "sight": 0.3}
+
+
+def tiny(**over: object) -> config_mod.ExperimentConfig:
+    data = {
+        "name": "privileged",
+        "env": {"id": "navigation", "kwargs": WORLD},
+        "teachers": {"steps": 1600, "n_envs": 4, "view": "global", "ppo": {"n_steps": 50, "batch_size": 100}},
+        "distill": {"students": ["shared", "per-agent"], "samples": 800, "epochs": 4, "iterations": 2},
+        "evaluate": {"episodes": 12, "mixed_episodes": 6, "latency_repeats": 10},
+    }
+    return config_mod.build(config_mod.merge(data, over))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("privileged") / "run"
+    runner.run(tiny(), folder, progress=False, workers=1)
+    return folder
+
+
+def test_teachers_train_on_the_global_view_and_reload_with_plain_sb3(run):
+    manifest = json.loads((run / "teachers" / "teachers.json").read_text())
+    assert manifest["view"] == "global"
+    local = resolve("navigation", WORLD)()
+    glob = ViewEnv(resolve("navigation", WORLD)(), (GLOBAL,))
+    obs, _ = glob.reset(seed=5)
+    for agent in local.possible_agents:
+        model = PPO.load(run / "teachers" / f"{agent}.zip", device="cpu")  # plain SB3, nothing of ours
+        size = local.observation_space(agent).shape[0] + local.state_space.shape[0]
+        assert model.observation_space.shape == glob.observation_space(agent).shape == (size,)
+        action, _ = model.predict(obs[agent], deterministic=True)
+        assert local.action_space(agent).contains(int(action))
+
+
+def test_students_act_on_the_local_view_and_each_party_reads_only_its_own(run):
+    student = json.loads((run / "students" / "shared" / "student.json").read_text())
+    record = json.loads((run / "students" / "shared" / "distill.json").read_text())
+    base = resolve("navigation", WORLD)
+    local = base()
+    assert student["view"] == "local"
+    assert student["obs_dims"] == {a: local.observation_space(a).shape[0] for a in local.possible_agents}
+    assert record["sampling"] == "student"  # auto: the views differ, so the student team visits the states
+    assert record["views"] == {"teachers": "global", "students": "local"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["_meta"]["views"] == {"teachers": "global", "students": "local"}
+    assert metrics["per-agent"]["agreement_states"] == {a: 12 * 10 for a in local.possible_agents}  # its own states
+    assert set(metrics["per-agent"]["kl_teacher_student"]) == set(local.possible_agents)
+
+    cfg = runner.load_run_config(run)
+    views = runner.views_of(cfg, run)
+    play = views.play()
+    obs, _ = play.reset(seed=11)
+    glob_obs, _ = viewed(base, (GLOBAL,)).reset(seed=11)
+    local_obs, _ = local.reset(seed=11)
+    batch = {a: o[None] for a, o in obs.items()}
+    teachers = TeacherTeam.load(run, views.teacher_spec)
+    students = StudentTeam.load(run / "students" / "per-agent", views.student_spec)
+    as_teacher, as_student = views.teachers(teachers), views.students(students)
+    for a in play.possible_agents:  # the columns each party reads are exactly its own view of the same state
+        np.testing.assert_array_equal(as_teacher.own_view(batch)[a][0], glob_obs[a])
+        np.testing.assert_array_equal(as_student.own_view(batch)[a][0], local_obs[a])
+    want_t = teachers.logits({a: o[None] for a, o in glob_obs.items()})
+    want_s = students.logits({a: o[None] for a, o in local_obs.items()})
+    got_t, got_s = as_teacher.logits(batch), as_student.logits(batch)
+    for a in play.possible_agents:
+        torch.testing.assert_close(got_t[a], want_t[a])
+        torch.testing.assert_close(got_s[a], want_s[a])
+    assert not hasattr(as_student, "act_single")  # nothing runs it on the paired observation unsliced
+
+    got = collect(views.play, as_teacher, samples=60, n_envs=3, seed=4, rng=np.random.default_rng(0),
+                  student=as_student, beta=0.0)  # fmt: skip
+    seen_t, seen_s = views.teacher_obs(got.data.obs), views.student_obs(got.data.obs)
+    for a in play.possible_agents:  # labels came from the teachers' view, the students' rows are the local view
+        torch.testing.assert_close(got.data.teacher_logits[a], teachers.logits({a: seen_t[a]})[a])
+        np.testing.assert_array_equal(seen_t[a][:, : seen_s[a].shape[1]], seen_s[a])  # global = local, then state
+        assert seen_s[a].shape[1] == local.observation_space(a).shape[0] < seen_t[a].shape[1]
+
+
+def test_a_view_that_does_not_fit_is_refused_in_one_line(tmp_path, capsys):
+    view = tmp_path / "myview.py"
+    view.write_text("import numpy as np\ndef near(env, agent, obs):\n    return np.asarray(obs)[:4]\n")
+    out = tmp_path / "t"
+    args = ["train-teachers", "navigation", "--env-kwargs", json.dumps(WORLD), "--steps", "200", "--n-envs", "2"]
+    ppo = ["--ppo-kwargs", '{"n_steps": 50, "batch_size": 50}']
+    assert cli([*args, *ppo, "--view", f"{view}:near", "--out", str(out)]) == 0
+    assert PPO.load(out / "teachers" / "agent_0.zip").observation_space.shape == (4,)
+    view.write_text("import numpy as np\ndef near(env, agent, obs):\n    return np.asarray(obs)[:6]\n")
+    done = subprocess.run(  # a fresh process, as a user's next command is: it imports the edited view
+        [sys.executable, "-m", "marl_distill.cli", "distill", str(out), "--out", str(tmp_path / "d"), "--steps", "100"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    err = done.stderr.strip()
+    assert done.returncode == 2 and "trained on observations of size 4" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "d").exists()
+    wobbly = tmp_path / "wobbly.py"
+    body = "    return np.zeros(3 + env.unwrapped.world.t % 2)\n"  # one more value on odd steps
+    wobbly.write_text("import numpy as np\ndef near(env, agent, obs):\n" + body)
+    capsys.readouterr()
+    assert cli([*args, "--view", f"{wobbly}:near", "--out", str(tmp_path / "u")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "must have one size" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--view", "sideways"], "is not a view"),
+        (["--view", "global", "--env-kwargs", "{}", "--env", "penalty_game"], "no global view"),
+    ],
+)
+def test_bad_views_exit_2(tmp_path, capsys, args, needle):
+    env = "navigation"
+    if "--env" in args:
+        env = args[args.index("--env") + 1]
+        args = args[: args.index("--env")]
+    rc = cli(["train-teachers", env, "--out", str(tmp_path / "x"), "--steps", "100", *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and needle in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_privilege_table_pairs_seeds_and_keeps_the_guards():
+    from marl_distill.evaluate.privilege import compare, section
+
+    def team(returns, guarded=True):
+        return {
+            f"seed_{i}": {"team_return": r, **({"normalized_return": 1.0} if guarded else {})}
+            for i, r in enumerate(returns)
+        }
+
+    results = {
+        "nav": {
+            "loc": {
+                "teacher": team([-100, -110, -90]),
+                "random": team([-160, -150, -170]),
+                "s/shared": team([-105, -112, -95]),
+            },
+            "glob": {
+                "teacher": {**team([-80, -115, -70]), "seed_2": {"team_return": -70.0}},  # seed 2: not above random
+                "random": team([-160, -150, -170]),
+                "s/shared": {k: {**v, "action_agreement": 0.8} for k, v in team([-90, -100, -80]).items()},
+            },
+        }
+    }
+    c = compare(results, "nav", "loc", "glob")
+    assert c["privilege_gap"]["mean"] == pytest.approx(35 / 3) and c["privilege_gap_significant"] is False
+    row = c["rows"]["s/shared from glob"]
+    assert row["minus_local_teachers"]["mean"] == pytest.approx(10.0)  # paired per seed
+    assert row["normalized_vs_privileged"]["runs"] == 2  # the unguarded seed is left out
+    assert row["normalized_vs_privileged"]["mean"] == pytest.approx(np.mean([70 / 80, 50 / 35]))
+    assert row["normalized_vs_local"]["mean"] == pytest.approx(np.mean([70 / 60, 50 / 40, 90 / 80]))
+    assert row["gap_recovered"] is None  # a gap with no interval above 0 gives no fraction
+    assert row["agreement_with_privileged"]["mean"] == pytest.approx(0.8)
+    assert "(2 of 3 seeds)" in section([c])
+    results["nav"]["glob"]["teacher"]["seed_1"]["team_return"] = -85.0
+    c = compare(results, "nav", "loc", "glob")
+    assert c["privilege_gap_significant"] is True
+    gaps = np.array([20.0, 25.0, 20.0])
+    assert c["rows"]["s/shared from glob"]["gap_recovered"]["mean"] == pytest.approx(np.mean([10, 10, 10] / gaps))
