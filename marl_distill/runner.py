@@ -232,7 +232,7 @@ def stage_evaluate(
         "students": described,
     }
     write_json(Path(run_dir) / "metrics.json", metrics)
-    write_report(Path(run_dir), metrics, f"{cfg.name}: {cfg.env.id}", _notes(cfg, described))
+    write_report(Path(run_dir), metrics, f"{cfg.name}: {cfg.env.id}", _notes(cfg, described, views))
     return metrics
 
 
@@ -248,7 +248,7 @@ def _describe(folder: Path, meta: StudentMeta) -> dict[str, Any]:
     return {"kind": meta.kind, "hidden": meta.hidden, **(read_json(record) if record.is_file() else {})}
 
 
-def _notes(cfg: ExperimentConfig, students: dict[str, dict[str, Any]]) -> str:
+def _notes(cfg: ExperimentConfig, students: dict[str, dict[str, Any]], views: Views) -> str:
     """The report's header: the teachers from the config, the students from their own distill records."""
     t = cfg.teachers
 
@@ -259,6 +259,19 @@ def _notes(cfg: ExperimentConfig, students: dict[str, dict[str, Any]]) -> str:
         f"Teachers: {t.algo} per agent{' (' + str(t.agent_algo) + ')' if t.agent_algo else ''}, "
         f"{t.steps} transitions per learner, {t.n_envs} envs, seed {t.seed}.",
     ]
+    if not views.same:
+        auto = cfg.distill.sampling == "auto"
+        lines[0] += (
+            f" Teachers observe the {views.teacher_view!r} view, students the {views.student_view!r} view: teachers "
+            "label from theirs, students are fitted to and act on theirs, and agreement and KL are measured on the "
+            "states the student team visits."
+            + (
+                " Sampling was auto, hence student-driven: teachers act on what the students cannot see, so the "
+                "states the teachers visit are not the ones the students' own behaviour reaches."
+                if auto
+                else ""
+            )
+        )
     for name, d in students.items():
         if "grad_steps" not in d:
             lines.append(f"- **{name}**: {d['kind']}, hidden {d['hidden']}; no distill.json, budget unknown.")

@@ -70,6 +70,11 @@ def foreign_student(tmp: Path) -> None:
     meta.write_text(json.dumps(data))
 
 
+def other_view_student(tmp: Path) -> None:
+    meta = tmp / "s" / "students" / "shared" / "student.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "view": "global"}))
+
+
 def damaged_manifest(tmp: Path) -> None:
     (tmp / "t" / "teachers" / "teachers.json").write_text('{"agents": ')
 
@@ -172,6 +177,26 @@ CASES: list[tuple[str, list[str], str, Callable[[Path], None] | None]] = [
     ("--json into a folder", ["evaluate", "{tmp}/s", "--json", "{tmp}/t"], "--json", None),
     ("benchmark --out on a user's folder", ["benchmark", "{tmp}/grid.toml", "--out", "{tmp}/mine"], "mine", grid_file),
     ("negative workers", ["run", "{tmp}/good.toml", "--out", "{tmp}/o", "--workers", "-1"], "--workers", None),
+    ("unknown view", ["train-teachers", SPEC, "--out", "{tmp}/o", "--view", "sideways"], "is not a view", None),
+    (
+        "global view of an env with no state",
+        ["train-teachers", SPEC, "--out", "{tmp}/o", "--view", "global"],
+        "no global view",
+        None,
+    ),  # fmt: skip
+    (
+        "student view with no state",
+        ["distill", "{tmp}/t", "--out", "{tmp}/o", "--student-view", "global"],
+        "no global view",
+        None,
+    ),  # fmt: skip
+    (
+        "unknown student view in a config",
+        ["run", "{tmp}/good.toml", "--out", "{tmp}/o", "--set", "distill.student_view=glob"],
+        "student_view",
+        None,
+    ),  # fmt: skip
+    ("student distilled for another view", ["evaluate", "{tmp}/s"], "view", other_view_student),
 ]
 
 
