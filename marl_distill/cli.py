@@ -207,8 +207,12 @@ def distill(
         Sampling, typer.Option(help="Who acts while data is collected (auto: student when the views differ).")
     ] = Sampling.auto,
     student_view: Annotated[
-        str, typer.Option(help="What the student observes and acts on: local, global or module:callable.")
-    ] = "local",
+        str | None,
+        typer.Option(
+            help="What the student observes and acts on: local, global or module:callable (default: the "
+            "run's distill.student_view)."
+        ),
+    ] = None,
     steps: Annotated[int, typer.Option(help="States collected per agent.")] = 20_000,
     epochs: Annotated[
         int, typer.Option(help="Gradient-step budget in epochs of teacher-driven sampling (same for every scheme).")
@@ -239,7 +243,7 @@ def distill(
         epochs=epochs,
         grad_steps=grad_steps,
         init_from_teacher=init_from_teacher,
-        student_view=student_view,
+        student_view=cfg.distill.student_view if student_view is None else student_view,
     )
     cfg.distill.validate()
     for folder in extra_teachers:
@@ -249,7 +253,14 @@ def distill(
     same = out.resolve() == run_dir.resolve()
     if (out / "students" / student.value).exists():
         raise UserError(f"{out / 'students' / student.value} exists; choose another --out")
-    runner.distill_source(cfg, run_dir, runner.views_of(cfg, run_dir))  # bad teachers or views: refused before OUT
+    if same and cfg.distill.student_view != runner.load_run_config(run_dir).distill.student_view:
+        raise UserError(
+            f"--student-view {cfg.distill.student_view} differs from {run_dir}'s distill.student_view, whose students "
+            "are evaluated on that view; pass a new --out"
+        )
+    views = runner.views_of(cfg, run_dir)
+    runner.check_views(cfg, views)
+    runner.distill_source(cfg, run_dir, views)  # bad teachers or views: refused before OUT
     if not same:
         runner.prepare_dir(out, resume=False, can_resume=False)
         cfg.teachers_from = str(runner.teachers_dir(cfg, run_dir).resolve())

@@ -170,8 +170,9 @@ def _resolved(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     resolved = config_mod.to_dict(cfg)
     saved = folder / runner.CONFIG
     if saved.exists():
-        old = config_mod.to_dict(config_mod.load(saved))
-        if old != resolved and _inside_grid(old) != _inside_grid(resolved):
+        old = config_mod.comparable(config_mod.to_dict(config_mod.load(saved)))
+        new = config_mod.comparable(resolved)
+        if old != new and _inside_grid(old) != _inside_grid(new):
             raise UserError(f"{saved} was written by another config; use a new --out (results are never overwritten)")
     return resolved
 
@@ -189,7 +190,9 @@ def _inside_grid(config: dict[str, Any]) -> dict[str, Any]:
 def _follow_move(cell: Cell) -> None:
     """A moved grid's cell: its config.toml (ours) takes the grid's new paths, so the run continues there."""
     saved = cell.folder / runner.CONFIG
-    if saved.exists() and config_mod.to_dict(config_mod.load(saved)) != cell.config:
+    if saved.exists() and config_mod.comparable(config_mod.to_dict(config_mod.load(saved))) != config_mod.comparable(
+        cell.config
+    ):
         config_mod.save(config_mod.build(cell.config), saved)
 
 
@@ -337,6 +340,7 @@ def run_benchmark(
             "seed": c.seed,
             "folder": c.folder.relative_to(out.resolve()).as_posix(),
             "metrics": read_json(c.folder / "metrics.json"),
+            "setup": runner.comparable_setup(config_mod.build(c.config)),
         }
         for c in student_cells
         if (c.folder / "metrics.json").is_file()

@@ -69,7 +69,16 @@ def check_runnable(cfg: ExperimentConfig, stages: tuple[str, ...] = STAGES) -> N
     for folder in [cfg.teachers_from, *cfg.extra_teachers]:
         if folder and not (Path(folder) / "teachers" / MANIFEST).is_file():
             raise UserError(f"{folder} holds no teachers (teachers/{MANIFEST} missing); point at a teachers run")
-    views = Views(resolve(cfg.env.id, cfg.env.kwargs), cfg.teachers.view, cfg.distill.student_view)  # both build
+    borrowed = trained_view(Path(cfg.teachers_from)) if cfg.teachers_from else None
+    check_views(
+        cfg, Views(resolve(cfg.env.id, cfg.env.kwargs), borrowed or cfg.teachers.view, cfg.distill.student_view)
+    )
+
+
+def check_views(cfg: ExperimentConfig, views: Views) -> None:
+    """Settings that need teachers and students on one view, and the distillation budget for the sampling that
+    ``auto`` becomes with these views, refused before anything is written."""
+    cfg.distill.resolved(views.same).validate()
     if not views.same and cfg.evaluate.int8:
         raise UserError(
             "evaluate.int8 plays exported graphs, which read one view; with teachers.view != distill.student_view set "
@@ -166,7 +175,6 @@ def stage_distill(
     views = views_of(cfg, run_dir)
     teachers = distill_source(cfg, run_dir, views)
     sub = config_mod.from_dict(type(cfg.distill), {**config_mod.to_dict(cfg)["distill"], "students": todo})
-    sub = sub.resolved(views.same)
     distill(views.play, teachers, sub, views=views, out_dir=Path(run_dir), progress=progress,
             workers=workers or usable_cpus())  # fmt: skip
 
@@ -227,6 +235,7 @@ def stage_evaluate(
         "env": cfg.env.id,
         "agents": list(views.teacher_spec.agents),
         "views": views.record(),
+        "setup": comparable_setup(cfg),
         "evaluation_seconds": round(time.perf_counter() - start, 2),
         **metrics.get("_meta", {}),
         "students": described,
@@ -234,6 +243,14 @@ def stage_evaluate(
     write_json(Path(run_dir) / "metrics.json", metrics)
     write_report(Path(run_dir), metrics, f"{cfg.name}: {cfg.env.id}", _notes(cfg, described, views))
     return metrics
+
+
+def comparable_setup(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What two runs must share for their teachers to be compared as views of one setting: the env's arguments and
+    every teacher setting that shapes learning (not the view, seed, logging or process layout)."""
+    skip = {"view", "seed", "tensorboard", "env_workers", "torch_threads", "checkpoint_every"}
+    teachers = {k: v for k, v in config_mod.to_dict(cfg)["teachers"].items() if k not in skip}
+    return {"env_kwargs": dict(cfg.env.kwargs), "teachers": teachers}
 
 
 def _bytes(folder: Path, pattern: str) -> int:
@@ -305,7 +322,8 @@ def run(
     run_dir = Path(run_dir)
     check_dir(run_dir, resume)  # nothing is written before every check has passed
     saved = run_dir / CONFIG
-    if saved.exists() and config_mod.to_dict(config_mod.load(saved)) != config_mod.to_dict(cfg):
+    same = config_mod.comparable(config_mod.to_dict(config_mod.load(saved))) if saved.exists() else None
+    if same is not None and same != config_mod.comparable(config_mod.to_dict(cfg)):
         raise UserError(f"{saved} differs from this config; resume with the same config or use a new --out")
     check_runnable(cfg, stages)
     run_dir.mkdir(parents=True, exist_ok=True)

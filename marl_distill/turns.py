@@ -57,6 +57,12 @@ class TurnBasedParallel(ParallelEnv):
     def action_space(self, agent: str) -> gym.Space:
         return self.aec.action_space(agent)
 
+    def __getattr__(self, name: str) -> Any:
+        """``state`` / ``state_space`` (the global view) and other attributes of the game this wraps."""
+        if name in ("state", "state_space"):
+            return getattr(self.aec, name)
+        raise AttributeError(name)
+
     def _ended(self, agent: str) -> bool:
         return bool(self.aec.terminations.get(agent, True) or self.aec.truncations.get(agent, True))
 

@@ -83,15 +83,19 @@ class ViewEnv(ParallelEnv):
         """Each callable view's size per agent, read off one reset (seed 0)."""
         obs, _ = self.env.reset(seed=0)
         sizes = {}
-        for v, fn in self._fns.items():
+        for v in self._fns:
             for a in self.possible_agents:
                 if a not in obs:
                     raise UserError(f"agent {a!r} is absent at reset, so view {v!r} cannot be sized; use local/global")
-                try:
-                    sizes[(v, a)] = _flat(fn(self.env, a, self._local_raw(a, obs[a]))).size
-                except Exception as exc:  # noqa: BLE001 - a user's callable: one line, not its traceback
-                    raise UserError(f"view {v!r} failed on agent {a!r} ({type(exc).__name__}: {exc}); fix it") from None
+                sizes[(v, a)] = self._call(v, a, self._local_raw(a, obs[a])).size
         return sizes
+
+    def _call(self, view: str, agent: str, raw: Any) -> np.ndarray:
+        """A callable view's vector; what it raises becomes one line naming the view."""
+        try:
+            return _flat(self._fns[view](self.env, agent, raw))
+        except Exception as exc:  # noqa: BLE001 - a user's callable: one line, not its traceback
+            raise UserError(f"view {view!r} failed on agent {agent!r} ({type(exc).__name__}: {exc}); fix it") from None
 
     def _bound(self, view: str, agent: str, sizes: Mapping[tuple[str, str], int]) -> tuple[np.ndarray, np.ndarray]:
         local = self._local[agent]
@@ -130,7 +134,7 @@ class ViewEnv(ParallelEnv):
         return obs["observation"] if agent in self._masked else obs
 
     def _view(self, obs: Mapping[str, Any]) -> dict[str, Any]:
-        state = _flat(self.env.state()) if GLOBAL in self.views else None
+        state = _flat(self.env.state()) if GLOBAL in self.views and obs else None
         out = {}
         for a, o in obs.items():
             raw = self._local_raw(a, o)
@@ -142,7 +146,7 @@ class ViewEnv(ParallelEnv):
                 elif v == GLOBAL:
                     parts += [local, state]
                 else:
-                    part = _flat(self._fns[v](self.env, a, raw))
+                    part = self._call(v, a, raw)
                     if part.size != self._sizes[(v, a)]:
                         raise UserError(
                             f"view {v!r} gave agent {a!r} {part.size} values, {self._sizes[(v, a)]} at reset; a view "

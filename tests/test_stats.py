@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from marl_distill.evaluate.stats import iqm_ci, mean_ci, paired_diff, t_ci, t_interval, trimmed_t_interval
+from marl_distill.evaluate.stats import (
+    fieller_interval,
+    iqm_ci,
+    mean_ci,
+    paired_diff,
+    ratio_ci,
+    t_ci,
+    t_interval,
+    trimmed_t_interval,
+)
 
 N_SEEDS = 5
 TRUE = 3.0
@@ -58,3 +67,20 @@ def test_paired_difference_by_hand():
     assert d["mean"] == 2.0 and d["episodes"] == 3 and d["distinct_values"] == 3
     assert d["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
     assert paired_diff(np.array([5.0, 7.0]), np.array([5.0, 7.0]))["ci95"] == [0.0, 0.0]
+
+
+def test_the_ratio_interval_over_runs_covers_at_five_seeds():
+    # paired per-seed values, the numerator correlated with the denominator (as a student's gain over the local
+    # teachers is with the privilege gap): Fieller's interval for mean(num) / mean(den) = 0.5
+    rng = np.random.default_rng(2)
+    den = rng.normal(20.0, 6.0, size=(8_000, N_SEEDS))
+    num = 0.5 * den + rng.normal(0.0, 4.0, size=den.shape)
+    ratio, lo, hi = fieller_interval(num, den, axis=1)
+    bounded = np.isfinite(lo)
+    assert bounded.mean() > 0.99  # a denominator this far from 0 is nearly always significant
+    assert np.mean(~bounded | ((lo <= 0.5) & (0.5 <= hi))) >= 0.93
+    block = ratio_ci(num[0], den[0])
+    assert block["ratio"] == pytest.approx(num[0].mean() / den[0].mean())
+    assert block["ci95"] == pytest.approx([lo[0], hi[0]])
+    flat = ratio_ci(np.array([1.0, 2.0, -1.0]), np.array([1.0, -2.0, 0.5]))  # denominator straddles 0
+    assert flat["ci95"] == [None, None]

@@ -110,6 +110,7 @@ def distill_one(
     every round but the last, and continued from when it exists (the same student as one uninterrupted run).
     ``views``: teachers and students see different views of ``factory``'s env (which hands out both, see ``views``);
     ``teachers`` already read theirs, and the student acts on, and is fitted to, its own."""
+    cfg = cfg.resolved(views is None or views.same)
     torch.manual_seed(init_seed)
     net = StudentNet(meta)
     if init is not None:
@@ -134,6 +135,8 @@ def distill_one(
     labelled = taken = next_episode = 0
     key = {"kind": meta.kind, "hidden": list(meta.hidden), "init_seed": init_seed, "cfg": asdict(cfg)}
     key["cfg"].pop("students")  # a resumed stage lists only the students still to do
+    if key["cfg"]["student_view"] == "local":  # the key of checkpoints made before views existed
+        key["cfg"].pop("student_view")
     saved = load_round(checkpoint, key, rng)
     if saved is not None:
         net.load_state_dict(saved["net"])
@@ -293,6 +296,7 @@ def distill(
     """Distill every requested student; save each under ``out_dir/students/KIND`` with its curves
     (history.json), its budget (distill.json) and a plot. With ``workers`` > 1 students are distilled side by side
     on forked processes: each draws only from its own seeds, so the students are the same as one at a time."""
+    cfg = cfg.resolved(views is None or views.same)
     cfg.validate()
     show = sys.stderr.isatty() if progress is None else progress
     side_by_side = workers > 1 and len(cfg.students) > 1 and can_fork()

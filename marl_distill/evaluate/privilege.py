@@ -16,29 +16,55 @@ from typing import Any
 import numpy as np
 
 from marl_distill.evaluate.report import ci_cell
-from marl_distill.evaluate.stats import METHODS, t_ci
+from marl_distill.evaluate.stats import METHODS, ratio_ci, t_ci
 
 LOCAL = "local"
 
 
-def task_views(runs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
-    """(env, task) -> the teachers' view its runs record (local for runs made before views existed)."""
-    out = {}
+def _setups(runs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(env, task) -> what its runs record: the teachers' and students' views, the comparable setup (env arguments
+    and teacher settings but the view) and the students' distillation records."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
     for run in runs:
         meta = run["metrics"]["_meta"]
-        out[(meta["env"], run["task"])] = (meta.get("views") or {}).get("teachers", LOCAL)
+        views = meta.get("views") or {}
+        out[(meta["env"], run["task"])] = {
+            "teachers": views.get("teachers", LOCAL),
+            "students": views.get("students", LOCAL),
+            "setup": run.get("setup") or meta.get("setup"),
+            "records": {f"{run['setting']}/{k}": _budget(v) for k, v in (meta.get("students") or {}).items()},
+        }
     return out
 
 
+def _budget(record: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("kind", "hidden", "loss", "temperature", "sampling", "grad_steps", "labelled_states_per_agent")
+    return {k: record.get(k) for k in keys}
+
+
 def pairs(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
-    """(env, local task, privileged task) for every env that has tasks of both kinds."""
-    views = task_views(runs)
+    """(env, local task, privileged task) for every two tasks that differ only in the teachers' view: the same env
+    and env arguments, the same teacher settings, and students on the local view."""
+    seen = _setups(runs)
     found = []
-    for env in sorted({e for e, _ in views}):
-        local = sorted(t for (e, t), v in views.items() if e == env and v == LOCAL)
-        other = sorted(t for (e, t), v in views.items() if e == env and v != LOCAL)
-        found += [(env, local[0], t) for t in other] if local else []
+    for (env, priv), p in sorted(seen.items()):
+        if p["teachers"] == LOCAL or p["students"] != LOCAL or p["setup"] is None:
+            continue
+        for (env2, loc), q in sorted(seen.items()):
+            if env2 == env and q["teachers"] == LOCAL and q["students"] == LOCAL and q["setup"] == p["setup"]:
+                found.append((env, loc, priv))
     return found
+
+
+def differences(runs: Sequence[Mapping[str, Any]], env: str, local: str, privileged: str) -> list[str]:
+    """Students of one name whose distillation differs between the two tasks (a confound the table must state)."""
+    seen = _setups(runs)
+    a, b = seen[(env, local)]["records"], seen[(env, privileged)]["records"]
+    out = []
+    for name in sorted(set(a) & set(b)):
+        keys = [k for k in a[name] if a[name][k] != b[name][k]]
+        out += [f"{name}: {k} {a[name][k]} (local) vs {b[name][k]} (privileged)" for k in keys]
+    return out
 
 
 def _series(by_seed: Mapping[str, Mapping[str, Any]], seeds: Sequence[str]) -> np.ndarray:
@@ -77,11 +103,11 @@ def compare(results: Mapping[str, Any], env: str, local: str, privileged: str) -
             "normalized_vs_privileged": t_ci((x - R) / G_over),
         }
         if sources[name] == privileged and "/" in name:
-            row["gap_recovered"] = t_ci((x - L) / gap) if significant else None
-            row["gap_recovered_ratio_of_means"] = float(np.mean(x - L) / np.mean(gap)) if significant else None
+            row["gap_recovered"] = ratio_ci(x - L, gap) if significant else None
+            row["gap_recovered_per_seed"] = [None if not np.isfinite(v) else float(v) for v in (x - L) / gap]
             entries = gt[name.split(" from ")[0]]
-            row["agreement_with_privileged"] = t_ci([entries[s].get("action_agreement", np.nan) for s in seeds])
-            row["kl_privileged_student"] = t_ci([entries[s].get("kl_teacher_student", np.nan) for s in seeds])
+            row["agreement_with_privileged"] = t_ci([entries.get(s, {}).get("action_agreement", np.nan) for s in seeds])
+            row["kl_privileged_student"] = t_ci([entries.get(s, {}).get("kl_teacher_student", np.nan) for s in seeds])
         rows[name] = row
     lo_l, hi_l = rows["teachers (local view)"]["team_return"]["ci95"]
     lo_g, hi_g = rows["teachers (privileged)"]["team_return"]["ci95"]
@@ -91,20 +117,30 @@ def compare(results: Mapping[str, Any], env: str, local: str, privileged: str) -
         "privileged_task": privileged,
         "seeds": seeds,
         "privilege_gap": gap_ci,
+        "privilege_gap_per_seed": [float(v) for v in gap],
         "privilege_gap_significant": significant,
         "teacher_cis_apart": None if None in (hi_l, lo_g) else bool(lo_g > hi_l or lo_l > hi_g),
         "rows": rows,
     }
 
 
-def _cell(block: Mapping[str, Any] | None, digits: int, seeds: int) -> str:
+def comparisons(results: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every pair of tasks that differ only in the teachers' view, compared, with the students' confounds."""
+    return [{**compare(results, *pair), "student_differences": differences(runs, *pair)} for pair in pairs(runs)]
+
+
+def _cell(block: Mapping[str, Any] | None, digits: int, seeds: int, key: str = "mean") -> str:
     """``ci_cell``, saying how many seeds a figure stands on when the guard left some out."""
     runs = (block or {}).get("runs") or 0
-    return ci_cell(block, digits) + (f" ({runs} of {seeds} seeds)" if 0 < runs < seeds else "")
+    return ci_cell(block, digits, key=key) + (f" ({runs} of {seeds} seeds)" if 0 < runs < seeds else "")
+
+
+def _seeds(values: Sequence[float | None]) -> str:
+    return ", ".join("–" if v is None else f"{v:.2f}" for v in values)
 
 
 def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
-    """report.md's section for every pair of tasks: one table and the privilege gap."""
+    """report.md's section for every pair of tasks: the privilege gap, one table, the per-seed values."""
     out = []
     for c in comparisons:
         gap = c["privilege_gap"]
@@ -112,10 +148,13 @@ def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
         out.append(
             f"\n## Privileged teachers: {c['privileged_task']} against {c['local_task']} (`{c['env']}`, "
             f"{len(c['seeds'])} seeds)\n\nPrivilege gap (privileged − local-view teachers, paired per seed): "
-            f"{ci_cell(gap, 2)}; the two teams' return intervals {apart}."
+            f"{ci_cell(gap, 2)}, per seed {_seeds(c['privilege_gap_per_seed'])}; the two teams' return intervals "
+            f"over seeds {apart}."
             + ("" if c["privilege_gap_significant"] else " Not significantly above 0, so no gap-recovered figure.")
             + "\n"
         )
+        for line in c.get("student_differences") or []:
+            out.append(f"- **Not like for like:** {line}.")
         head = [
             "policy",
             "team return",
@@ -126,7 +165,7 @@ def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
             "agreement with privileged",
             "KL(privileged ‖ student)",
         ]
-        out.append("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+        out.append("\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
         n = len(c["seeds"])
         for name, r in c["rows"].items():
             cells = [
@@ -135,16 +174,19 @@ def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
                 _cell(r["minus_local_teachers"], 2, n),
                 _cell(r["normalized_vs_local"], 3, n),
                 _cell(r["normalized_vs_privileged"], 3, n),
-                _cell(r.get("gap_recovered"), 3, n),
+                _cell(r.get("gap_recovered"), 3, n, key="ratio"),
                 _cell(r.get("agreement_with_privileged"), 3, n),
                 _cell(r.get("kl_privileged_student"), 3, n),
             ]
             out.append("| " + " | ".join(cells) + " |")
+        per_seed = [f"{name}: {_seeds(r['gap_recovered_per_seed'])}" for name, r in c["rows"].items()
+                    if "gap_recovered_per_seed" in r]  # fmt: skip
         out.append(
-            "\nEvery figure is a mean over seeds with a 95% "
-            f"{METHODS['runs_mean']}; differences and ratios are formed per seed first, on the episodes both sides "
-            "share. Gap recovered: (student − local teachers) / (privileged − local teachers) per seed (the ratio of "
-            "the means is in privilege.json); agreement and KL are measured on the states the student team visits. "
-            "A normalized figure leaves out seeds whose reference team was not significantly above random.\n"
+            "\nGap recovered: Σ(student − local teachers) / Σ(privileged − local teachers) over seeds, with "
+            f"{METHODS['runs_ratio']}. Per seed: {'; '.join(per_seed)}. Every other figure is a mean over seeds with "
+            f"a {METHODS['runs_mean']}. Differences are formed per seed, on the episodes both sides share (the two "
+            "teacher teams do not share training randomness: their inputs differ). Agreement and KL are measured on "
+            "the states the student team visits. A normalized figure leaves out seeds whose reference team was not "
+            "significantly above random.\n"
         )
     return "\n".join(out)

@@ -279,7 +279,7 @@ def write_summary(
             sized = size_section(rows)
             if sized:
                 text.append(f"\n### {task}: size against return\n\n" + sized)
-    comparisons = [privilege.compare(results, *pair) for pair in privilege.pairs(runs)]
+    comparisons = privilege.comparisons(results, runs)
     if comparisons:  # tasks that differ in the teachers' view: what privilege is worth, what students keep
         write_json(out / "privilege.json", comparisons)
         text.append(privilege.section(comparisons))

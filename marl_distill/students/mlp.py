@@ -87,6 +87,10 @@ class StudentNet(nn.Module):
     def encode(self, agent: str, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Flattened float32 input for ``agent``'s batch of observations (padded + id for the shared net)."""
         flat = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+        if flat.shape[1] != self.meta.obs_dims[agent]:  # a wider row would spill into the agent-id columns
+            raise ValueError(
+                f"{agent}'s observations have {flat.shape[1]} values, the student takes {self.meta.obs_dims[agent]}"
+            )
         if self.meta.kind != "shared":
             return torch.from_numpy(flat)
         x = np.zeros((len(flat), self.max_obs + len(self.meta.agents)), dtype=np.float32)
