@@ -153,8 +153,8 @@ def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
             + ("" if c["privilege_gap_significant"] else " Not significantly above 0, so no gap-recovered figure.")
             + "\n"
         )
-        for line in c.get("student_differences") or []:
-            out.append(f"- **Not like for like:** {line}.")
+        confounds = [f"- **Not like for like:** {line}." for line in c.get("student_differences") or []]
+        out += [*confounds, ""] if confounds else []
         head = [
             "policy",
             "team return",
@@ -165,7 +165,7 @@ def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
             "agreement with privileged",
             "KL(privileged ‖ student)",
         ]
-        out.append("\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+        out.append("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
         n = len(c["seeds"])
         for name, r in c["rows"].items():
             cells = [
