@@ -104,7 +104,8 @@ def compare(results: Mapping[str, Any], env: str, local: str, privileged: str) -
         }
         if sources[name] == privileged and "/" in name:
             row["gap_recovered"] = ratio_ci(x - L, gap) if significant else None
-            row["gap_recovered_per_seed"] = [None if not np.isfinite(v) else float(v) for v in (x - L) / gap]
+            if significant:
+                row["gap_recovered_per_seed"] = [None if not np.isfinite(v) else float(v) for v in (x - L) / gap]
             entries = gt[name.split(" from ")[0]]
             row["agreement_with_privileged"] = t_ci([entries.get(s, {}).get("action_agreement", np.nan) for s in seeds])
             row["kl_privileged_student"] = t_ci([entries.get(s, {}).get("kl_teacher_student", np.nan) for s in seeds])
@@ -181,9 +182,10 @@ def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
             out.append("| " + " | ".join(cells) + " |")
         per_seed = [f"{name}: {_seeds(r['gap_recovered_per_seed'])}" for name, r in c["rows"].items()
                     if "gap_recovered_per_seed" in r]  # fmt: skip
+        per_seed_text = f" Per seed: {'; '.join(per_seed)}." if per_seed else ""
         out.append(
             "\nGap recovered: Σ(student − local teachers) / Σ(privileged − local teachers) over seeds, with "
-            f"{METHODS['runs_ratio']}. Per seed: {'; '.join(per_seed)}. Every other figure is a mean over seeds with "
+            f"{METHODS['runs_ratio']}.{per_seed_text} Every other figure is a mean over seeds with "
             f"a {METHODS['runs_mean']}. Differences are formed per seed, on the episodes both sides share (the two "
             "teacher teams do not share training randomness: their inputs differ). Agreement and KL are measured on "
             "the states the student team visits. A normalized figure leaves out seeds whose reference team was not "
