@@ -125,7 +125,8 @@ def test_a_view_that_does_not_fit_is_refused_in_one_line(tmp_path, capsys):
     ppo = ["--ppo-kwargs", '{"n_steps": 50, "batch_size": 50}']
     assert cli([*args, *ppo, "--view", f"{view}:near", "--out", str(out)]) == 0
     assert PPO.load(out / "teachers" / "agent_0.zip").observation_space.shape == (4,)
-    view.write_text("import numpy as np\ndef near(env, agent, obs):\n    return np.asarray(obs)[:6]\n")
+    # another size of file too: an import within the same second would otherwise reuse the cached bytecode
+    view.write_text("import numpy as np\ndef near(env, agent, obs):\n    return np.asarray(obs)[:10]\n")
     done = subprocess.run(  # a fresh process, as a user's next command is: it imports the edited view
         [sys.executable, "-m", "marl_distill.cli", "distill", str(out), "--out", str(tmp_path / "d"), "--steps", "100"],
         capture_output=True,
