@@ -165,7 +165,10 @@ def train_teachers(
     ppo_kwargs: Annotated[str, typer.Option(help="JSON object of PPO arguments, e.g. '{\"n_steps\": 64}'.")] = "",
     dqn_kwargs: Annotated[str, typer.Option(help="JSON object of DQN arguments.")] = "",
     view: Annotated[
-        str, typer.Option(help="What teachers observe: local, global (observation + state()) or module:callable.")
+        str,
+        typer.Option(
+            help="What teachers observe: local, global (observation + state()), history:K or module:callable."
+        ),
     ] = "local",
     checkpoint_every: Annotated[
         int, typer.Option(help="Transitions per learner between checkpoints (0: a tenth of --steps; -1: none).")
@@ -209,7 +212,7 @@ def distill(
     student_view: Annotated[
         str | None,
         typer.Option(
-            help="What the student observes and acts on: local, global or module:callable (default: the "
+            help="What the student observes and acts on: local, global, history:K or module:callable (default: the "
             "run's distill.student_view)."
         ),
     ] = None,

@@ -2,7 +2,8 @@
 
 A view is ``local`` (the agent's own observation: the default), ``global`` (the agent's observation with the env's
 ``state()`` appended: the privileged view a centrally trained teacher may have and a decentrally acting student
-may not) or a ``module:callable`` (or ``file.py:callable``) mapping ``(env, agent, local observation)`` to a
+may not), ``history:K`` (the agent's own last K observations, newest first: a student's memory, still
+decentralized) or a ``module:callable`` (or ``file.py:callable``) mapping ``(env, agent, local observation)`` to a
 vector. ``ViewEnv`` wraps a ParallelEnv so that each agent's observation is one view, or several side by side:
 teachers train on their view alone (plain SB3 models of that view), while distillation and evaluation play an env
 that hands out the teachers' and the students' views together, and each party reads its own columns (``Sliced``).
@@ -25,13 +26,25 @@ from marl_distill.turns import has_mask
 if TYPE_CHECKING:  # ViewEnv needs numpy and the env only (experiments/deploy_onnx.py plays it without torch)
     from marl_distill.multiagent import EnvSpec
 
-LOCAL, GLOBAL = "local", "global"
+LOCAL, GLOBAL, HISTORY = "local", "global", "history:"
 Factory = Callable[[], Any]
 Span = tuple[int, int]
 
 
+def history_length(view: str) -> int | None:
+    """K of a ``history:K`` view (the agent's last K local observations, newest first), else None."""
+    if not view.startswith(HISTORY):
+        return None
+    k = view[len(HISTORY) :]
+    return int(k) if k.isdigit() and int(k) >= 1 else 0
+
+
 def check_view(view: str, where: str) -> None:
-    """Refuse a view name that is none of local, global or a ``module:callable`` spec."""
+    """Refuse a view name that is none of local, global, history:K or a ``module:callable`` spec."""
+    if isinstance(view, str) and view.startswith(HISTORY):
+        if history_length(view):
+            return
+        raise UserError(f"{where} = {view!r}: a history view is 'history:K' with K >= 1, e.g. 'history:4'")
     if view in (LOCAL, GLOBAL) or (isinstance(view, str) and ":" in view.strip(":")):
         return
     raise UserError(f"{where} = {view!r} is not a view; use 'local', 'global' or 'package.module:callable'")
@@ -65,7 +78,10 @@ class ViewEnv(ParallelEnv):
         local = {a: (sp["observation"] if a in self._masked else sp) for a, sp in self._raw.items()}
         self._encode = {a: encoder(sp) for a, sp in local.items()}
         self._local = {a: encoded_space(sp, a) for a, sp in local.items()}
-        self._fns = {v: _view_fn(v) for v in self.views if v not in (LOCAL, GLOBAL)}
+        self._fns = {v: _view_fn(v) for v in self.views if v not in (LOCAL, GLOBAL) and not history_length(v)}
+        self._depth = max([history_length(v) or 0 for v in self.views])
+        self._past: dict[str, np.ndarray] = {}
+        """Per agent: its last ``_depth`` encoded local observations, newest first (zeros before the episode)."""
         if GLOBAL in self.views:
             self.state_space = getattr(env, "state_space", None)
             if not callable(getattr(env, "state", None)) or not isinstance(self.state_space, gym.spaces.Box):
@@ -103,6 +119,9 @@ class ViewEnv(ParallelEnv):
         if view == GLOBAL:
             lo = np.concatenate([lo, self.state_space.low.reshape(-1)])
             hi = np.concatenate([hi, self.state_space.high.reshape(-1)])
+        elif history_length(view):  # zeros stand for the steps before the episode began
+            k = history_length(view) or 1
+            lo, hi = np.tile(np.minimum(lo, 0), k), np.tile(np.maximum(hi, 0), k)
         elif view != LOCAL:
             n = sizes[(view, agent)]
             lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
@@ -139,12 +158,18 @@ class ViewEnv(ParallelEnv):
         for a, o in obs.items():
             raw = self._local_raw(a, o)
             local = _flat(self._encode[a](raw))
+            if self._depth:
+                past = self._past.setdefault(a, np.zeros((self._depth, local.size), np.float32))
+                past[1:] = past[:-1].copy()
+                past[0] = local
             parts = []
             for v in self.views:
                 if v == LOCAL:
                     parts.append(local)
                 elif v == GLOBAL:
                     parts += [local, state]
+                elif history_length(v):
+                    parts.append(self._past[a][: history_length(v)].reshape(-1))
                 else:
                     part = self._call(v, a, raw)
                     if part.size != self._sizes[(v, a)]:
@@ -160,6 +185,7 @@ class ViewEnv(ParallelEnv):
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         obs, infos = self.env.reset(seed=seed, options=options)
         self.agents = list(self.env.agents)
+        self._past = {}  # a new episode remembers nothing
         return self._view(obs), infos
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:

@@ -178,6 +178,7 @@ CASES: list[tuple[str, list[str], str, Callable[[Path], None] | None]] = [
     ("benchmark --out on a user's folder", ["benchmark", "{tmp}/grid.toml", "--out", "{tmp}/mine"], "mine", grid_file),
     ("negative workers", ["run", "{tmp}/good.toml", "--out", "{tmp}/o", "--workers", "-1"], "--workers", None),
     ("unknown view", ["train-teachers", SPEC, "--out", "{tmp}/o", "--view", "sideways"], "is not a view", None),
+    ("empty history view", ["train-teachers", SPEC, "--out", "{tmp}/o", "--view", "history:0"], "history:K", None),
     (
         "global view of an env with no state",
         ["train-teachers", SPEC, "--out", "{tmp}/o", "--view", "global"],

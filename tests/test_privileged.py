@@ -197,7 +197,12 @@ def test_only_tasks_that_differ_in_the_teachers_view_are_paired():
 
     runs = [run("loc", "local"), run("glob", "global"), run("far", "global", sight=0.9)]
     runs += [run("glob-to-glob", "global", student_view="global"), run("loc-teacher", "local", sampling="teacher")]
-    assert pairs(runs) == [("nav", "loc", "glob"), ("nav", "loc-teacher", "glob")]  # not another sight, not global
+    assert pairs(runs) == [  # not another sight; students of any view, labelled
+        ("nav", "loc", "glob"),
+        ("nav", "loc-teacher", "glob"),
+        ("nav", "loc", "glob-to-glob"),
+        ("nav", "loc-teacher", "glob-to-glob"),
+    ]
     assert differences(runs, "nav", "loc-teacher", "glob") == [
         "s/shared: sampling teacher (local) vs student (privileged)"
     ]

@@ -58,3 +58,22 @@ def test_the_partially_observable_world_passes_check_env():
     from marl_distill.cli import cli
 
     assert cli(["check-env", "navigation", "--env-kwargs", '{"max_cycles": 10, "sight": 0.5}']) == 0
+
+
+def test_the_history_view_remembers_the_last_observations_of_the_episode_only():
+    env = ViewEnv(parallel_env(N=2, max_cycles=5, sight=0.3), ("history:3",))
+    plain = parallel_env(N=2, max_cycles=5, sight=0.3)
+    seen = []
+    for episode in range(2):
+        obs, _ = env.reset(seed=episode)
+        mine, _ = plain.reset(seed=episode)
+        seen = [mine]
+        for _ in range(3):
+            for agent in env.agents:
+                want = [s[agent] for s in seen[::-1][:3]]  # newest first, zeros before the episode began
+                want += [np.zeros_like(mine[agent])] * (3 - len(want))
+                np.testing.assert_array_equal(obs[agent], np.concatenate(want))
+                assert env.observation_space(agent).contains(obs[agent])
+            obs, *_ = env.step({a: 2 for a in env.agents})
+            mine, *_ = plain.step({a: 2 for a in plain.agents})
+            seen.append(mine)

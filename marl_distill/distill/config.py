@@ -35,7 +35,8 @@ class DistillConfig:
     (teacher when students see what teachers see; student when views differ, so students are fitted on the states
     their own partial view leads them to, where teacher-visited states would be out of their distribution)."""
     student_view: str = "local"
-    """What students observe and act on: local, global or 'package.module:callable' (see teachers.view)."""
+    """What students observe and act on: local, global, history:K or 'package.module:callable' (see
+    teachers.view)."""
     iterations: int = 4
     """Collect-then-fit rounds for student and mixed sampling (teacher sampling collects once); the labelled
     states and gradient steps are split evenly over them, so the budget does not grow with the rounds."""

@@ -22,38 +22,41 @@ LOCAL = "local"
 
 
 def _setups(runs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(env, task) -> what its runs record: the teachers' and students' views, the comparable setup (env arguments
-    and teacher settings but the view) and the students' distillation records."""
+    """(env, task) -> what its runs record: the teachers' view, the comparable setup (env arguments and teacher
+    settings but the view) and every student's distillation record (its view included), by setting/kind."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for run in runs:
         meta = run["metrics"]["_meta"]
-        views = meta.get("views") or {}
-        out[(meta["env"], run["task"])] = {
-            "teachers": views.get("teachers", LOCAL),
-            "students": views.get("students", LOCAL),
-            "setup": run.get("setup") or meta.get("setup"),
-            "records": {f"{run['setting']}/{k}": _budget(v) for k, v in (meta.get("students") or {}).items()},
-        }
+        task = out.setdefault((meta["env"], run["task"]), {"records": {}})
+        task["teachers"] = (meta.get("views") or {}).get("teachers", LOCAL)
+        task["setup"] = run.get("setup") or meta.get("setup")
+        for kind, record in (meta.get("students") or {}).items():
+            task["records"][f"{run['setting']}/{kind}"] = _budget(record)
     return out
 
 
 def _budget(record: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("kind", "hidden", "loss", "temperature", "sampling", "grad_steps", "labelled_states_per_agent")
-    return {k: record.get(k) for k in keys}
+    return {**{k: record.get(k) for k in keys}, "view": (record.get("views") or {}).get("students", LOCAL)}
 
 
 def pairs(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
-    """(env, local task, privileged task) for every two tasks that differ only in the teachers' view: the same env
-    and env arguments, the same teacher settings, and students on the local view."""
+    """(env, local task, privileged task) for every two tasks that differ only in the teachers' view: the same env,
+    env arguments and teacher settings (the students' views are labelled in the table)."""
     seen = _setups(runs)
     found = []
     for (env, priv), p in sorted(seen.items()):
-        if p["teachers"] == LOCAL or p["students"] != LOCAL or p["setup"] is None:
+        if p["teachers"] == LOCAL or p["setup"] is None:
             continue
         for (env2, loc), q in sorted(seen.items()):
-            if env2 == env and q["teachers"] == LOCAL and q["students"] == LOCAL and q["setup"] == p["setup"]:
+            if env2 == env and q["teachers"] == LOCAL and q["setup"] == p["setup"]:
                 found.append((env, loc, priv))
     return found
+
+
+def student_views(runs: Sequence[Mapping[str, Any]], env: str, task: str) -> dict[str, str]:
+    """setting/kind -> the view those students act on."""
+    return {name: r["view"] for name, r in _setups(runs)[(env, task)]["records"].items()}
 
 
 def differences(runs: Sequence[Mapping[str, Any]], env: str, local: str, privileged: str) -> list[str]:
@@ -127,7 +130,21 @@ def compare(results: Mapping[str, Any], env: str, local: str, privileged: str) -
 
 def comparisons(results: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every pair of tasks that differ only in the teachers' view, compared, with the students' confounds."""
-    return [{**compare(results, *pair), "student_differences": differences(runs, *pair)} for pair in pairs(runs)]
+    return [
+        {
+            **compare(results, *pair),
+            "student_differences": differences(runs, *pair),
+            "student_views": {task: student_views(runs, pair[0], task) for task in pair[1:]},
+        }
+        for pair in pairs(runs)
+    ]
+
+
+def _label(name: str, views: Mapping[str, Mapping[str, str]]) -> str:
+    """A student row's name with its view where that is not the local one."""
+    base, _, task = name.partition(" from ")
+    view = (views.get(task) or {}).get(base, LOCAL)
+    return name if not task or view == LOCAL else f"{base} ({view} view) from {task}"
 
 
 def _cell(block: Mapping[str, Any] | None, digits: int, seeds: int, key: str = "mean") -> str:
@@ -170,7 +187,7 @@ def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
         n = len(c["seeds"])
         for name, r in c["rows"].items():
             cells = [
-                name,
+                _label(name, c.get("student_views") or {}),
                 _cell(r["team_return"], 2, n),
                 _cell(r["minus_local_teachers"], 2, n),
                 _cell(r["normalized_vs_local"], 3, n),

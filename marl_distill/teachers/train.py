@@ -67,7 +67,8 @@ class TeacherConfig:
     """Write each teacher's SB3 TensorBoard log under tb/AGENT_1."""
     view: str = "local"
     """What each teacher observes: local (its own observation), global (its observation then the env's state():
-    privileged teachers) or 'package.module:callable' mapping (env, agent, local observation) to a vector."""
+    privileged teachers), history:K (its last K observations) or 'package.module:callable' mapping (env, agent,
+    local observation) to a vector."""
     checkpoint_every: int = 0
     """Transitions per learner between checkpoints of every learner (0: about a tenth of steps; -1: none), rounded
     up to whole rollouts of every learner; a stopped or failed run continues from the last one with --resume."""
