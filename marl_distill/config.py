@@ -193,14 +193,15 @@ def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def comparable(data: dict[str, Any]) -> dict[str, Any]:
-    """A resolved config dict with ``distill.sampling = "auto"`` decided as the stage decides it for the configured
-    views, so a run folder written before ``auto`` existed (with ``sampling = "teacher"``) still resumes under a
-    config that leaves sampling at its default."""
+def comparable(data: dict[str, Any], teacher_view: str | None = None) -> dict[str, Any]:
+    """A resolved config dict with ``distill.sampling = "auto"`` decided as the stage decides it for the views
+    (``teacher_view``: that of borrowed teachers, else the config's), so a run folder written before ``auto``
+    existed (with ``sampling = "teacher"``) still resumes under a config that leaves sampling at its default."""
     distill = data.get("distill", {})
     if distill.get("sampling") != "auto":
         return data
-    same = data.get("teachers", {}).get("view", "local") == distill.get("student_view", "local")
+    teachers = teacher_view or data.get("teachers", {}).get("view", "local")
+    same = teachers == distill.get("student_view", "local")
     return {**data, "distill": {**distill, "sampling": "teacher" if same else "student"}}
 
 

@@ -322,8 +322,9 @@ def run(
     run_dir = Path(run_dir)
     check_dir(run_dir, resume)  # nothing is written before every check has passed
     saved = run_dir / CONFIG
-    same = config_mod.comparable(config_mod.to_dict(config_mod.load(saved))) if saved.exists() else None
-    if same is not None and same != config_mod.comparable(config_mod.to_dict(cfg)):
+    borrowed = trained_view(Path(cfg.teachers_from)) if cfg.teachers_from else None  # auto follows their view
+    same = config_mod.comparable(config_mod.to_dict(config_mod.load(saved)), borrowed) if saved.exists() else None
+    if same is not None and same != config_mod.comparable(config_mod.to_dict(cfg), borrowed):
         raise UserError(f"{saved} differs from this config; resume with the same config or use a new --out")
     check_runnable(cfg, stages)
     run_dir.mkdir(parents=True, exist_ok=True)

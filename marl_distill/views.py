@@ -67,6 +67,8 @@ class ViewEnv(ParallelEnv):
     its columns equal what a local-view policy reads. Action masks (Dict observations) pass through beside it."""
 
     def __init__(self, env: ParallelEnv, views: Sequence[str]) -> None:
+        for view in views:
+            check_view(view, "view")
         self.env = env
         self.views = tuple(views)
         self.possible_agents = list(env.possible_agents)

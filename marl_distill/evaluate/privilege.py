@@ -31,13 +31,19 @@ def _setups(runs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str
         task["teachers"] = (meta.get("views") or {}).get("teachers", LOCAL)
         task["setup"] = run.get("setup") or meta.get("setup")
         for kind, record in (meta.get("students") or {}).items():
-            task["records"][f"{run['setting']}/{kind}"] = _budget(record)
+            seen = task["records"].setdefault(f"{run['setting']}/{kind}", [])
+            if _budget(record) not in seen:  # every distinct record over the seeds
+                seen.append(_budget(record))
     return out
 
 
+BUDGET = ("kind", "hidden", "loss", "temperature", "alpha", "sampling", "rounds", "grad_steps", "batch_size",
+          "labelled_states_per_agent", "holdout", "early_stopping")  # fmt: skip
+"""The distill.json keys two students must share to be compared as the same student."""
+
+
 def _budget(record: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("kind", "hidden", "loss", "temperature", "sampling", "grad_steps", "labelled_states_per_agent")
-    return {**{k: record.get(k) for k in keys}, "view": (record.get("views") or {}).get("students", LOCAL)}
+    return {**{k: record.get(k) for k in BUDGET}, "view": (record.get("views") or {}).get("students", LOCAL)}
 
 
 def pairs(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
@@ -56,7 +62,7 @@ def pairs(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
 
 def student_views(runs: Sequence[Mapping[str, Any]], env: str, task: str) -> dict[str, str]:
     """setting/kind -> the view those students act on."""
-    return {name: r["view"] for name, r in _setups(runs)[(env, task)]["records"].items()}
+    return {name: records[0]["view"] for name, records in _setups(runs)[(env, task)]["records"].items()}
 
 
 def differences(runs: Sequence[Mapping[str, Any]], env: str, local: str, privileged: str) -> list[str]:
@@ -65,8 +71,11 @@ def differences(runs: Sequence[Mapping[str, Any]], env: str, local: str, privile
     a, b = seen[(env, local)]["records"], seen[(env, privileged)]["records"]
     out = []
     for name in sorted(set(a) & set(b)):
-        keys = [k for k in a[name] if a[name][k] != b[name][k]]
-        out += [f"{name}: {k} {a[name][k]} (local) vs {b[name][k]} (privileged)" for k in keys]
+        if len(a[name]) > 1 or len(b[name]) > 1:
+            out.append(f"{name}: distilled with different settings in different seeds")
+            continue
+        keys = [k for k in a[name][0] if a[name][0][k] != b[name][0][k]]
+        out += [f"{name}: {k} {a[name][0][k]} (local) vs {b[name][0][k]} (privileged)" for k in keys]
     return out
 
 
@@ -79,10 +88,14 @@ def _guarded(by_seed: Mapping[str, Mapping[str, Any]], seeds: Sequence[str]) -> 
     return np.array([by_seed.get(s, {}).get("normalized_return") is not None for s in seeds])
 
 
-def compare(results: Mapping[str, Any], env: str, local: str, privileged: str) -> dict[str, Any]:
+def compare(
+    results: Mapping[str, Any], env: str, local: str, privileged: str, student_views: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The comparison of one pair of tasks, over the seeds both have (see the module docstring). A return
     normalized against a team is left out for a seed where that team was not significantly above random (the
-    guard every normalized figure obeys); the gap recovered is null unless the privilege gap is significant."""
+    guard every normalized figure obeys); the gap recovered is null unless the privilege gap is significant, and
+    given only for students on the local view (``student_views``: setting/kind -> view in the privileged task; a
+    student with memory would otherwise count what memory adds as privilege recovered)."""
     lt, gt = results[env][local], results[env][privileged]
     seeds = sorted(set(lt["teacher"]) & set(gt["teacher"]))
     L, G, R = _series(lt["teacher"], seeds), _series(gt["teacher"], seeds), _series(lt["random"], seeds)
@@ -106,8 +119,9 @@ def compare(results: Mapping[str, Any], env: str, local: str, privileged: str) -
             "normalized_vs_privileged": t_ci((x - R) / G_over),
         }
         if sources[name] == privileged and "/" in name:
-            row["gap_recovered"] = ratio_ci(x - L, gap) if significant else None
-            if significant:
+            local_view = (student_views or {}).get(name.split(" from ")[0], LOCAL) == LOCAL
+            row["gap_recovered"] = ratio_ci(x - L, gap) if significant and local_view else None
+            if significant and local_view:
                 row["gap_recovered_per_seed"] = [None if not np.isfinite(v) else float(v) for v in (x - L) / gap]
             entries = gt[name.split(" from ")[0]]
             row["agreement_with_privileged"] = t_ci([entries.get(s, {}).get("action_agreement", np.nan) for s in seeds])
@@ -124,20 +138,23 @@ def compare(results: Mapping[str, Any], env: str, local: str, privileged: str) -
         "privilege_gap_per_seed": [float(v) for v in gap],
         "privilege_gap_significant": significant,
         "teacher_cis_apart": None if None in (hi_l, lo_g) else bool(lo_g > hi_l or lo_l > hi_g),
+        "same_episodes": all(lt["teacher"][s].get("episodes") == gt["teacher"][s].get("episodes") for s in seeds),
         "rows": rows,
     }
 
 
 def comparisons(results: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every pair of tasks that differ only in the teachers' view, compared, with the students' confounds."""
-    return [
-        {
-            **compare(results, *pair),
-            "student_differences": differences(runs, *pair),
-            "student_views": {task: student_views(runs, pair[0], task) for task in pair[1:]},
-        }
-        for pair in pairs(runs)
-    ]
+    out = []
+    for env, local, privileged in pairs(runs):
+        views = {task: student_views(runs, env, task) for task in (local, privileged)}
+        c = compare(results, env, local, privileged, views[privileged])
+        confounds = differences(runs, env, local, privileged)
+        if not c["same_episodes"]:
+            confounds.append("the two tasks evaluated different numbers of episodes per seed")
+        teachers = _setups(runs)[(env, privileged)]["teachers"]
+        out.append({**c, "student_differences": confounds, "student_views": views, "privileged_view": teachers})
+    return out
 
 
 def _label(name: str, views: Mapping[str, Mapping[str, str]]) -> str:
@@ -164,7 +181,8 @@ def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
         gap = c["privilege_gap"]
         apart = {True: "do not overlap", False: "overlap", None: "cannot be compared"}[c["teacher_cis_apart"]]
         out.append(
-            f"\n## Privileged teachers: {c['privileged_task']} against {c['local_task']} (`{c['env']}`, "
+            f"\n## Privileged teachers ({c.get('privileged_view', 'global')} view): {c['privileged_task']} against "
+            f"{c['local_task']} (`{c['env']}`, "
             f"{len(c['seeds'])} seeds)\n\nPrivilege gap (privileged − local-view teachers, paired per seed): "
             f"{ci_cell(gap, 2)}, per seed {_seeds(c['privilege_gap_per_seed'])}; the two teams' return intervals "
             f"over seeds {apart}."
@@ -201,7 +219,8 @@ def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
                     if "gap_recovered_per_seed" in r]  # fmt: skip
         per_seed_text = f" Per seed: {'; '.join(per_seed)}." if per_seed else ""
         out.append(
-            "\nGap recovered: Σ(student − local teachers) / Σ(privileged − local teachers) over seeds, with "
+            "\nGap recovered (local-view students only): Σ(student − local teachers) / Σ(privileged − local "
+            "teachers) over seeds, which weighs each seed by its gap, with "
             f"{METHODS['runs_ratio']}.{per_seed_text} Every other figure is a mean over seeds with "
             f"a {METHODS['runs_mean']}. Differences are formed per seed, on the episodes both sides share (the two "
             "teacher teams do not share training randomness: their inputs differ). Agreement and KL are measured on "

@@ -25,8 +25,9 @@ METHODS = {
     "runs_iqm": "Tukey–McLaughlin (Yuen) trimmed-mean t interval over runs, the IQM's Student-t analogue "
     "(winsorized variance, n − 2g − 1 degrees of freedom); coverage checked by simulation at 5 seeds",
     "runs_ratio": "Fieller's interval over runs for a ratio of two paired means (Student-t, n − 1 degrees of "
-    "freedom; no interval unless the denominator's mean is significantly away from 0); coverage checked by "
-    "simulation at 5 seeds",
+    "freedom; no interval unless the denominator's mean is significantly away from 0); it assumes the two means "
+    "are near normal: coverage checked by simulation at 5 seeds of normal per-seed values, and lower when one "
+    "seed's values dominate (the per-seed values are listed beside it)",
 }
 """One sentence per interval method, quoted by metrics.json's ``_meta`` and the reports."""
 
