@@ -169,3 +169,35 @@ def _check_obs(env: Any, obs: dict[str, Any], gone: set[str], where: str) -> Non
         problem = _mask_problem(env.action_space(agent), o)
         if problem:
             raise EnvViolation(f"agent {agent!r}, {where}: {problem}")
+
+
+def describe_envs() -> list[str]:
+    """``marl-distill envs``: per registered env its id, api, agent count and source, then each group of agents
+    with the same spaces on one line (an env that cannot be built is one line saying why)."""
+    from marl_distill.multiagent import EnvSpec, make_parallel
+    from marl_distill.registry import all_envs, resolve
+    from marl_distill.turns import TurnBasedParallel
+
+    lines = []
+    entries = all_envs()
+    width = max(map(len, entries), default=0)
+    for env_id, entry in entries.items():
+        try:
+            env = make_parallel(resolve(env_id))
+            spec = EnvSpec.of(env)
+        except (UserError, ImportError) as exc:
+            lines.append(f"{env_id:<{width}}  unavailable: {exc}  [{entry.source}]")
+            continue
+        api = "aec" if isinstance(env, TurnBasedParallel) else "parallel"
+        lines.append(f"{env_id:<{width}}  {api:<8}  {len(spec.agents)} agents  [{entry.source}]")
+        rows = {a: (f"{spec.observation_spaces[a]}{' +mask' if a in spec.masked else ''}", str(spec.action_spaces[a]))
+                for a in spec.agents}  # fmt: skip
+        groups: dict[tuple[str, str], list[str]] = {}
+        for agent, spaces in rows.items():
+            groups.setdefault(spaces, []).append(agent)
+        names = {spaces: ", ".join(agents) for spaces, agents in groups.items()}
+        name_width = max(map(len, names.values()))
+        obs_width = max(len(obs) for obs, _ in groups)
+        for (obs, act), who in names.items():
+            lines.append(f"{'':<{width}}    {who:<{name_width}}  obs {obs:<{obs_width}}  act {act}")
+    return lines

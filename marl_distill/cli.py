@@ -105,31 +105,10 @@ def config() -> None:
 def envs() -> None:
     """List registered environments: id, api, source, and every agent's observation and action spaces (one line
     for all agents where they share them)."""
-    from marl_distill.multiagent import EnvSpec, make_parallel
-    from marl_distill.registry import all_envs, resolve
-    from marl_distill.turns import TurnBasedParallel
+    from marl_distill.checkenv import describe_envs
 
-    entries = all_envs()
-    width = max(map(len, entries), default=0)
-    for env_id, entry in entries.items():
-        try:
-            env = make_parallel(resolve(env_id))
-            spec = EnvSpec.of(env)
-        except (UserError, ImportError) as exc:
-            typer.echo(f"{env_id:<{width}}  unavailable: {exc}  [{entry.source}]")
-            continue
-        api = "aec" if isinstance(env, TurnBasedParallel) else "parallel"
-        typer.echo(f"{env_id:<{width}}  {api:<8}  {len(spec.agents)} agents  [{entry.source}]")
-        rows = {a: (f"{spec.observation_spaces[a]}{' +mask' if a in spec.masked else ''}", str(spec.action_spaces[a]))
-                for a in spec.agents}  # fmt: skip
-        groups: dict[tuple[str, str], list[str]] = {}
-        for agent, spaces in rows.items():
-            groups.setdefault(spaces, []).append(agent)
-        names = {spaces: ", ".join(agents) for spaces, agents in groups.items()}
-        name_width = max(map(len, names.values()))
-        obs_width = max(len(obs) for obs, _ in groups)
-        for (obs, act), who in names.items():
-            typer.echo(f"{'':<{width}}    {who:<{name_width}}  obs {obs:<{obs_width}}  act {act}")
+    for line in describe_envs():
+        typer.echo(line)
 
 
 @app.command("check-env")
@@ -253,22 +232,7 @@ def distill(
         if not (folder / "teachers").is_dir():
             raise UserError(f"--extra-teachers {folder} holds no teachers/; pass a run folder from train-teachers")
     cfg.extra_teachers = [str(f.resolve()) for f in extra_teachers]
-    same = out.resolve() == run_dir.resolve()
-    if (out / "students" / student.value).exists():
-        raise UserError(f"{out / 'students' / student.value} exists; choose another --out")
-    if same and cfg.distill.student_view != runner.load_run_config(run_dir).distill.student_view:
-        raise UserError(
-            f"--student-view {cfg.distill.student_view} differs from {run_dir}'s distill.student_view, whose students "
-            "are evaluated on that view; pass a new --out"
-        )
-    views = runner.views_of(cfg, run_dir)
-    runner.check_views(cfg, views)
-    runner.distill_source(cfg, run_dir, views)  # bad teachers or views: refused before OUT
-    if not same:
-        runner.prepare_dir(out, resume=False, can_resume=False)
-        cfg.teachers_from = str(runner.teachers_dir(cfg, run_dir).resolve())
-        config_mod.save(cfg, out / runner.CONFIG)
-    runner.stage_distill(cfg, out)
+    runner.distill_into(cfg, run_dir, out, student.value)
     typer.echo(f"student saved in {out / 'students' / student.value}")
 
 
@@ -357,7 +321,9 @@ def export(
     parity against torch checked on real observations (exit 2 beyond 1e-5)."""
     if format_ != "onnx":
         raise UserError(f"--format {format_!r} is not supported; use --format onnx")
-    for rec in runner.export_onnx(path, quantize=quantize, out=out):
+    from marl_distill.exporting import export_onnx
+
+    for rec in export_onnx(path, quantize=quantize, out=out):
         if "skipped" in rec:
             typer.echo(f"{rec['policy']:>10}: skipped ({rec['skipped']})")
             continue
