@@ -80,8 +80,10 @@ class ViewEnv(ParallelEnv):
         local = {a: (sp["observation"] if a in self._masked else sp) for a, sp in self._raw.items()}
         self._encode = {a: encoder(sp) for a, sp in local.items()}
         self._local = {a: encoded_space(sp, a) for a, sp in local.items()}
-        self._fns = {v: _view_fn(v) for v in self.views if v not in (LOCAL, GLOBAL) and not history_length(v)}
-        self._depth = max([history_length(v) or 0 for v in self.views])
+        self._history = {v: history_length(v) for v in self.views}
+        """Per view: K of a history:K view, else None (read once, not on every step)."""
+        self._fns = {v: _view_fn(v) for v in self.views if v not in (LOCAL, GLOBAL) and not self._history[v]}
+        self._depth = max([k or 0 for k in self._history.values()])
         self._past: dict[str, np.ndarray] = {}
         """Per agent: its last ``_depth`` encoded local observations, newest first (zeros before the episode)."""
         if GLOBAL in self.views:
@@ -121,8 +123,8 @@ class ViewEnv(ParallelEnv):
         if view == GLOBAL:
             lo = np.concatenate([lo, self.state_space.low.reshape(-1)])
             hi = np.concatenate([hi, self.state_space.high.reshape(-1)])
-        elif history_length(view):  # zeros stand for the steps before the episode began
-            k = history_length(view) or 1
+        elif self._history[view]:  # zeros stand for the steps before the episode began
+            k = self._history[view] or 1
             lo, hi = np.tile(np.minimum(lo, 0), k), np.tile(np.maximum(hi, 0), k)
         elif view != LOCAL:
             n = sizes[(view, agent)]
@@ -170,8 +172,8 @@ class ViewEnv(ParallelEnv):
                     parts.append(local)
                 elif v == GLOBAL:
                     parts += [local, state]
-                elif history_length(v):
-                    parts.append(self._past[a][: history_length(v)].reshape(-1))
+                elif self._history[v]:
+                    parts.append(self._past[a][: self._history[v]].reshape(-1))
                 else:
                     part = self._call(v, a, raw)
                     if part.size != self._sizes[(v, a)]:
@@ -226,6 +228,23 @@ def view_factory(factory: Factory, view: str) -> Factory:
     return factory if view == LOCAL else partial(viewed, factory, (view,))
 
 
+class Columns:
+    """One party's columns of an env that hands out several views side by side, and the shapes of its own view."""
+
+    def __init__(self, spans: Mapping[str, Span], spec: EnvSpec) -> None:
+        self.spans = dict(spans)
+        self.shapes = {a: tuple(spec.observation_spaces[a].shape) for a in spec.agents}
+
+    def take(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Batches of paired observations -> the same rows in this party's view."""
+        out = {}
+        for a, o in obs.items():
+            start, stop = self.spans[a]
+            o = np.asarray(o)
+            out[a] = o.reshape(len(o), -1)[:, start:stop].reshape(len(o), *self.shapes[a])
+        return out
+
+
 class Sliced:
     """A joint policy that acts on its own view inside an env that hands out several views side by side: it reads
     its columns of each observation, reshaped to its own spaces, and is otherwise the policy it wraps."""
@@ -234,19 +253,13 @@ class Sliced:
     """Methods that take observations: not forwarded, so nothing times or runs the policy on the wrong columns
     (``own_view`` gives the observations as the wrapped policy takes them)."""
 
-    def __init__(self, policy: Any, spans: Mapping[str, Span], spec: EnvSpec) -> None:
+    def __init__(self, policy: Any, columns: Columns) -> None:
         self.inner = policy
-        self.spans = dict(spans)
-        self.shapes = {a: tuple(spec.observation_spaces[a].shape) for a in spec.agents}
+        self.columns = columns
 
     def own_view(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Batches of paired observations -> the same rows in this policy's view."""
-        out = {}
-        for a, o in obs.items():
-            start, stop = self.spans[a]
-            o = np.asarray(o)
-            out[a] = o.reshape(len(o), -1)[:, start:stop].reshape(len(o), *self.shapes[a])
-        return out
+        return self.columns.take(obs)
 
     def logits(self, obs: Mapping[str, np.ndarray]) -> Any:
         return self.inner.logits(self.own_view(obs))
@@ -273,11 +286,12 @@ class Views:
         self.teacher_spec = _spec(self.teacher_factory)
         self.student_spec = self.teacher_spec if self.same else _spec(self.student_factory)
         self.play: Factory = self.teacher_factory
-        self._spans: tuple[dict[str, Span], dict[str, Span]] | None = None
+        self._columns: tuple[Columns, Columns] | None = None
+        """The teachers' and the students' columns of ``play`` (None: one view, nothing to slice)."""
         if not self.same:
             self.play = partial(viewed, factory, (teacher_view, student_view))
             env = self.play()
-            self._spans = (env.spans(0), env.spans(1))
+            self._columns = (Columns(env.spans(0), self.teacher_spec), Columns(env.spans(1), self.student_spec))
             env.close()
 
     @property
@@ -286,23 +300,19 @@ class Views:
 
     def teachers(self, policy: Any) -> Any:
         """``policy`` (teachers) as it acts in ``play``."""
-        return policy if self._spans is None else Sliced(policy, self._spans[0], self.teacher_spec)
+        return policy if self._columns is None else Sliced(policy, self._columns[0])
 
     def students(self, policy: Any) -> Any:
         """``policy`` (students) as it acts in ``play``."""
-        return policy if self._spans is None else Sliced(policy, self._spans[1], self.student_spec)
+        return policy if self._columns is None else Sliced(policy, self._columns[1])
 
     def student_obs(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Rows of ``play``'s observations -> the students' view of them (what students are fitted on)."""
-        if self._spans is None:
-            return dict(obs)
-        return Sliced(None, self._spans[1], self.student_spec).own_view(obs)
+        return dict(obs) if self._columns is None else self._columns[1].take(obs)
 
     def teacher_obs(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Rows of ``play``'s observations -> the teachers' view of them (what their labels came from)."""
-        if self._spans is None:
-            return dict(obs)
-        return Sliced(None, self._spans[0], self.teacher_spec).own_view(obs)
+        return dict(obs) if self._columns is None else self._columns[0].take(obs)
 
     def record(self) -> dict[str, str]:
         return {"teachers": self.teacher_view, "students": self.student_view}

@@ -49,7 +49,10 @@ def _budget(record: Mapping[str, Any]) -> dict[str, Any]:
 def pairs(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
     """(env, local task, privileged task) for every two tasks that differ only in the teachers' view: the same env,
     env arguments and teacher settings (the students' views are labelled in the table)."""
-    seen = _setups(runs)
+    return _pairs(_setups(runs))
+
+
+def _pairs(seen: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[tuple[str, str, str]]:
     found = []
     for (env, priv), p in sorted(seen.items()):
         if p["teachers"] == LOCAL or p["setup"] is None:
@@ -60,15 +63,19 @@ def pairs(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
     return found
 
 
-def student_views(runs: Sequence[Mapping[str, Any]], env: str, task: str) -> dict[str, str]:
+def _student_views(task: Mapping[str, Any]) -> dict[str, str]:
     """setting/kind -> the view those students act on."""
-    return {name: records[0]["view"] for name, records in _setups(runs)[(env, task)]["records"].items()}
+    return {name: records[0]["view"] for name, records in task["records"].items()}
 
 
 def differences(runs: Sequence[Mapping[str, Any]], env: str, local: str, privileged: str) -> list[str]:
     """Students of one name whose distillation differs between the two tasks (a confound the table must state)."""
     seen = _setups(runs)
-    a, b = seen[(env, local)]["records"], seen[(env, privileged)]["records"]
+    return _differences(seen[(env, local)], seen[(env, privileged)])
+
+
+def _differences(local: Mapping[str, Any], privileged: Mapping[str, Any]) -> list[str]:
+    a, b = local["records"], privileged["records"]
     out = []
     for name in sorted(set(a) & set(b)):
         if len(a[name]) > 1 or len(b[name]) > 1:
@@ -145,14 +152,15 @@ def compare(
 
 def comparisons(results: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every pair of tasks that differ only in the teachers' view, compared, with the students' confounds."""
+    seen = _setups(runs)
     out = []
-    for env, local, privileged in pairs(runs):
-        views = {task: student_views(runs, env, task) for task in (local, privileged)}
+    for env, local, privileged in _pairs(seen):
+        views = {task: _student_views(seen[(env, task)]) for task in (local, privileged)}
         c = compare(results, env, local, privileged, views[privileged])
-        confounds = differences(runs, env, local, privileged)
+        confounds = _differences(seen[(env, local)], seen[(env, privileged)])
         if not c["same_episodes"]:
             confounds.append("the two tasks evaluated different numbers of episodes per seed")
-        teachers = _setups(runs)[(env, privileged)]["teachers"]
+        teachers = seen[(env, privileged)]["teachers"]
         out.append({**c, "student_differences": confounds, "student_views": views, "privileged_view": teachers})
     return out
 
