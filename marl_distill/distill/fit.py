@@ -120,16 +120,20 @@ def fit(
         losses = []
         for _ in range(min(chunk, steps - taken)):
             order = next(batches)
-            loss = torch.zeros(())
+            loss = None  # gathers (index_select) and no zero to start from: the same numbers in fewer, cheaper ops
             for agent, x in inputs.items():
-                idx = torch.as_tensor(order[agent])
+                idx = torch.from_numpy(order[agent])
                 if agent in acting:  # only the rows where this agent acted
-                    idx = idx[acting[agent][idx]]
+                    idx = idx[acting[agent].index_select(0, idx)]
                     if len(idx) == 0:
                         continue
-                mask = masks[agent][idx] if agent in masks else None
-                pred, target = apply_mask(net(agent, x[idx]), mask), apply_mask(train.teacher_logits[agent][idx], mask)
-                loss = loss + loss_fns[agent](pred, target)
+                mask = masks[agent].index_select(0, idx) if agent in masks else None
+                pred = apply_mask(net(agent, x.index_select(0, idx)), mask)
+                target = apply_mask(train.teacher_logits[agent].index_select(0, idx), mask)
+                term = loss_fns[agent](pred, target)
+                loss = term if loss is None else loss + term
+            if loss is None:  # no agent acted in any row of this batch
+                loss = torch.zeros((), requires_grad=True)
             loss = loss / len(inputs)
             value = float(loss.detach())
             if not math.isfinite(value):  # a diverged student is refused, not saved

@@ -23,7 +23,8 @@ def kl_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1
     t = temperature
     log_p = F.log_softmax(teacher / t, dim=-1)
     log_q = F.log_softmax(student / t, dim=-1)
-    return (t * t) * (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean()
+    kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean()
+    return kl if t == 1.0 else (t * t) * kl  # times 1 is exact: skipping it saves an op and its backward
 
 
 def ce_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
