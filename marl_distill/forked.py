@@ -108,16 +108,23 @@ def run_jobs(jobs: Sequence[Callable[[], T]], workers: int, on_done: Callable[[]
         pool.shutdown()
         return results
     except BaseException:  # Ctrl-C, SIGTERM or a failed job: stop the workers now, not after the queued jobs
-        pool.shutdown(wait=False, cancel_futures=True)
-        stray = set(multiprocessing.active_children()) - before
-        for proc in stray:
-            proc.terminate()
-        # The pool's own thread reaps its workers too; when it wins the race, our join returns before it has noted
-        # the exit code, so wait until one of us has (a worker that takes a moment to die is waited for too).
-        deadline = time.monotonic() + 5
-        for proc in stray:
-            while proc.exitcode is None and time.monotonic() < deadline:
-                proc.join(timeout=0.05)
+        stop_pool(pool, before)
         raise
     finally:
         _JOBS = ()
+
+
+def stop_pool(pool: cf.ProcessPoolExecutor, before: set[Any]) -> None:
+    """Stop ``pool`` now: cancel its queued jobs and terminate its workers (the children of this process not in
+    ``before``), whatever they are running. A signal sent to this process alone (``kill PID``, a scheduler's stop)
+    does not reach them, and a plain shutdown would wait for their jobs to finish."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    stray = set(multiprocessing.active_children()) - before
+    for proc in stray:
+        proc.terminate()
+    # The pool's own thread reaps its workers too; when it wins the race, our join returns before it has noted the
+    # exit code, so wait until one of us has (a worker that takes a moment to die is waited for too).
+    deadline = time.monotonic() + 5
+    for proc in stray:
+        while proc.exitcode is None and time.monotonic() < deadline:
+            proc.join(timeout=0.05)

@@ -28,6 +28,7 @@ from marl_distill import config as config_mod
 from marl_distill import runner
 from marl_distill.errors import UserError
 from marl_distill.evaluate.summary import write_summary
+from marl_distill.forked import stop_pool
 from marl_distill.io import read_json, write_json
 from marl_distill.teachers.train import MANIFEST
 
@@ -209,6 +210,7 @@ class _Local:
 
     def __init__(self, workers: int) -> None:
         ctx = multiprocessing.get_context("spawn")
+        self.before = set(multiprocessing.active_children())
         self.pool = cf.ProcessPoolExecutor(workers, mp_context=ctx) if workers > 1 else None
 
     def submit(self, cell: Cell) -> Any:
@@ -226,9 +228,13 @@ class _Local:
         done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
         return [(f, f.exception()) for f in done]
 
-    def close(self) -> None:
+    def close(self, stop: bool = False) -> None:
+        """Wait for the running cells; with ``stop`` (Ctrl-C, SIGTERM), stop them now (their checkpoints stay)."""
         if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+            if stop:
+                stop_pool(self.pool, self.before)
+            else:
+                self.pool.shutdown(cancel_futures=True)
 
 
 class _Ray:
@@ -262,7 +268,7 @@ class _Ray:
                 out.append((handle, getattr(exc, "cause", None) or exc))
         return out
 
-    def close(self) -> None:
+    def close(self, stop: bool = False) -> None:
         self.ray.shutdown()
 
 
@@ -304,6 +310,7 @@ def run_benchmark(
     waiting = {(c.task, c.seed): [s for s in todo_s if (s.task, s.seed) == (c.task, c.seed)] for c in teacher_cells}
     ready = [s for c in teacher_cells if c not in todo_t for s in waiting[(c.task, c.seed)]]
     bar = tqdm(total=len(todo_t) + len(todo_s), desc="benchmark", unit="run", disable=not show)
+    stopped = True  # until the cells are all done: an interruption stops the running ones instead of waiting
     try:
         handles = {}
         for cell in todo_t + ready:
@@ -330,9 +337,10 @@ def run_benchmark(
                 cell = handles.pop(handle)
                 if error is not None:
                     failed[str(cell.folder)] = _failure(cell, error)
+        stopped = False
     finally:
         bar.close()
-        executor.close()
+        executor.close(stop=stopped)
     runs = [
         {
             "task": c.task,

@@ -197,3 +197,49 @@ def test_a_moved_benchmark_folder_is_reused_where_it_now_is(grid, tmp_path, caps
     assert "4 finished and reused, 0 to run; teacher runs to train: 0 of 2" in capsys.readouterr().err
     saved = (moved / "runs" / "penalty" / "kl-8" / "seed_0" / "config.toml").read_text()
     assert str(moved.resolve() / "teachers") in saved and str(grid / "out") not in saved  # paths follow the move
+
+
+def test_sigterm_to_the_benchmark_alone_stops_its_running_cells_at_once(tmp_path):
+    """``kill PID`` (SIGTERM to the parent only, as a scheduler sends it) reaches no worker: the parent stops the
+    running cells itself, exits 130 with one line, and leaves no process behind, instead of waiting for them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    long = GRID.replace("seeds = [0, 1]", "seeds = [0, 1]\nworkers = 2").replace("steps = 2000", "steps = 400000")
+    (tmp_path / "grid.toml").write_text(long)
+    args = ["benchmark", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marl_distill.cli", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    logs = tmp_path / "out" / "teachers" / "penalty"
+    deadline = time.monotonic() + 120
+    while len(list(logs.glob("seed_*/tb/*"))) < 2 and time.monotonic() < deadline:  # both cells are training
+        time.sleep(0.1)
+    assert len(list(logs.glob("seed_*/tb/*"))) >= 2, "the cells did not start"
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)  # before the fix it waited for 400,000 steps per learner
+    lines = err.strip().splitlines()  # the grid's one-line plan, then one line on the stop
+    assert proc.returncode == 130 and len(lines) == 2 and "Traceback" not in err, err
+    assert lines[1].startswith("interrupted; finished runs and the checkpoints of cut-off runs are kept"), err
+    time.sleep(1)
+    assert _alive_in_group(proc.pid) == [], "a worker of the benchmark is still running"
+
+
+def _alive_in_group(pgid: int) -> list[int]:
+    """Processes of process group ``pgid`` that are not zombies (a dead orphan waits for init to reap it)."""
+    import os
+
+    alive = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115
+        except (FileNotFoundError, NotADirectoryError, PermissionError, ProcessLookupError):
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, ... after the command name
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(entry))
+    return alive
