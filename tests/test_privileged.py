@@ -208,6 +208,29 @@ def test_only_tasks_that_differ_in_the_teachers_view_are_paired():
     ]
 
 
+def test_tasks_evaluated_on_other_episode_seeds_are_flagged_not_like_for_like():
+    from marl_distill.evaluate.privilege import comparisons
+
+    def run(task, view, seed, eval_seed):
+        meta = {"env": "nav", "views": {"teachers": view}, "eval_seed": eval_seed, "students": {}}
+        metrics = {"_meta": meta, "teacher": {"episodes": 10}}
+        return {"task": task, "setting": "s", "seed": seed, "setup": {"env_kwargs": {}}, "metrics": metrics}
+
+    def team(returns):
+        return {
+            f"seed_{i}": {"team_return": r, "normalized_return": 1.0, "episodes": 10} for i, r in enumerate(returns)
+        }
+
+    tables = {"teacher": team([-100, -110, -90]), "random": team([-160, -150, -170])}
+    results = {"nav": {"loc": tables, "glob": tables}}
+    same = [run("loc", "local", k, k) for k in range(3)] + [run("glob", "global", k, k) for k in range(3)]
+    assert comparisons(results, same)[0]["student_differences"] == []
+    moved = same[:5] + [run("glob", "global", 2, 7)]  # seed 2 of one task played other episodes
+    assert comparisons(results, moved)[0]["student_differences"] == [
+        "the two tasks did not evaluate the same episodes (episode seeds or counts differ)"
+    ]
+
+
 def test_run_folders_written_before_auto_sampling_still_resume():
     default, old = config_mod.build({}), config_mod.build({"distill": {"sampling": "teacher"}})
     assert default.distill.sampling == "auto"

@@ -77,3 +77,36 @@ def test_the_history_view_remembers_the_last_observations_of_the_episode_only():
             obs, *_ = env.step({a: 2 for a in env.agents})
             mine, *_ = plain.step({a: 2 for a in plain.agents})
             seen.append(mine)
+
+
+def test_the_grid_world_draws_what_is_in_its_window_where_it_is():
+    """Each object within sight adds weights summing to 1 whose centroid is its relative position;
+    objects outside add nothing; the PettingZoo API passes check-env."""
+    from marl_distill.cli import cli
+
+    env = parallel_env(N=3, max_cycles=5, sight=0.6, grid=7)
+    obs, _ = env.reset(seed=3)
+    world, g = env.world, 7
+    centres = np.linspace(-0.6, 0.6, g)
+    located = 0
+    for _ in range(3):
+        for i, agent in enumerate(env.possible_agents):
+            o = obs[agent]
+            assert o.shape == env.observation_space(agent).shape == (4 + 2 * g * g,)
+            np.testing.assert_allclose(o[2:4], world.pos[0, i], rtol=1e-6)
+            truth = [world.landmarks[0] - world.pos[0, i], np.delete(world.pos[0], i, axis=0) - world.pos[0, i]]
+            for channel, rel in zip((o[4 : 4 + g * g], o[4 + g * g :]), truth):
+                image = channel.reshape(g, g)
+                inside = np.linalg.norm(rel, axis=1) <= 0.6  # the same disc as the coordinates' sight
+                assert image.sum() == pytest.approx(inside.sum(), abs=1e-5)
+                if inside.sum() == 1:  # one object: its centroid is where it is
+                    centroid = [(image.sum(1) * centres).sum(), (image.sum(0) * centres).sum()]
+                    np.testing.assert_allclose(centroid, rel[inside][0], atol=1e-5)
+                    located += 1
+        obs, *_ = env.step({a: 4 for a in env.agents})
+    assert located >= 3  # seed 3 gives six single-object channels
+    assert cli(["check-env", "navigation", "--env-kwargs", '{"max_cycles": 10, "sight": 0.5, "grid": 5}']) == 0
+    with pytest.raises(ValueError, match="grid"):
+        parallel_env(sight=0.5, grid=1)
+    with pytest.raises(ValueError, match="sight"):
+        parallel_env(grid=5)

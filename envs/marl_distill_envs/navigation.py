@@ -11,6 +11,14 @@ holds every position and velocity. Agents that cannot see the landmarks others a
 to split them: the world where a teacher given the state has something to teach a student that has only its
 own view.
 
+With ``grid`` set (it needs ``sight``), an agent sees the same things as a coarse egocentric image instead of
+coordinates: ``grid`` x ``grid`` cells over the square of half-width ``sight`` centred on it, one channel for
+landmarks and one for other agents, each object within ``sight`` (the same disc as the coordinates) spread over its
+four nearest cell centres (bilinear weights, so a lone object's position is still recoverable), beside its own
+velocity and position. It holds what the coordinates hold, except which object is which and where objects sharing
+cells are, but a policy must learn to read it: what a camera-fed robot faces beside a teacher given the map
+("Learning by Cheating", Chen et al. 2019).
+
 Two APIs over one implementation:
 - ``NavigationBatch``: the vector API, arrays with a leading copy axis, every copy stepped by one numpy call;
 - ``parallel_env()``: a PettingZoo ParallelEnv (one copy), registered as ``navigation``.
@@ -39,14 +47,23 @@ class NavigationBatch:
         max_cycles: int = 25,
         seed: int | None = None,
         sight: float | None = None,
+        grid: int = 0,
     ) -> None:
         if n_copies < 1 or n_agents < 1 or max_cycles < 1:
             raise ValueError("n_copies, n_agents and max_cycles must be >= 1")
         if sight is not None and not sight > 0:
             raise ValueError(f"sight must be a positive distance (or None: everything in view), got {sight}")
+        if grid == 1 or grid < 0:
+            raise ValueError(f"grid must be 0 (coordinates) or at least 2 cells a side, got {grid}")
+        if grid and sight is None:
+            raise ValueError("grid draws what lies within sight: set sight too (e.g. sight = 1.0)")
         self.n_copies, self.n_agents, self.max_cycles, self.sight = n_copies, n_agents, max_cycles, sight
+        self.grid = int(grid)
         seen = 2 * n_agents - 1  # landmarks and other agents
-        self.obs_dim = 4 + 2 * seen + (seen if sight is not None else 0)
+        if self.grid:
+            self.obs_dim = 4 + 2 * self.grid * self.grid
+        else:
+            self.obs_dim = 4 + 2 * seen + (seen if sight is not None else 0)
         self.state_dim = 6 * n_agents  # positions, velocities, landmarks
         self.n_actions = len(PUSH)
         self.rng = np.random.default_rng(seed)
@@ -71,8 +88,10 @@ class NavigationBatch:
         to_landmarks = self.landmarks[:, None, :, :] - self.pos[:, :, None, :]  # (b, n, n_landmarks, 2)
         to_agents = self.pos[:, None, :, :] - self.pos[:, :, None, :]  # (b, n, n, 2)
         others = np.take_along_axis(to_agents, self._others[None, :, :, None], axis=2)  # (b, n, n-1, 2)
-        seen = np.concatenate([to_landmarks, others], axis=2)  # (b, n, 2n-1, 2)
         parts = [self.vel, self.pos]
+        if self.grid:
+            return np.concatenate([*parts, self._image(to_landmarks), self._image(others)], axis=-1).astype(np.float32)
+        seen = np.concatenate([to_landmarks, others], axis=2)  # (b, n, 2n-1, 2)
         if self.sight is not None:
             visible = np.linalg.norm(seen, axis=-1) <= self.sight  # (b, n, 2n-1)
             seen = np.where(visible[..., None], seen, 0.0)
@@ -80,6 +99,24 @@ class NavigationBatch:
         else:
             parts += [seen.reshape(b, n, -1)]
         return np.concatenate(parts, axis=-1).astype(np.float32)
+
+    def _image(self, rel: np.ndarray) -> np.ndarray:
+        """Relative positions (b, n, m, 2) splatted into one flattened (b, n, grid * grid) channel: bilinear weights
+        on the four cell centres around each object within sight, nothing for those beyond."""
+        b, n, m, _ = rel.shape
+        g, half = self.grid, float(self.sight)
+        u = (rel + half) / (2 * half) * (g - 1)  # cell coordinates, 0..g-1 inside the window
+        inside = np.linalg.norm(rel, axis=-1) <= half  # (b, n, m): the disc the coordinates' sight uses
+        low = np.clip(np.floor(u), 0, g - 2).astype(int)
+        frac = u - low
+        image = np.zeros((b, n, g * g), np.float64)
+        rows = np.arange(b * n).repeat(m).reshape(b, n, m)
+        for dx in (0, 1):
+            for dy in (0, 1):
+                w = np.where(dx, frac[..., 0], 1 - frac[..., 0]) * np.where(dy, frac[..., 1], 1 - frac[..., 1])
+                cell = (low[..., 0] + dx) * g + low[..., 1] + dy
+                np.add.at(image.reshape(b * n, g * g), (rows[inside], cell[inside]), w[inside])
+        return image
 
     def state(self) -> np.ndarray:
         """Every agent's position and velocity and every landmark, absolute (copies, 6 * n_agents)."""
@@ -111,8 +148,8 @@ class NavigationEnv(ParallelEnv):
     metadata = {"name": "navigation_v0", "render_modes": [], "is_parallelizable": True}
     render_mode = None
 
-    def __init__(self, N: int = 3, max_cycles: int = 25, sight: float | None = None) -> None:
-        self.world = NavigationBatch(1, N, max_cycles, sight=sight)
+    def __init__(self, N: int = 3, max_cycles: int = 25, sight: float | None = None, grid: int = 0) -> None:
+        self.world = NavigationBatch(1, N, max_cycles, sight=sight, grid=grid)
         self.possible_agents = [f"agent_{i}" for i in range(N)]
         self.agents: list[str] = []
         bound = np.float32(np.inf)
@@ -150,6 +187,7 @@ class NavigationEnv(ParallelEnv):
         )
 
 
-def parallel_env(N: int = 3, max_cycles: int = 25, sight: float | None = None) -> NavigationEnv:
-    """The registered factory (``marl-distill envs`` lists it as ``navigation``); ``sight``: see the module doc."""
-    return NavigationEnv(N, max_cycles, sight)
+def parallel_env(N: int = 3, max_cycles: int = 25, sight: float | None = None, grid: int = 0) -> NavigationEnv:
+    """The registered factory (``marl-distill envs`` lists it as ``navigation``); ``sight``, ``grid``: see the module
+    doc."""
+    return NavigationEnv(N, max_cycles, sight, grid)

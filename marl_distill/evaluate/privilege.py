@@ -30,6 +30,11 @@ def _setups(runs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str
         task = out.setdefault((meta["env"], run["task"]), {"records": {}})
         task["teachers"] = (meta.get("views") or {}).get("teachers", LOCAL)
         task["setup"] = run.get("setup") or meta.get("setup")
+        # what fixes a run's evaluation episodes: its episode-seed root and how many it played
+        task.setdefault("episodes", {})[str(run.get("seed"))] = (
+            meta.get("eval_seed"),
+            run["metrics"].get("teacher", {}).get("episodes"),
+        )
         for kind, record in (meta.get("students") or {}).items():
             seen = task["records"].setdefault(f"{run['setting']}/{kind}", [])
             if _budget(record) not in seen:  # every distinct record over the seeds
@@ -158,8 +163,8 @@ def comparisons(results: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -
         views = {task: _student_views(seen[(env, task)]) for task in (local, privileged)}
         c = compare(results, env, local, privileged, views[privileged])
         confounds = _differences(seen[(env, local)], seen[(env, privileged)])
-        if not c["same_episodes"]:
-            confounds.append("the two tasks evaluated different numbers of episodes per seed")
+        if not c["same_episodes"] or seen[(env, local)].get("episodes") != seen[(env, privileged)].get("episodes"):
+            confounds.append("the two tasks did not evaluate the same episodes (episode seeds or counts differ)")
         teachers = seen[(env, privileged)]["teachers"]
         out.append({**c, "student_differences": confounds, "student_views": views, "privileged_view": teachers})
     return out
@@ -226,6 +231,12 @@ def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
         per_seed = [f"{name}: {_seeds(r['gap_recovered_per_seed'])}" for name, r in c["rows"].items()
                     if "gap_recovered_per_seed" in r]  # fmt: skip
         per_seed_text = f" Per seed: {'; '.join(per_seed)}." if per_seed else ""
+        above = [r for r in c["rows"].values() if (r.get("gap_recovered") or {}).get("ratio", 0) > 1]
+        if above:  # more than the gap: the students beat the privileged teachers, which is not privilege kept
+            per_seed_text += (
+                " A fraction above 1 puts the students above the privileged teachers themselves; whether "
+                "significantly is the privileged task's own paired − teachers figure."
+            )
         out.append(
             "\nGap recovered (local-view students only): Σ(student − local teachers) / Σ(privileged − local "
             "teachers) over seeds, which weighs each seed by its gap, with "
