@@ -213,7 +213,7 @@ def test_tasks_evaluated_on_other_episode_seeds_are_flagged_not_like_for_like():
 
     def run(task, view, seed, eval_seed):
         meta = {"env": "nav", "views": {"teachers": view}, "eval_seed": eval_seed, "students": {}}
-        metrics = {"_meta": meta, "teacher": {"episodes": 10}}
+        metrics = {"_meta": meta, "teacher": {"team_return": {"mean": -100.0, "episodes": 10}}}  # metrics.json's shape
         return {"task": task, "setting": "s", "seed": seed, "setup": {"env_kwargs": {}}, "metrics": metrics}
 
     def team(returns):
@@ -225,10 +225,13 @@ def test_tasks_evaluated_on_other_episode_seeds_are_flagged_not_like_for_like():
     results = {"nav": {"loc": tables, "glob": tables}}
     same = [run("loc", "local", k, k) for k in range(3)] + [run("glob", "global", k, k) for k in range(3)]
     assert comparisons(results, same)[0]["student_differences"] == []
+    assert comparisons(results, same[:5])[0]["student_differences"] == []  # a seed one side lacks is not compared
     moved = same[:5] + [run("glob", "global", 2, 7)]  # seed 2 of one task played other episodes
-    assert comparisons(results, moved)[0]["student_differences"] == [
-        "the two tasks did not evaluate the same episodes (episode seeds or counts differ)"
-    ]
+    fewer = same[:5] + [{**same[5], "metrics": {**same[5]["metrics"], "teacher": {"team_return": {"episodes": 9}}}}]
+    for runs in (moved, fewer):
+        assert comparisons(results, runs)[0]["student_differences"] == [
+            "the two tasks did not evaluate the same episodes (episode seeds or counts differ)"
+        ]
 
 
 def test_run_folders_written_before_auto_sampling_still_resume():

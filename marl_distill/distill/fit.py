@@ -117,7 +117,7 @@ def fit(
     best, best_at, best_state, stale, taken, history = math.inf, 0, None, 0, 0, []
     while taken < steps:
         net.train()
-        losses = []
+        losses, idle = [], 0
         for _ in range(min(chunk, steps - taken)):
             order = next(batches)
             loss = None  # gathers (index_select) and no zero to start from: the same numbers in fewer, cheaper ops
@@ -132,24 +132,26 @@ def fit(
                 target = apply_mask(train.teacher_logits[agent].index_select(0, idx), mask)
                 term = loss_fns[agent](pred, target)
                 loss = term if loss is None else loss + term
-            if loss is None:  # no agent acted in any row of this batch
-                loss = torch.zeros((), requires_grad=True)
+            if loss is None:  # no agent acted in any row of this batch: nothing to fit, the step is spent unlogged
+                idle += 1
+                continue
             loss = loss / len(inputs)
             value = float(loss.detach())
             if not math.isfinite(value):  # a diverged student is refused, not saved
                 raise UserError(
-                    f"the distillation loss became {value} at gradient step {taken + len(losses) + 1} of this round; "
-                    "nothing was saved for this student: lower distill.lr, or check the teachers' outputs (a DQN "
-                    "teacher's Q/tau with a tiny distill.dqn_temperature overflows)"
+                    f"the distillation loss became {value} at gradient step {taken + len(losses) + idle + 1} of this "
+                    "round; nothing was saved for this student: lower distill.lr, or check the teachers' outputs (a "
+                    "DQN teacher's Q/tau with a tiny distill.dqn_temperature overflows)"
                 )
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(value)
-        taken += len(losses)
+        taken += len(losses) + idle
         net.eval()
         scores = held_out(net, held, loss_fns, heads) if held is not None else dict.fromkeys(HELD_KEYS)
-        row = {"epoch": len(history) + 1, "loss": float(np.mean(losses)), **scores, "grad_steps": taken}
+        loss_mean = float(np.mean(losses)) if losses else None
+        row = {"epoch": len(history) + 1, "loss": loss_mean, **scores, "grad_steps": taken}
         history.append(row)
         if on_chunk is not None:
             on_chunk(row)
@@ -172,7 +174,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
     plt = pyplot()
     x = [h.get("grad_steps", i + 1) for i, h in enumerate(history)]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    ax1.plot(x, [h["loss"] for h in history], label="train")
+    ax1.plot(x, [_nan(h["loss"]) for h in history], label="train")
     held = [h.get("held_loss") for h in history]
     if any(v is not None for v in held):
         ax1.plot(x, [_nan(v) for v in held], label="held-out")

@@ -31,10 +31,8 @@ def _setups(runs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str
         task["teachers"] = (meta.get("views") or {}).get("teachers", LOCAL)
         task["setup"] = run.get("setup") or meta.get("setup")
         # what fixes a run's evaluation episodes: its episode-seed root and how many it played
-        task.setdefault("episodes", {})[str(run.get("seed"))] = (
-            meta.get("eval_seed"),
-            run["metrics"].get("teacher", {}).get("episodes"),
-        )
+        played = (run["metrics"].get("teacher") or {}).get("team_return") or {}
+        task.setdefault("episodes", {})[str(run.get("seed"))] = (meta.get("eval_seed"), played.get("episodes"))
         for kind, record in (meta.get("students") or {}).items():
             seen = task["records"].setdefault(f"{run['setting']}/{kind}", [])
             if _budget(record) not in seen:  # every distinct record over the seeds
@@ -163,11 +161,17 @@ def comparisons(results: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -
         views = {task: _student_views(seen[(env, task)]) for task in (local, privileged)}
         c = compare(results, env, local, privileged, views[privileged])
         confounds = _differences(seen[(env, local)], seen[(env, privileged)])
-        if not c["same_episodes"] or seen[(env, local)].get("episodes") != seen[(env, privileged)].get("episodes"):
+        if not c["same_episodes"] or not _same_episodes(seen[(env, local)], seen[(env, privileged)]):
             confounds.append("the two tasks did not evaluate the same episodes (episode seeds or counts differ)")
         teachers = seen[(env, privileged)]["teachers"]
         out.append({**c, "student_differences": confounds, "student_views": views, "privileged_view": teachers})
     return out
+
+
+def _same_episodes(local: Mapping[str, Any], privileged: Mapping[str, Any]) -> bool:
+    """Did every seed both tasks ran play the same episodes (episode-seed root and count) on both sides?"""
+    a, b = local.get("episodes", {}), privileged.get("episodes", {})
+    return all(a[seed] == b[seed] for seed in set(a) & set(b))
 
 
 def _label(name: str, views: Mapping[str, Mapping[str, str]]) -> str:
