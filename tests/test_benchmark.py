@@ -201,15 +201,15 @@ def test_a_moved_benchmark_folder_is_reused_where_it_now_is(grid, tmp_path, caps
 
 def test_sigterm_to_the_benchmark_alone_stops_its_running_cells(tmp_path):
     """``kill PID`` (SIGTERM to the parent only, as a scheduler sends it) reaches no worker: the parent stops the
-    running cells itself, exits 130 with one line on the stop, and leaves no process behind, instead of waiting for
-    the cells to finish."""
+    running cell itself, exits 130 with one line on the stop, and leaves no process behind, instead of waiting for
+    the cell to finish."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    long = GRID.replace("seeds = [0, 1]", "seeds = [0, 1]\nworkers = 2").replace("steps = 2000", "steps = 400000")
+    long = GRID.replace("seeds = [0, 1]", "seeds = [0]\nworkers = 2").replace("steps = 2000", "steps = 400000")
     (tmp_path / "grid.toml").write_text(long)
     args = ["benchmark", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "out")]
     proc = subprocess.Popen(
@@ -217,17 +217,18 @@ def test_sigterm_to_the_benchmark_alone_stops_its_running_cells(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     try:
-        seeds = tmp_path / "out" / "teachers" / "penalty"
-        training = lambda: {p.parent.parent.name for p in seeds.glob("seed_*/tb/*")}  # noqa: E731
+        logs = tmp_path / "out" / "teachers" / "penalty" / "seed_0" / "tb"
         deadline = time.monotonic() + 120
-        while len(training()) < 2 and time.monotonic() < deadline:  # both seeds' cells are training
+        while not any(logs.glob("*")) and time.monotonic() < deadline:  # the pool's cell is training
             time.sleep(0.1)
-        assert training() == {"seed_0", "seed_1"}, "the cells did not start"
+        assert any(logs.glob("*")), "the cell did not start"
         os.kill(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=60)  # before the fix it waited for 400,000 steps per learner
         assert proc.returncode == 130 and "Traceback" not in err, err
         assert err.strip().splitlines()[-1].startswith("interrupted; finished runs and the checkpoints"), err
-        time.sleep(1)
+        deadline = time.monotonic() + 5
+        while _alive_in_group(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert _alive_in_group(proc.pid) == [], "a worker of the benchmark is still running"
     finally:  # whatever failed above, nothing of this benchmark goes on training
         try:
