@@ -59,14 +59,21 @@ def ignore_stop_signals() -> None:
     copies of the parent's pipe ends would otherwise keep it waiting forever)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        parent = os.getppid()
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            return
-        if os.getppid() != parent:  # the parent died before the request took hold
-            os._exit(1)
+    die_with_parent(signal.SIGKILL)
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """In a worker: on Linux, have the kernel send ``sig`` to this process when the thread that started it exits,
+    so a parent killed outright (SIGKILL, out of memory) leaves no worker running on; elsewhere, nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took hold
+        os._exit(1)
 
 
 def preload() -> None:

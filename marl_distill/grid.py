@@ -28,7 +28,7 @@ from marl_distill import config as config_mod
 from marl_distill import runner
 from marl_distill.errors import UserError
 from marl_distill.evaluate.summary import write_summary
-from marl_distill.forked import stop_pool
+from marl_distill.forked import die_with_parent, stop_pool
 from marl_distill.io import read_json, write_json
 from marl_distill.teachers.train import MANIFEST
 
@@ -211,7 +211,9 @@ class _Local:
     def __init__(self, workers: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.before = set(multiprocessing.active_children())
-        self.pool = cf.ProcessPoolExecutor(workers, mp_context=ctx) if workers > 1 else None
+        # a benchmark killed outright takes its cells with it: SIGTERM, which lets a teacher stage save a checkpoint
+        pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=die_with_parent) if workers > 1 else None
+        self.pool = pool
 
     def submit(self, cell: Cell) -> Any:
         if self.pool is None:
