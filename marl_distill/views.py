@@ -124,7 +124,7 @@ class ViewEnv(ParallelEnv):
             lo = np.concatenate([lo, self.state_space.low.reshape(-1)])
             hi = np.concatenate([hi, self.state_space.high.reshape(-1)])
         elif self._history[view]:  # zeros stand for the steps before the episode began
-            k = self._history[view] or 1
+            k = self._history[view]
             lo, hi = np.tile(np.minimum(lo, 0), k), np.tile(np.maximum(hi, 0), k)
         elif view != LOCAL:
             n = sizes[(view, agent)]

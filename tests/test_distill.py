@@ -388,31 +388,3 @@ def test_a_diverging_distillation_stops_naming_the_step(fixed_teachers, tmp_path
     with pytest.raises(UserError, match=r"loss became (nan|inf) at gradient step \d+"):
         distill(three_targets, fixed_teachers, cfg, out_dir=tmp_path, progress=False)
     assert not (tmp_path / "students").exists()  # nothing saved for it
-
-
-def test_a_minibatch_where_no_agent_acted_spends_its_step_without_fitting_or_logging():
-    """Rows kept for alignment (another agent's turn) are never fitted; a batch made only of them leaves the weights
-    as they were and logs no loss, and the budget is still spent (the loop ends)."""
-    from marl_distill.distill.collect import Dataset
-    from marl_distill.distill.fit import fit
-    from marl_distill.distill.losses import make_loss
-    from marl_distill.distributions import Categorical
-    from marl_distill.students import StudentNet
-
-    agents = ["a", "b"]
-    net = StudentNet(StudentMeta("shared", agents, dict.fromkeys(agents, 3), dict.fromkeys(agents, 2), [4]))
-    rng = np.random.default_rng(0)
-    obs = {a: rng.normal(size=(40, 3)).astype(np.float32) for a in agents}
-    labels = {a: torch.randn(40, 2) for a in agents}
-    idle = Dataset(obs, labels, acting={a: np.zeros(40, dtype=bool) for a in agents})
-    before = [p.detach().clone() for p in net.parameters()]
-    opt = torch.optim.Adam(net.parameters(), lr=0.1, foreach=True)
-    heads = {a: Categorical(2) for a in agents}
-    losses = {a: make_loss("kl") for a in agents}
-    done = fit(net, idle, None, losses, heads, opt, steps=6, chunk=3, batch_size=8, patience=0, rng=rng)
-    assert done.steps == 6 and [row["loss"] for row in done.history] == [None, None]
-    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
-    acted = Dataset(obs, labels, acting={"a": np.ones(40, dtype=bool), "b": np.zeros(40, dtype=bool)})
-    done = fit(net, acted, None, losses, heads, opt, steps=6, chunk=3, batch_size=8, patience=0, rng=rng)
-    assert all(row["loss"] > 0 for row in done.history)  # agent a's rows are fitted, b's skipped
-    assert not all(torch.equal(a, b) for a, b in zip(before, net.parameters()))

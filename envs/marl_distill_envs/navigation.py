@@ -109,14 +109,14 @@ class NavigationBatch:
         inside = np.linalg.norm(rel, axis=-1) <= half  # (b, n, m): the disc the coordinates' sight uses
         low = np.clip(np.floor(u), 0, g - 2).astype(int)
         frac = u - low
-        image = np.zeros((b, n, g * g), np.float64)
-        rows = np.arange(b * n).repeat(m).reshape(b, n, m)
+        low, frac = low[inside], frac[inside]  # (k, 2): the objects drawn
+        rows = np.arange(b * n).repeat(m).reshape(b, n, m)[inside]  # the (copy, agent) image each is drawn into
+        image = np.zeros((b * n, g * g), np.float64)
         for dx in (0, 1):
             for dy in (0, 1):
-                w = np.where(dx, frac[..., 0], 1 - frac[..., 0]) * np.where(dy, frac[..., 1], 1 - frac[..., 1])
-                cell = (low[..., 0] + dx) * g + low[..., 1] + dy
-                np.add.at(image.reshape(b * n, g * g), (rows[inside], cell[inside]), w[inside])
-        return image
+                w = (frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1])
+                np.add.at(image, (rows, (low[:, 0] + dx) * g + low[:, 1] + dy), w)
+        return image.reshape(b, n, g * g)
 
     def state(self) -> np.ndarray:
         """Every agent's position and velocity and every landmark, absolute (copies, 6 * n_agents)."""

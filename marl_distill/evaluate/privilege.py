@@ -160,8 +160,9 @@ def comparisons(results: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -
     for env, local, privileged in _pairs(seen):
         views = {task: _student_views(seen[(env, task)]) for task in (local, privileged)}
         c = compare(results, env, local, privileged, views[privileged])
+        c["same_episodes"] = c["same_episodes"] and _same_episodes(seen[(env, local)], seen[(env, privileged)])
         confounds = _differences(seen[(env, local)], seen[(env, privileged)])
-        if not c["same_episodes"] or not _same_episodes(seen[(env, local)], seen[(env, privileged)]):
+        if not c["same_episodes"]:
             confounds.append("the two tasks did not evaluate the same episodes (episode seeds or counts differ)")
         teachers = seen[(env, privileged)]["teachers"]
         out.append({**c, "student_differences": confounds, "student_views": views, "privileged_view": teachers})
