@@ -59,17 +59,19 @@ def ignore_stop_signals() -> None:
     copies of the parent's pipe ends would otherwise keep it waiting forever)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    die_with_parent(signal.SIGKILL)
+    die_with_parent()
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """In a worker: on Linux, have the kernel send ``sig`` to this process when the thread that started it exits,
-    so a parent killed outright (SIGKILL, out of memory) leaves no worker running on; elsewhere, nothing."""
+def die_with_parent() -> None:
+    """In a worker: on Linux, have the kernel SIGKILL this process when the thread that started it exits, so a parent
+    killed outright (SIGKILL, out of memory) leaves no worker running on; elsewhere, nothing. SIGKILL, not SIGTERM:
+    a worker that stops gracefully (a teacher stage saving a checkpoint) would then wait forever for its next job
+    from the dead parent's queue."""
     if not sys.platform.startswith("linux"):
         return
     parent = os.getppid()
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:  # the parent died before the request took hold

@@ -211,7 +211,7 @@ class _Local:
     def __init__(self, workers: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.before = set(multiprocessing.active_children())
-        # a benchmark killed outright takes its cells with it: SIGTERM, which lets a teacher stage save a checkpoint
+        # a benchmark killed outright takes its cells with it (their last periodic checkpoints stay)
         pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=die_with_parent) if workers > 1 else None
         self.pool = pool
 
