@@ -21,10 +21,10 @@ import numpy as np
 import onnxruntime as ort
 from pettingzoo.utils.env import AECEnv
 
-from marl_distill import seeding
-from marl_distill.registry import resolve
-from marl_distill.turns import TurnBasedParallel
-from marl_distill.views import LOCAL, ViewEnv
+from marl_distill.env.registry import resolve
+from marl_distill.env.turn_based import TurnBasedParallel
+from marl_distill.env.views import LOCAL, ViewEnv
+from marl_distill.utils import seeding
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -36,10 +36,10 @@ from marl_distill.compress.prune import magnitude, nonzero_params, structured
 from marl_distill.distill.trainer import RECORD, distill_one, student_seeds
 from marl_distill.evaluate import evaluate_all
 from marl_distill.evaluate.stats import iqm_ci, t_ci
-from marl_distill.forked import run_jobs, usable_cpus
-from marl_distill.io import read_json, write_json
-from marl_distill.runner import env_factory, load_run_config, load_students, load_teachers
+from marl_distill.pipeline.runner import env_factory, load_run_config, load_students, load_teachers
 from marl_distill.students import StudentTeam
+from marl_distill.utils.files import read_json, write_json
+from marl_distill.utils.workers import run_jobs, usable_cpus
 
 
 def one_seed(run: Path, widths: list[int], sparsities: list[float], epochs: int) -> dict[str, dict[str, Any]]:

@@ -19,13 +19,13 @@ from typing import Annotated, Any
 import typer
 
 from marl_distill import config as config_mod
-from marl_distill import runner
 from marl_distill.distill.config import AUTO, SAMPLINGS
 from marl_distill.distill.losses import LOSSES
 from marl_distill.errors import RunFailed, UserError
 from marl_distill.evaluate.report import ci_cell, fmt
+from marl_distill.pipeline import runner
 from marl_distill.students.mlp import KINDS
-from marl_distill.teachers.train import ALGOS
+from marl_distill.teachers.config import ALGOS
 
 app = typer.Typer(
     help="Distill per-agent SB3 teachers of a PettingZoo env into compact shared or per-agent students.",
@@ -105,7 +105,7 @@ def config() -> None:
 def envs() -> None:
     """List registered environments: id, api, source, and every agent's observation and action spaces (one line
     for all agents where they share them)."""
-    from marl_distill.checkenv import describe_envs
+    from marl_distill.env.checker import describe_envs
 
     for line in describe_envs():
         typer.echo(line)
@@ -120,8 +120,8 @@ def check_env(
 ) -> None:
     """Validate an env: PettingZoo's API and seed tests, then observations in their spaces, finite rewards,
     action masks and agents that leave. Exit 2 with the first violation."""
-    from marl_distill.checkenv import check_env as run_check
-    from marl_distill.registry import resolve
+    from marl_distill.env.checker import check_env as run_check
+    from marl_distill.env.registry import resolve
 
     factory = resolve(env, _json_kwargs(env_kwargs, "--env-kwargs"))
     try:
@@ -255,7 +255,7 @@ def evaluate(
         raise UserError(f"--json {json_file} must be a file path in an existing folder")
     metrics = runner.stage_evaluate(cfg, run_dir, workers=_workers(workers))
     if json_file is not None:
-        from marl_distill.io import write_json
+        from marl_distill.utils.files import write_json
 
         write_json(json_file, metrics)
     _print_summary(metrics, run_dir)
@@ -290,14 +290,15 @@ def benchmark(
     ] = None,
 ) -> None:
     """Run a grid of tasks x student settings x seeds (finished runs are reused) into one report."""
-    from marl_distill import grid
+    from marl_distill.pipeline.benchmark import run_benchmark
+    from marl_distill.pipeline.config import load_benchmark
 
-    cfg = grid.load(config, set_)
+    cfg = load_benchmark(config, set_)
     folder = out or Path("runs") / config.stem
     command = " ".join(["marl-distill", "benchmark", config.as_posix(), *(f"--set {s}" for s in set_)])
     keep = "finished runs and the checkpoints of cut-off runs are kept"
     _ON_INTERRUPT.append(f"{keep}; the same command with --out {shlex.quote(str(folder))} continues")
-    summary = grid.run_benchmark(
+    summary = run_benchmark(
         cfg, folder, ray_address=ray_address, log=lambda line: typer.echo(line, err=True), command=command
     )
     for env, tasks in summary.items():
@@ -321,7 +322,7 @@ def export(
     parity against torch checked on real observations (exit 2 beyond 1e-5)."""
     if format_ != "onnx":
         raise UserError(f"--format {format_!r} is not supported; use --format onnx")
-    from marl_distill.exporting import export_onnx
+    from marl_distill.pipeline.export_run import export_onnx
 
     for rec in export_onnx(path, quantize=quantize, out=out):
         if "skipped" in rec:

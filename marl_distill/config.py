@@ -23,11 +23,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from marl_distill.distill import DistillConfig
+from marl_distill.env.views import check_view
 from marl_distill.errors import UserError
 from marl_distill.evaluate import EvalConfig
-from marl_distill.io import write_text
 from marl_distill.teachers import TeacherConfig
-from marl_distill.views import check_view
+from marl_distill.utils.files import write_text
 
 
 @dataclass

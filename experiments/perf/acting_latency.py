@@ -4,7 +4,8 @@ For each policy of RUN_DIR (the teacher team, each student) on the same real vis
 teacher episodes on the run's evaluation seeds):
 
 * numpy, batch 1: microseconds per joint step (every agent's action), the median of ``--repeats`` calls, one
-  joint observation per call, teachers' actor MLPs and students through ``marl_distill.acting`` — the headline;
+  joint observation per call, teachers' actor MLPs and students through ``marl_distill.policy.numpy_mlp`` — the
+  headline;
 * SB3 predict, batch 1 (teachers only): the same through ``model.predict``, what an SB3 user pays — another
   runtime, so never compared with the students' numpy figure as if it were the same thing;
 * numpy, batch 1,024: microseconds per joint step when 1,024 joint steps are acted at once (compute, not call
@@ -35,7 +36,7 @@ from marl_distill.evaluate.metrics import episode_seeds_of
 from marl_distill.evaluate.rollout import run_episodes
 from marl_distill.evaluate.speed import BATCH, BLAS_ONE_THREAD, WARMUP, batch_repeats, timed_rounds
 from marl_distill.evaluate.stats import mean_t_ci
-from marl_distill.runner import env_factory, load_run_config, load_students, load_teachers
+from marl_distill.pipeline.runner import env_factory, load_run_config, load_students, load_teachers
 
 LATENCIES = {
     "latency_us_per_joint_step": "numpy b=1",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from marl_distill import config as config_mod
-from marl_distill import runner
+from marl_distill.pipeline import runner
 
 TIMING_WORDS = ("latency", "speedup", "seconds")
 

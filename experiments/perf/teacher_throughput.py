@@ -36,9 +36,10 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.utils import set_random_seed
 
+from marl_distill.env.registry import resolve
 from marl_distill.evaluate.stats import mean_t_ci as mean_ci
-from marl_distill.registry import resolve
-from marl_distill.teachers.train import TeacherConfig, aligned_vec_steps, train_teachers
+from marl_distill.teachers.config import TeacherConfig
+from marl_distill.teachers.train import aligned_vec_steps, train_teachers
 
 ENV_ID = "simple_spread"
 PPO_KWARGS: dict[str, Any] = {"n_steps": 128, "batch_size": 256, "n_epochs": 10, "learning_rate": 3e-4}

@@ -1,7 +1,9 @@
 """Students you can ship: a team's acting path as one ONNX graph (with parity checked), int8 quantization of it,
 and pruning of trained students.
 
-The ONNX pieces need the ``[export]`` extra (onnx, onnxruntime); ``require_export`` says so in one line.
+The ONNX pieces need the ``[export]`` extra (onnx, onnxruntime); ``require_export`` says so in one line. Their
+modules (``export``, ``graph``, ``runtime``, ``paths``, ``prune``) are imported where used, not here, so the lab
+imports without the extra.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import importlib
 
 from marl_distill.errors import UserError
+
+__all__ = ["EXTRA_HINT", "export_available", "require_export"]
 
 EXTRA_HINT = "pip install 'marl-distill[export]' (or: pip install -e '.[export]' in a checkout)"
 

@@ -19,18 +19,17 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from marl_distill.checkenv import random_action
 from marl_distill.compress import require_export
 from marl_distill.compress.graph import build_model
 from marl_distill.compress.paths import Team, raw_obs_spaces, reference_params, team_paths
 from marl_distill.compress.runtime import OnnxTeam
-from marl_distill.distributions import MASKED_LOGIT
+from marl_distill.env.checker import random_action
+from marl_distill.env.joint_vec_env import make_parallel
 from marl_distill.errors import UserError
-from marl_distill.multiagent import make_parallel
-from marl_distill.observations import encoder
+from marl_distill.policy.distributions import MASKED_LOGIT
+from marl_distill.policy.observations import encoder, has_mask
 from marl_distill.students import StudentTeam
 from marl_distill.teachers import TeacherTeam
-from marl_distill.turns import has_mask
 
 PARITY_TOL = 1e-5
 """Largest |torch - onnxruntime| allowed on any legal logit, Q-value, mean or log_std (fp32), plus
@@ -220,7 +219,7 @@ def write_model(model: Any, file: Path, *, check_only: bool = False) -> None:
     import onnx
 
     from marl_distill.compress.graph import read_meta
-    from marl_distill.io import atomic_write
+    from marl_distill.utils.files import atomic_write
 
     file = Path(file)
     if file.exists():

@@ -7,7 +7,7 @@ what the env hands out and steps the env with what comes back:
 - inputs, per agent: ``obs_<agent>`` (the raw observation at the env's dtype; Discrete and MultiDiscrete as
   int64 indices) and, for agents with action masks, ``mask_<agent>`` (bool, batch x actions). Every input shares
   the leading ``batch`` dimension.
-- preprocessing as the lab does it (``marl_distill.observations``): float cast, uint8 images / 255, one-hot of
+- preprocessing as the lab does it (``marl_distill.policy.observations``): float cast, uint8 images / 255, one-hot of
   Discrete / MultiDiscrete observations, flatten; a shared student's zero padding and one-hot agent id.
 - the networks: each MLP once (a shared student, or a teacher model serving several agents, runs all its agents'
   rows in one stacked MatMul per layer).
@@ -28,9 +28,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from marl_distill.acting import NumpyMLP
-from marl_distill.distributions import MASKED_LOGIT, Categorical, DiagGaussian, Head
-from marl_distill.observations import _is_image, encoded_space
+from marl_distill.policy.distributions import MASKED_LOGIT, Categorical, DiagGaussian, Head
+from marl_distill.policy.numpy_mlp import NumpyMLP
+from marl_distill.policy.observations import _is_image, encoded_space
 
 OPSET = 17
 FORMAT = "marl-distill team v1"

@@ -11,15 +11,15 @@ import numpy as np
 import torch
 from stable_baselines3 import DQN
 
-from marl_distill.acting import NumpyMLP
 from marl_distill.compress.graph import AgentPath
-from marl_distill.distributions import Categorical
+from marl_distill.env.joint_vec_env import make_parallel
 from marl_distill.errors import UserError
-from marl_distill.multiagent import make_parallel
+from marl_distill.policy.distributions import Categorical
+from marl_distill.policy.numpy_mlp import NumpyMLP
+from marl_distill.policy.observations import has_mask
 from marl_distill.students import StudentTeam
 from marl_distill.teachers import TeacherTeam
-from marl_distill.teachers.policy import NumpyActor
-from marl_distill.turns import has_mask
+from marl_distill.teachers.team import NumpyActor
 
 Team = StudentTeam | TeacherTeam
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from marl_distill.compress.graph import read_meta
-from marl_distill.multiagent import EnvSpec
-from marl_distill.observations import decode_batch
+from marl_distill.policy.observations import decode_batch
+from marl_distill.policy.spec import EnvSpec
 
 
 def session(model: Any, threads: int = 1) -> Any:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_distill.multiagent import JointVecEnv
-from marl_distill.policies import JointPolicy, masked_logits, select_actions
+from marl_distill.env.joint_vec_env import JointVecEnv
+from marl_distill.policy.joint import JointPolicy, masked_logits, select_actions
 
 
 @dataclass

@@ -15,10 +15,10 @@ import torch
 
 from marl_distill.distill.collect import Dataset
 from marl_distill.distill.losses import LossFn
-from marl_distill.distributions import DiagGaussian, Head, apply_mask
 from marl_distill.errors import UserError
-from marl_distill.plotting import pyplot, save_figure
+from marl_distill.policy.distributions import DiagGaussian, Head, apply_mask
 from marl_distill.students import StudentNet
+from marl_distill.utils.plotting import pyplot, save_figure
 
 HELD_KEYS = ("held_loss", "agreement", "action_mse")
 """The history fields measured on held-out episodes (None when ``distill.holdout`` is 0)."""

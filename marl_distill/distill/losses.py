@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from marl_distill.distributions import DiagGaussian, Head
+from marl_distill.policy.distributions import DiagGaussian, Head
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

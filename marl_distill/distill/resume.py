@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from marl_distill.errors import UserError
-from marl_distill.io import atomic_write
+from marl_distill.utils.files import atomic_write
 
 FOLDER = "checkpoints/distill"
 """Where a run folder keeps unfinished students' round checkpoints (``KIND.pt``) until the student is saved."""

@@ -8,7 +8,7 @@ Every round is scored on held-out episodes after each epoch-sized chunk of steps
 schemes are alike) and keeps its best chunk's weights. With ``patience`` 0, the default, the whole budget is
 always spent; early stopping would leave steps unspent, so ``distill.json`` records the steps actually taken.
 
-Seeds: one ``numpy.random.SeedSequence`` tree per run (``marl_distill.seeding``); a student of kind ``KINDS[i]``
+Seeds: one ``numpy.random.SeedSequence`` tree per run (``marl_distill.utils.seeding``); a student of kind ``KINDS[i]``
 draws from the nodes under ``(DISTILL, i)``:
 
 - ``(DISTILL, i, STUDENT_RNG)``: the numpy Generator for acting samples while collecting, the held-out split,
@@ -36,14 +36,14 @@ from marl_distill.distill.fit import fit, plot_curves
 from marl_distill.distill.losses import make_loss
 from marl_distill.distill.resume import FOLDER, load_round, save_round, spent
 from marl_distill.distill.warm_start import warm_start
+from marl_distill.env.views import Views
 from marl_distill.errors import UserError
-from marl_distill.forked import can_fork, run_jobs
-from marl_distill.io import write_json
-from marl_distill.policies import JointPolicy, TeacherEnsemble
-from marl_distill.seeding import DISTILL, int_seed
-from marl_distill.seeding import rng as seed_rng
+from marl_distill.policy.joint import JointPolicy, TeacherEnsemble
 from marl_distill.students import KINDS, StudentMeta, StudentNet, StudentTeam
-from marl_distill.views import Views
+from marl_distill.utils.files import write_json
+from marl_distill.utils.seeding import DISTILL, int_seed
+from marl_distill.utils.seeding import rng as seed_rng
+from marl_distill.utils.workers import can_fork, run_jobs
 
 STUDENT_RNG, INIT, ENV_RESETS = 0, 1, 2
 """Roles under (DISTILL, student kind index) in the run's seed tree."""

@@ -1,6 +1,7 @@
 """Evaluation: fixed-seed rollouts of any joint policy, metrics with confidence intervals, reports."""
 
-from marl_distill.evaluate.metrics import EvalConfig, evaluate_all, mixes
+from marl_distill.evaluate.config import EvalConfig
+from marl_distill.evaluate.metrics import evaluate_all, mixes
 from marl_distill.evaluate.rollout import Rollouts, run_episodes
 from marl_distill.evaluate.stats import mean_ci, normalized, paired_diff
 

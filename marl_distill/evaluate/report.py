@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from marl_distill.evaluate.stats import METHODS, agent_mean
-from marl_distill.io import write_text
-from marl_distill.plotting import pyplot, save_figure
+from marl_distill.utils.files import write_text
+from marl_distill.utils.plotting import pyplot, save_figure
 
 CORE = ("teacher", "random")
 

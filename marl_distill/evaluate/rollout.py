@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_distill.distributions import DiagGaussian
-from marl_distill.multiagent import EnvSpec, JointVecEnv
-from marl_distill.policies import JointPolicy, masked_logits, select_actions
+from marl_distill.env.joint_vec_env import JointVecEnv
+from marl_distill.policy.distributions import DiagGaussian
+from marl_distill.policy.joint import JointPolicy, masked_logits, select_actions
+from marl_distill.policy.spec import EnvSpec
 
 
 @dataclass

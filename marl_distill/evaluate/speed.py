@@ -1,8 +1,8 @@
 """Size and speed of a policy's acting path: metrics.json's cost keys, with every policy timed through one runtime.
 
-Teachers' actor MLPs and students run through the same numpy runtime (``marl_distill.acting``), so the headline
-``latency_us_per_joint_step`` compares networks; SB3's ``predict`` (conversion, checks and dispatch on every call)
-is its own labelled key, ``latency_us_sb3_predict``, never the headline.
+Teachers' actor MLPs and students run through the same numpy runtime (``marl_distill.policy.numpy_mlp``), so the
+headline ``latency_us_per_joint_step`` compares networks; SB3's ``predict`` (conversion, checks and dispatch on every
+call) is its own labelled key, ``latency_us_sb3_predict``, never the headline.
 
 Threads: timings run with torch at one thread and numpy's BLAS at one thread (threadpoolctl): numpy's wheels
 bundle OpenBLAS, which would thread large products such as the 1,024-row batch across the machine's cores.
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from marl_distill.policies import RandomPolicy
+from marl_distill.policy.joint import RandomPolicy
 
 BATCH = 1024
 """Joint steps acted at once for ``latency_us_batch``."""

@@ -1,5 +1,6 @@
 """A benchmark's results across runs: results.json / results.csv (one record per run), summary.json and report.md
-(IQM and means over seeds with intervals whose coverage tests/test_stats.py checks), and the plots in grid_plots.
+(IQM and means over seeds with intervals whose coverage tests/evaluate/test_stats.py checks), and the plots in
+benchmark_plots.
 
 results.json nests env -> task -> policy -> run -> metrics, the nesting marl-eval uses (its metrics are lists per
 evaluation step; ours are one scalar per run, per-agent values averaged). A policy is ``teacher``, ``random`` or
@@ -16,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from marl_distill.evaluate import grid_plots, privilege
+from marl_distill.evaluate import benchmark_plots, privilege
 from marl_distill.evaluate.report import ci_cell, fmt
 from marl_distill.evaluate.size import size_section
 from marl_distill.evaluate.stats import METHODS, agent_mean, iqm_ci, t_ci
-from marl_distill.io import write_json, write_text
+from marl_distill.utils.files import write_json, write_text
 
 REFERENCE = ("teacher", "random")
 MEAN_KEYS = (
@@ -243,7 +244,7 @@ def write_summary(
     write_json(out / "results.json", results)
     write_text(out / "results.csv", to_csv(results))
     write_json(out / "summary.json", summary)
-    plots = grid_plots.write_all(out, summary, runs)
+    plots = benchmark_plots.write_all(out, summary, runs)
     text = [f"# {title}\n"]
     if command:
         text.append(f"Reproduce: `{command}`\n")

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from marl_distill.acting import NumpyMLP
 from marl_distill.errors import UserError
-from marl_distill.io import atomic_write, read_json, write_json
-from marl_distill.multiagent import EnvSpec
+from marl_distill.policy.numpy_mlp import NumpyMLP
+from marl_distill.policy.spec import EnvSpec
+from marl_distill.utils.files import atomic_write, read_json, write_json
 
 KINDS = ("shared", "per-agent")
 _NO_RNG = np.random.default_rng(0)  # greedy acting draws nothing
@@ -118,8 +118,8 @@ class StudentTeam:
     """A trained student network as a joint policy.
 
     ``logits`` (batches, training, evaluation) runs torch; ``act_single`` / ``act_batch`` (acting, as deployed)
-    run the same weights through the numpy runtime that teachers' actors also use (``marl_distill.acting``), so
-    their latencies compare networks, not runtimes."""
+    run the same weights through the numpy runtime that teachers' actors also use
+    (``marl_distill.policy.numpy_mlp``), so their latencies compare networks, not runtimes."""
 
     acting_runtime = "numpy"
 
@@ -129,7 +129,7 @@ class StudentTeam:
         self.deterministic = deterministic
         self._heads = {a: spec.head(a) for a in spec.agents}  # built once: acting time is the network's, not setup
         meta = net.meta
-        if meta.kind == "shared":  # the same numpy runtime as teachers' actors (marl_distill.acting)
+        if meta.kind == "shared":  # the same numpy runtime as teachers' actors (marl_distill.policy.numpy_mlp)
             self._shared = NumpyMLP.of(net.shared)
         else:
             self._nets = {a: NumpyMLP.of(net.nets[str(i)]) for i, a in enumerate(meta.agents)}

@@ -14,7 +14,7 @@ from stable_baselines3.common.utils import ConstantSchedule
 from marl_distill.errors import UserError
 
 if TYPE_CHECKING:
-    from marl_distill.teachers.lockstep import PipeAgentVecEnv
+    from marl_distill.teachers.pipe_vec_env import PipeAgentVecEnv
 
 
 def _row_arrays(buffer: Any, rows: int, n_envs: int) -> dict[str, np.ndarray]:

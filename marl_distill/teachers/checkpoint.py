@@ -37,7 +37,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from marl_distill.errors import UserError
-from marl_distill.io import atomic_write
+from marl_distill.utils.files import atomic_write
 
 MARK = "checkpoint.json"
 """The file naming the latest whole checkpoint; without it a checkpoint folder holds nothing usable."""

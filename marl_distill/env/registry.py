@@ -1,0 +1,154 @@
+"""Environment ids -> factories.
+
+Three routes lead to an environment, all ending in a zero-argument factory that returns a fresh PettingZoo env:
+a built-in short id (``simple_spread``), an installed package's entry point in the group ``marl_distill.envs``,
+or a ``package.module:callable`` spec. PettingZoo 1.27 does not read package entry points itself, so we do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from marl_distill.env.aec_cycle import cycled
+from marl_distill.errors import UserError
+
+ENTRY_POINT_GROUP = "marl_distill.envs"
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """A registered environment."""
+
+    id: str
+    """Short id users type."""
+    target: str
+    """``module:callable`` returning a PettingZoo ParallelEnv or AECEnv."""
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Default keyword arguments (user kwargs override them)."""
+    source: str = "builtin"
+    """Where the entry came from: builtin or the distribution that declared the entry point."""
+    cycled: bool = False
+    """The target builds a parallelizable AEC env, driven through ``cycle.CycleParallel`` (PettingZoo's
+    ``aec_to_parallel`` without its extra observations: the same transitions, faster)."""
+
+
+BUILTIN: dict[str, EnvEntry] = {
+    "simple_spread": EnvEntry(
+        "simple_spread",
+        "mpe2.simple_spread_v3:env",
+        {"N": 3, "max_cycles": 25, "continuous_actions": False},
+        cycled=True,
+    ),
+    "simple_speaker_listener": EnvEntry(
+        "simple_speaker_listener",
+        "mpe2.simple_speaker_listener_v4:env",
+        {"max_cycles": 25, "continuous_actions": False},
+        cycled=True,
+    ),
+    "simple_reference": EnvEntry(
+        "simple_reference",
+        "mpe2.simple_reference_v3:env",
+        {"max_cycles": 25, "continuous_actions": False},
+        cycled=True,
+    ),
+}
+
+
+def entry_point_envs() -> dict[str, EnvEntry]:
+    """Environments declared by installed packages under the ``marl_distill.envs`` entry-point group."""
+    found: dict[str, EnvEntry] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        source = dist.name if dist is not None else "entry point"
+        found[ep.name] = EnvEntry(ep.name, ep.value, {}, source)
+    return found
+
+
+def all_envs() -> dict[str, EnvEntry]:
+    """Every registered id: built-ins first, then entry points (a built-in id is never shadowed)."""
+    envs = dict(entry_point_envs())
+    envs.update(BUILTIN)
+    return dict(sorted(envs.items()))
+
+
+def load_callable(target: str) -> Callable[..., Any]:
+    """Import ``package.module:callable`` or ``path/to/file.py:callable`` (dotted attributes allowed after the
+    colon). Modules are looked up in the current folder first, then on ``sys.path`` (installed packages)."""
+    module_name, _, attr_path = target.rpartition(":")
+    if not module_name or not attr_path:
+        raise UserError(
+            f"env spec {target!r} is not 'package.module:callable' or 'path/to/file.py:callable'; use a registered "
+            "id or one of those forms"
+        )
+    if os.getcwd() not in sys.path:  # like uvicorn: a my_env.py in the current folder is found
+        sys.path.insert(0, os.getcwd())
+    try:
+        from_file = module_name.endswith(".py")
+        obj: Any = _module_from_file(module_name) if from_file else importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(
+            f"cannot import module {module_name!r} for env {target!r} ({exc}); install it or fix the spec"
+        ) from None
+    for part in attr_path.split("."):
+        if not hasattr(obj, part):
+            raise UserError(f"module {module_name!r} has no attribute {attr_path!r}; fix the env spec {target!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UserError(f"{target!r} is not callable; point the spec at a function or class that builds the env")
+    return obj
+
+
+def _from_spec(target: str, **kwargs: Any) -> Any:
+    """Build the env of a file spec in whichever process calls it (picklable: a spawned worker re-imports the file)."""
+    return load_callable(target)(**kwargs)
+
+
+def _module_from_file(path: str) -> Any:
+    """A module loaded from a ``.py`` file (a plug-in env that is not a package), registered under a name made
+    from its resolved path so env worker processes that load it again find the same module."""
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise ImportError(f"no file {file}")
+    name = "marl_distill_user_env_" + hashlib.sha1(str(file).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{file} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def resolve(env: str, kwargs: Mapping[str, Any] | None = None) -> Callable[[], Any]:
+    """Turn an env id or spec plus user kwargs into a zero-argument factory."""
+    envs = all_envs()
+    if env in envs:
+        entry = envs[env]
+        merged = {**entry.kwargs, **(kwargs or {})}
+        if entry.cycled:
+            return partial(cycled, load_callable(entry.target), **merged)
+        return partial(load_callable(entry.target), **merged)
+    if ":" in env:
+        made = load_callable(env)  # fails here, in one line, if the spec is wrong
+        module, _, name = env.rpartition(":")
+        if module.endswith(".py"):  # env worker processes load the file again, by its absolute path
+            return partial(_from_spec, f"{Path(module).resolve()}:{name}", **(kwargs or {}))
+        return partial(made, **(kwargs or {}))
+    known = ", ".join(envs) or "none"
+    raise UserError(f"unknown environment {env!r}; use one of [{known}] or a 'package.module:callable' spec")

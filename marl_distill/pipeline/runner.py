@@ -1,0 +1,359 @@
+"""One experiment: config -> teachers -> students -> metrics -> report, in one run folder.
+
+Each stage reads what the previous one wrote, so the CLI's single-stage commands and ``run`` share this code,
+and ``--resume`` skips every stage whose artifacts already exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from marl_distill import config as config_mod
+from marl_distill.config import ExperimentConfig
+from marl_distill.distill import distill
+from marl_distill.distill.trainer import RECORD
+from marl_distill.env.joint_vec_env import make_parallel
+from marl_distill.env.registry import resolve
+from marl_distill.env.views import LOCAL, Views, view_factory
+from marl_distill.errors import UserError
+from marl_distill.evaluate import evaluate_all
+from marl_distill.evaluate.metrics import score_against
+from marl_distill.evaluate.report import write_report
+from marl_distill.policy.joint import JointPolicy, TeacherEnsemble
+from marl_distill.policy.spec import EnvSpec
+from marl_distill.students import StudentMeta, StudentTeam
+from marl_distill.students.mlp import META
+from marl_distill.teachers import TeacherTeam, train_teachers
+from marl_distill.teachers.train import MANIFEST
+from marl_distill.utils.files import read_json, write_json
+from marl_distill.utils.workers import usable_cpus
+
+CONFIG = "config.toml"
+STAGES = ("teachers", "distill", "evaluate")
+
+
+def check_dir(run_dir: Path, resume: bool, *, can_resume: bool = True) -> None:
+    """Refuse, writing nothing, a folder the command must not write into: a file, a user's non-empty folder, or
+    (without ``resume``) one of our run folders. ``--resume`` only continues a folder this project made (its
+    config.toml present); it is suggested only where the command has it (``can_resume``)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} exists and is not a folder; pass another --out")
+    if not (run_dir.is_dir() and any(run_dir.iterdir())):
+        return
+    ours = (run_dir / CONFIG).is_file()
+    if not ours:
+        raise UserError(f"{run_dir} already holds files and is not a marl-distill run folder ({CONFIG} missing); "
+                        "nothing was written: pass a new --out")  # fmt: skip
+    if not resume:
+        tail = ", or --resume to continue that run" if can_resume else ""
+        raise UserError(f"{run_dir} already holds a run; pass a new --out{tail}")
+
+
+def prepare_dir(run_dir: Path, resume: bool, *, can_resume: bool = True) -> None:
+    """``check_dir``, then create the folder."""
+    check_dir(run_dir, resume, can_resume=can_resume)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+
+
+def check_runnable(cfg: ExperimentConfig, stages: tuple[str, ...] = STAGES) -> None:
+    """What would fail inside a stage, refused before anything is written: the env (it builds, its spaces), the
+    teachers' settings against its agents and action spaces, and borrowed teachers that must exist."""
+    _, spec = env_factory(cfg)
+    if "teachers" in stages and not cfg.teachers_from:
+        cfg.teachers.validate(spec.agents, spec.action_spaces)
+    for folder in [cfg.teachers_from, *cfg.extra_teachers]:
+        if folder and not (Path(folder) / "teachers" / MANIFEST).is_file():
+            raise UserError(f"{folder} holds no teachers (teachers/{MANIFEST} missing); point at a teachers run")
+    borrowed = trained_view(Path(cfg.teachers_from)) if cfg.teachers_from else None
+    check_views(
+        cfg, Views(resolve(cfg.env.id, cfg.env.kwargs), borrowed or cfg.teachers.view, cfg.distill.student_view)
+    )
+
+
+def check_views(cfg: ExperimentConfig, views: Views) -> None:
+    """Settings that need teachers and students on one view, and the distillation budget for the sampling that
+    ``auto`` becomes with these views, refused before anything is written."""
+    cfg.distill.resolved(views.same).validate()
+    if not views.same and cfg.evaluate.int8:
+        raise UserError(
+            "evaluate.int8 plays exported graphs, which read one view; with teachers.view != distill.student_view set "
+            "evaluate.int8 = false and export the students with marl-distill export"
+        )
+    if not views.same and cfg.distill.init_from_teacher:
+        raise UserError("distill.init_from_teacher needs students that see what teachers see (the same view)")
+
+
+def load_run_config(run_dir: Path) -> ExperimentConfig:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a marl-distill run folder ({CONFIG} missing)")
+    return config_mod.load(path)
+
+
+def env_factory(cfg: ExperimentConfig) -> tuple[Any, EnvSpec]:
+    factory = resolve(cfg.env.id, cfg.env.kwargs)
+    env = make_parallel(factory)
+    spec = EnvSpec.of(env)
+    env.close()
+    return factory, spec
+
+
+def teachers_dir(cfg: ExperimentConfig, run_dir: Path) -> Path:
+    return Path(cfg.teachers_from) if cfg.teachers_from else Path(run_dir)
+
+
+def trained_view(folder: Path) -> str | None:
+    """The view the teachers in ``folder`` were trained on, as their teachers.json records it (local before views
+    existed); None where there are no teachers yet."""
+    manifest = Path(folder) / "teachers" / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        return str(read_json(manifest).get("view", LOCAL))
+    except (ValueError, AttributeError):
+        return None  # damaged: TeacherTeam.load says so in one line
+
+
+def views_of(cfg: ExperimentConfig, run_dir: Path | None = None) -> Views:
+    """The env as teachers and students see it: the teachers' view as they were trained (borrowed teachers keep
+    theirs), the students' as configured."""
+    own = trained_view(teachers_dir(cfg, run_dir)) if run_dir is not None else None
+    factory = resolve(cfg.env.id, cfg.env.kwargs)
+    return Views(factory, own or cfg.teachers.view, cfg.distill.student_view)
+
+
+def stage_teachers(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None) -> None:
+    if cfg.teachers_from or (Path(run_dir) / "teachers" / MANIFEST).exists():
+        return
+    factory = view_factory(resolve(cfg.env.id, cfg.env.kwargs), cfg.teachers.view)
+    train_teachers(factory, cfg.teachers, out_dir=Path(run_dir), progress=progress)
+
+
+def load_teachers(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> TeacherTeam:
+    return TeacherTeam.load(teachers_dir(cfg, run_dir), spec, dqn_temperature=cfg.distill.dqn_temperature)
+
+
+def other_teachers(folder: Path, views: Views, cfg: ExperimentConfig) -> JointPolicy:
+    """Another run's teachers (an ensemble member, a cross-play partner) as they act in ``views.play``: they must
+    have been trained on this run's teacher view."""
+    seen = trained_view(Path(folder)) or LOCAL
+    if seen != views.teacher_view:
+        raise UserError(
+            f"the teachers in {folder} were trained on the {seen!r} view and this run's on {views.teacher_view!r}; "
+            "teachers played or averaged together must share a view"
+        )
+    team = TeacherTeam.load(Path(folder), views.teacher_spec, dqn_temperature=cfg.distill.dqn_temperature)
+    return views.teachers(team)
+
+
+def extra_teachers(cfg: ExperimentConfig, views: Views) -> dict[str, JointPolicy]:
+    return {folder: other_teachers(Path(folder), views, cfg) for folder in cfg.extra_teachers}
+
+
+def distill_source(cfg: ExperimentConfig, run_dir: Path, views: Views) -> JointPolicy:
+    """What students learn from: this run's teachers, averaged with any extra teacher runs, each reading its own
+    view of ``views.play``."""
+    primary = views.teachers(load_teachers(cfg, run_dir, views.teacher_spec))
+    extras = list(extra_teachers(cfg, views).values())
+    return TeacherEnsemble([primary, *extras]) if extras else primary
+
+
+def stage_distill(
+    cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None, workers: int | None = None
+) -> None:
+    """Distill the students not yet in ``run_dir``; ``workers`` processes (default: one per usable core) distill
+    them side by side, with the same results as one at a time."""
+    torch.set_num_threads(cfg.torch_threads)
+    todo = [k for k in cfg.distill.students if not (Path(run_dir) / "students" / k / META).exists()]
+    if not todo:
+        return
+    views = views_of(cfg, run_dir)
+    teachers = distill_source(cfg, run_dir, views)
+    sub = config_mod.from_dict(type(cfg.distill), {**config_mod.to_dict(cfg)["distill"], "students": todo})
+    distill(views.play, teachers, sub, views=views, out_dir=Path(run_dir), progress=progress,
+            workers=workers or usable_cpus())  # fmt: skip
+
+
+def distill_into(cfg: ExperimentConfig, run_dir: Path, out: Path, kind: str) -> None:
+    """``marl-distill distill``: a ``kind`` student of ``run_dir``'s teachers into ``out`` (``run_dir`` itself, or a
+    new run folder borrowing those teachers), everything checked before the first file is written."""
+    same = Path(out).resolve() == Path(run_dir).resolve()
+    if (Path(out) / "students" / kind).exists():
+        raise UserError(f"{Path(out) / 'students' / kind} exists; choose another --out")
+    if same and cfg.distill.student_view != load_run_config(run_dir).distill.student_view:
+        raise UserError(
+            f"--student-view {cfg.distill.student_view} differs from {run_dir}'s distill.student_view, whose students "
+            "are evaluated on that view; pass a new --out"
+        )
+    views = views_of(cfg, run_dir)
+    check_views(cfg, views)
+    distill_source(cfg, run_dir, views)  # missing or damaged teachers (extra ones too): refused before OUT
+    if not same:
+        prepare_dir(out, resume=False, can_resume=False)
+        cfg.teachers_from = str(teachers_dir(cfg, run_dir).resolve())
+        config_mod.save(cfg, Path(out) / CONFIG)
+    stage_distill(cfg, Path(out))
+
+
+def load_students(
+    cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec, view: str | None = None
+) -> dict[str, StudentTeam]:
+    """Every finished student of ``run_dir``; with ``view``, one distilled for another view is refused."""
+    folder = Path(run_dir) / "students"
+    names = sorted(p.name for p in folder.iterdir() if (p / META).exists()) if folder.is_dir() else []
+    return {name: StudentTeam.load(folder / name, spec, view=view) for name in names}
+
+
+def played_students(cfg: ExperimentConfig, run_dir: Path, views: Views) -> dict[str, Any]:
+    """``run_dir``'s students as they act in ``views.play``."""
+    loaded = load_students(cfg, run_dir, views.student_spec, views.student_view)
+    return {name: views.students(team) for name, team in loaded.items()}
+
+
+def stage_evaluate(
+    cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None, workers: int | None = None
+) -> dict[str, Any]:
+    """metrics.json and report.md; ``workers`` processes (default: one per usable core) play episodes side by side."""
+    torch.set_num_threads(cfg.torch_threads)
+    views = views_of(cfg, run_dir)
+    factory = views.play
+    teachers = views.teachers(load_teachers(cfg, run_dir, views.teacher_spec))
+    students = played_students(cfg, run_dir, views)
+    start = time.perf_counter()
+    cross = {folder: played_students(cfg, Path(folder), views) for folder in cfg.evaluate.cross_play}
+    cross_teachers = {}  # other runs' teachers, played beside ours: drift the teachers already had
+    own = teachers_dir(cfg, run_dir).resolve()
+    for folder in cfg.evaluate.cross_play:
+        other_cfg = load_run_config(Path(folder))
+        if teachers_dir(other_cfg, Path(folder)).resolve() != own:
+            cross_teachers[folder] = other_teachers(teachers_dir(other_cfg, Path(folder)), views, other_cfg)
+    # exported graphs read one view: with two, evaluation does not export (marl-distill export does, per view)
+    eval_cfg = cfg.evaluate if views.same else dataclasses.replace(cfg.evaluate, onnx=False)
+    metrics = evaluate_all(
+        factory,
+        teachers,
+        students,
+        eval_cfg,
+        cross_play=cross,
+        cross_teachers=cross_teachers,
+        progress=progress,
+        workers=workers or usable_cpus(),
+    )
+    for folder, other in extra_teachers(cfg, views).items():
+        scores = score_against(factory, other, students, cfg.evaluate)
+        for name, score in scores.items():
+            metrics[name].setdefault("by_teacher", {})[folder] = score
+    metrics["teacher"]["bytes_on_disk"] = _bytes(teachers_dir(cfg, run_dir) / "teachers", "*.zip")
+    for name in students:
+        metrics[name]["bytes_on_disk"] = _bytes(Path(run_dir) / "students" / name, "weights.pt")
+    described = {n: _describe(Path(run_dir) / "students" / n, s.meta) for n, s in students.items()}
+    metrics["_meta"] = {
+        "env": cfg.env.id,
+        "agents": list(views.teacher_spec.agents),
+        "views": views.record(),
+        "setup": comparable_setup(cfg),
+        "evaluation_seconds": round(time.perf_counter() - start, 2),
+        **metrics.get("_meta", {}),
+        "students": described,
+    }
+    write_json(Path(run_dir) / "metrics.json", metrics)
+    write_report(Path(run_dir), metrics, f"{cfg.name}: {cfg.env.id}", _notes(cfg, described, views))
+    return metrics
+
+
+def comparable_setup(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What two runs must share for their teachers to be compared as views of one setting: the env's arguments and
+    every teacher setting that shapes learning (not the view, seed, logging or process layout)."""
+    skip = {"view", "seed", "tensorboard", "env_workers", "torch_threads", "checkpoint_every"}
+    teachers = {k: v for k, v in config_mod.to_dict(cfg)["teachers"].items() if k not in skip}
+    return {"env_kwargs": dict(cfg.env.kwargs), "teachers": teachers}
+
+
+def _bytes(folder: Path, pattern: str) -> int:
+    """What a policy costs to ship: its saved weights (teachers: the SB3 zips, which also hold value nets)."""
+    return sum(p.stat().st_size for p in folder.glob(pattern))
+
+
+def _describe(folder: Path, meta: StudentMeta) -> dict[str, Any]:
+    """What was actually distilled into ``folder``: its architecture and, from the distill.json the trainer
+    writes, its loss, sampling and budget (the config may have changed since: ``distill RUN --out RUN``)."""
+    record = Path(folder) / RECORD
+    return {"kind": meta.kind, "hidden": meta.hidden, **(read_json(record) if record.is_file() else {})}
+
+
+def _notes(cfg: ExperimentConfig, students: dict[str, dict[str, Any]], views: Views) -> str:
+    """The report's header: the teachers from the config, the students from their own distill records."""
+    t = cfg.teachers
+
+    def n(x: Any) -> str:
+        return f"{x:,}" if isinstance(x, int) else str(x)
+
+    lines = [
+        f"Teachers: {t.algo} per agent{' (' + str(t.agent_algo) + ')' if t.agent_algo else ''}, "
+        f"{t.steps} transitions per learner, {t.n_envs} envs, seed {t.seed}.",
+    ]
+    if not views.same:
+        auto = cfg.distill.sampling == "auto"
+        lines[0] += (
+            f" Teachers observe the {views.teacher_view!r} view, students the {views.student_view!r} view: teachers "
+            "label from theirs, students are fitted to and act on theirs, and agreement and KL are measured on the "
+            "states the student team visits."
+            + (
+                " Sampling was auto, hence student-driven: teachers act on what the students cannot see, so the "
+                "states the teachers visit are not the ones the students' own behaviour reaches."
+                if auto
+                else ""
+            )
+        )
+    for name, d in students.items():
+        if "grad_steps" not in d:
+            lines.append(f"- **{name}**: {d['kind']}, hidden {d['hidden']}; no distill.json, budget unknown.")
+            continue
+        loss = d.get("loss")
+        if loss == "kl":
+            loss = f"kl (T={d.get('temperature')}, α={d.get('alpha')})"
+        warn = " **May be under-trained** (its distill record says so)." if d.get("undertrained") else ""
+        if d.get("undertrained") is None and d.get("holdout") == 0:
+            warn = " No held-out episodes (holdout = 0): whether it was still improving is unknown."
+        lines.append(
+            f"- **{name}**: {d['kind']}, hidden {d['hidden']}, loss {loss}, {d.get('sampling')}-driven sampling, "
+            f"{d.get('rounds')} round(s); budget {n(d['grad_steps'])} gradient steps (batch {d.get('batch_size')}), "
+            f"{n(d.get('labelled_states_per_agent'))} labelled states per agent; best epoch {d.get('best_epoch')} "
+            f"of {d.get('epochs_run')} run.{warn}"
+        )
+    return "\n".join(lines[:1] + (["", "Students (as distilled):", ""] + lines[1:] if len(lines) > 1 else []))
+
+
+def run(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    stages: tuple[str, ...] = STAGES,
+    workers: int | None = None,
+) -> dict:
+    """The pipeline's ``stages`` into ``run_dir``; with ``resume`` finished stages are kept, not redone.
+    ``workers``: processes for distillation and evaluation (default: one per usable core)."""
+    run_dir = Path(run_dir)
+    check_dir(run_dir, resume)  # nothing is written before every check has passed
+    saved = run_dir / CONFIG
+    borrowed = trained_view(Path(cfg.teachers_from)) if cfg.teachers_from else None  # auto follows their view
+    same = config_mod.comparable(config_mod.to_dict(config_mod.load(saved)), borrowed) if saved.exists() else None
+    if same is not None and same != config_mod.comparable(config_mod.to_dict(cfg), borrowed):
+        raise UserError(f"{saved} differs from this config; resume with the same config or use a new --out")
+    check_runnable(cfg, stages)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not saved.exists():
+        config_mod.save(cfg, saved)
+    if "teachers" in stages:
+        stage_teachers(cfg, run_dir, progress=progress)
+    if "distill" in stages:
+        stage_distill(cfg, run_dir, progress=progress, workers=workers)
+    return stage_evaluate(cfg, run_dir, progress=progress, workers=workers) if "evaluate" in stages else {}

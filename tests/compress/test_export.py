@@ -1,0 +1,113 @@
+"""ONNX export: one graph per team, from raw env observations to env-ready actions, equal to the lab's own acting.
+
+Parity is checked against torch on real observations (random play), for shared and per-agent students with
+heterogeneous, masked, Gaussian and image / float64 / discrete observations, and for SB3 PPO, MaskablePPO and DQN
+teachers' actors. Untrained networks with scaled-up weights, so argmaxes vary and Box means hit their bounds."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import models_for
+from worlds import (
+    ContinuousTarget,
+    EliminationGame,
+    HeteroTargetGame,
+    MaskedTargetGame,
+    MixedObsTargetGame,
+    ShiftedTargetGame,
+)
+
+from marl_distill.cli import cli as main_cli
+from marl_distill.compress.export import PARITY_TOL, exported, sample_observations
+from marl_distill.compress.graph import read_meta
+from marl_distill.compress.paths import raw_obs_spaces
+from marl_distill.compress.runtime import OnnxTeam, weight_bytes_of
+from marl_distill.env.joint_vec_env import make_parallel
+from marl_distill.evaluate.rollout import run_episodes
+from marl_distill.policy.observations import decode_batch, encoder
+from marl_distill.policy.spec import EnvSpec
+from marl_distill.students import StudentMeta, StudentNet, StudentTeam
+from marl_distill.teachers import TeacherTeam
+
+
+def student(world, kind: str, hidden=(16, 16), scale: float = 3.0) -> StudentTeam:
+    spec = EnvSpec.of(make_parallel(world))
+    torch.manual_seed(0)
+    net = StudentNet(StudentMeta.for_spec(spec, kind, list(hidden)))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(scale)
+    return StudentTeam(spec, net)
+
+
+@pytest.mark.parametrize(
+    "world",
+    [HeteroTargetGame, MaskedTargetGame, ContinuousTarget, MixedObsTargetGame, ShiftedTargetGame, EliminationGame],
+)
+@pytest.mark.parametrize("kind", ["shared", "per-agent"])
+def test_student_graphs_match_torch_and_act_as_the_lab(world, kind):
+    model, report = exported(student(world, kind), world)
+    check = report["parity_fp32"]
+    assert check["max_abs_diff"] <= PARITY_TOL and check["rows"] >= 100, check
+    assert all(v == 1.0 for v in check["action_match"].values()), check
+    meta = read_meta(model)
+    assert meta["agents"] == list(EnvSpec.of(make_parallel(world)).agents)
+    masked = [a for a, m in meta["per_agent"].items() if m["mask_input"]]
+    assert (world in (MaskedTargetGame, EliminationGame)) == bool(masked)  # turn-based: whose turn is a mask
+    if world is ShiftedTargetGame:
+        assert all(m["action_start"] == 1 for m in meta["per_agent"].values())
+    if kind == "shared":
+        assert all("agent_id_index" in m["shared_input"] for m in meta["per_agent"].values())
+        n_matmuls = sum(node.op_type == "MatMul" for node in model.graph.node)
+        assert n_matmuls == 3  # one trunk for every agent's rows
+
+
+@pytest.mark.parametrize("world, algo", [(MaskedTargetGame, "ppo"), (MaskedTargetGame, "maskable"),
+                                         (HeteroTargetGame, "dqn"), (ContinuousTarget, "ppo")])  # fmt: skip
+def test_teacher_actor_graphs_match_sb3(world, algo):
+    spec = EnvSpec.of(make_parallel(world))
+    team = TeacherTeam(spec, models_for(spec, algo))
+    model, report = exported(team, world)
+    assert report["parity_fp32"]["max_abs_diff"] <= PARITY_TOL, report
+    assert weight_bytes_of(model) == team.weight_bytes()  # the graph's weights are the actors' (Gaussian log_std too)
+    assert all(v == 1.0 for v in report["parity_fp32"]["action_match"].values()), report
+
+
+def test_an_exported_team_plays_in_the_lab_like_the_student_it_came_from():
+    team = student(MixedObsTargetGame, "shared")  # image, float64 and Discrete observations: decoding is exact
+    model, _ = exported(team, MixedObsTargetGame)
+    onnx_team = OnnxTeam(team.spec, model, raw_obs_spaces(MixedObsTargetGame))
+    rng = np.random.default_rng(0)
+    ours = run_episodes(MixedObsTargetGame, team, episodes=20, n_envs=4, rng=rng, reference=team)
+    theirs = run_episodes(MixedObsTargetGame, onnx_team, episodes=20, n_envs=4, rng=rng, reference=team)
+    np.testing.assert_array_equal(ours.team, theirs.team)
+    assert all(theirs.agree[a] == theirs.acted[a] for a in team.spec.agents)
+
+
+def test_decoding_inverts_the_encoder_for_every_observation_space():
+    samples = sample_observations(MixedObsTargetGame, rows=50)
+    for a, space in raw_obs_spaces(MixedObsTargetGame).items():
+        encoded = np.stack([encoder(space)(x) for x in samples.raw[a]])
+        decoded = decode_batch(space, encoded)
+        np.testing.assert_array_equal(decoded, samples.raw[a].astype(decoded.dtype))
+        assert len(np.unique(samples.raw[a], axis=0)) > 1
+
+
+def test_int8_shrinks_wide_weights_and_mostly_keeps_the_actions():
+    team = student(HeteroTargetGame, "per-agent", hidden=(64, 64), scale=1.0)
+    fp32, _ = exported(team, HeteroTargetGame)
+    int8, report = exported(team, HeteroTargetGame, quantize="int8")
+    assert weight_bytes_of(int8) < 0.4 * weight_bytes_of(fp32)
+    assert any(n.op_type in ("DynamicQuantizeMatMul", "MatMulInteger") for n in int8.graph.node)
+    assert all(v["action_match"] >= 0.8 for v in report["int8_vs_fp32"].values()), report
+
+
+def test_export_without_the_extra_names_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert main_cli(["export", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "[export]" in err and "onnxruntime" in err and len(err.strip().splitlines()) == 1
