@@ -96,8 +96,13 @@ def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
 
 
 @app.command()
-def config() -> None:
+def config(benchmark: Annotated[bool, typer.Option(help="The keys of a benchmark TOML instead.")] = False) -> None:
     """Print every experiment config key with its default and its one-line doc, as TOML to copy from."""
+    if benchmark:
+        from marl_distill.pipeline.config import documented_benchmark
+
+        typer.echo(documented_benchmark(), nl=False)
+        return
     typer.echo(config_mod.documented_defaults(), nl=False)
 
 
@@ -181,79 +186,82 @@ def distill(
     run_dir: Annotated[Path, typer.Argument(help="Run folder holding teachers/.")],
     out: Annotated[Path, typer.Option(help="Folder for the students (may be RUN_DIR itself).")],
     student: Annotated[StudentKind, typer.Option(help="Student kind.")] = StudentKind.shared,
-    hidden: Annotated[str, typer.Option(help="Hidden sizes, e.g. 32,32.")] = "32",
-    loss: Annotated[Loss, typer.Option()] = Loss.kl,
-    temperature: Annotated[float, typer.Option(help="KL softening temperature.")] = 1.0,
-    alpha: Annotated[float, typer.Option(help="kl loss: weight of soft KL vs hard cross-entropy.")] = 1.0,
+    name: Annotated[str | None, typer.Option(help="Folder name under OUT/students (default: the kind).")] = None,
+    hidden: Annotated[str | None, typer.Option(help="Hidden sizes, e.g. 32,32.")] = None,
+    loss: Annotated[Loss | None, typer.Option()] = None,
+    temperature: Annotated[float | None, typer.Option(help="KL softening temperature.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="kl loss: weight of soft KL vs hard cross-entropy.")] = None,
     sampling: Annotated[
-        Sampling, typer.Option(help="Who acts while data is collected (auto: student when the views differ).")
-    ] = Sampling.auto,
-    student_view: Annotated[
-        str | None,
-        typer.Option(
-            help="What the student observes and acts on: local, global, history:K or module:callable (default: the "
-            "run's distill.student_view)."
-        ),
+        Sampling | None, typer.Option(help="Who acts while data is collected (auto: student when the views differ).")
     ] = None,
-    steps: Annotated[int, typer.Option(help="States collected per agent.")] = 20_000,
+    student_view: Annotated[
+        str | None, typer.Option(help="What the student observes: local, global, history:K or module:callable.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="States collected per agent.")] = None,
     epochs: Annotated[
-        int, typer.Option(help="Gradient-step budget in epochs of teacher-driven sampling (same for every scheme).")
-    ] = 40,
-    grad_steps: Annotated[int, typer.Option(help="Gradient steps in all (0: --epochs decides).")] = 0,
+        int | None, typer.Option(help="Gradient-step budget in epochs of teacher-driven sampling (every scheme).")
+    ] = None,
+    grad_steps: Annotated[int | None, typer.Option(help="Gradient steps in all (0: --epochs decides).")] = None,
     init_from_teacher: Annotated[
-        bool, typer.Option(help="per-agent: start from the PPO teachers' actors (needs --hidden = their sizes).")
-    ] = False,
+        bool | None, typer.Option(help="per-agent: start from the PPO teachers' actors (--hidden = their sizes).")
+    ] = None,
     extra_teachers: Annotated[
         list[Path], typer.Option(help="Another run folder whose teachers are averaged in (repeatable).")
     ] = [],  # noqa: B006
 ) -> None:
-    """Distill the teachers of RUN_DIR into a student saved in OUT/students/KIND."""
+    """Distill the teachers of RUN_DIR into a student saved in OUT/students/NAME. Every setting not given is the
+    run's own ([distill] in RUN_DIR/config.toml); one that differs is written into the student's record and report."""
     cfg = runner.load_run_config(run_dir)
     try:
-        hidden_sizes = [int(h) for h in hidden.split(",") if h.strip()]
+        hidden_sizes = None if hidden is None else [int(h) for h in hidden.split(",") if h.strip()]
     except ValueError:
         raise UserError(f"--hidden {hidden!r} is not a comma-separated list of integers, e.g. 32,32") from None
-    cfg.distill = dataclasses.replace(
-        cfg.distill,
-        students=[student.value],
-        hidden=hidden_sizes,
-        loss=loss.value,
-        temperature=temperature,
-        alpha=alpha,
-        sampling=sampling.value,
-        samples=steps,
-        epochs=epochs,
-        grad_steps=grad_steps,
-        init_from_teacher=init_from_teacher,
-        student_view=cfg.distill.student_view if student_view is None else student_view,
-    )
+    given = {
+        "hidden": hidden_sizes,
+        "loss": loss and loss.value,
+        "temperature": temperature,
+        "alpha": alpha,
+        "sampling": sampling and sampling.value,
+        "samples": steps,
+        "epochs": epochs,
+        "grad_steps": grad_steps,
+        "init_from_teacher": init_from_teacher,
+        "student_view": student_view,
+    }
+    flags = {k: v for k, v in given.items() if v is not None}
+    cfg.distill = dataclasses.replace(cfg.distill, students=[student.value], **flags)
     cfg.distill.validate()
     for folder in extra_teachers:
         if not (folder / "teachers").is_dir():
             raise UserError(f"--extra-teachers {folder} holds no teachers/; pass a run folder from train-teachers")
     cfg.extra_teachers = [str(f.resolve()) for f in extra_teachers]
-    runner.distill_into(cfg, run_dir, out, student.value)
-    typer.echo(f"student saved in {out / 'students' / student.value}")
+    changed = runner.distill_into(cfg, run_dir, out, student.value, name)
+    typer.echo(f"student saved in {out / 'students' / (name or student.value)}")
+    if changed:
+        typer.echo(f"settings other than the run's (recorded with the student): {'; '.join(changed)}")
 
 
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="Run folder with teachers and/or students.")],
-    episodes: Annotated[int, typer.Option(help="Episodes per policy.")] = 200,
+    episodes: Annotated[int | None, typer.Option(help="Episodes per policy (default: the run's own).")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write metrics to this file.")] = None,
     workers: Annotated[
         int, typer.Option(help="Processes that distill students and play episodes side by side (0: one per core).")
     ] = 0,
 ) -> None:
-    """Evaluate teachers, random and every student of RUN_DIR; write metrics.json and report.md."""
+    """Evaluate teachers, random and every student of RUN_DIR with the run's own settings ([evaluate] in its
+    config.toml); write metrics.json and report.md, which say so where a flag changed them."""
     cfg = runner.load_run_config(run_dir)
-    cfg.evaluate = dataclasses.replace(
-        cfg.evaluate, episodes=episodes, mixed_episodes=min(episodes, cfg.evaluate.mixed_episodes)
-    )
+    before = config_mod.to_dict(cfg)["evaluate"]
+    if episodes is not None:
+        mixed = min(episodes, cfg.evaluate.mixed_episodes)
+        cfg.evaluate = dataclasses.replace(cfg.evaluate, episodes=episodes, mixed_episodes=mixed)
     cfg.evaluate.validate()
+    changed = config_mod.differences(before, config_mod.to_dict(cfg)["evaluate"], "evaluate")
     if json_file is not None and (json_file.is_dir() or not json_file.parent.is_dir()):
         raise UserError(f"--json {json_file} must be a file path in an existing folder")
-    metrics = runner.stage_evaluate(cfg, run_dir, workers=_workers(workers))
+    metrics = runner.stage_evaluate(cfg, run_dir, workers=_workers(workers), differs_from_run=changed)
     if json_file is not None:
         from marl_distill.utils.files import write_json
 
@@ -322,17 +330,10 @@ def export(
     parity against torch checked on real observations (exit 2 beyond 1e-5)."""
     if format_ != "onnx":
         raise UserError(f"--format {format_!r} is not supported; use --format onnx")
-    from marl_distill.pipeline.export_run import export_onnx
+    from marl_distill.pipeline.export_run import describe, export_onnx
 
     for rec in export_onnx(path, quantize=quantize, out=out):
-        if "skipped" in rec:
-            typer.echo(f"{rec['policy']:>10}: skipped ({rec['skipped']})")
-            continue
-        line = f"{rec['policy']:>10}: {rec['file']}  {rec['onnx_bytes']:,} bytes, {rec['precision']}, parity max "
-        line += f"|torch - onnxruntime| {rec['parity_fp32']['max_abs_diff']:.1e} on {rec['parity_fp32']['rows']} rows"
-        if "int8_vs_fp32" in rec:
-            line += f"; int8 vs fp32 actions {json.dumps(rec['int8_vs_fp32'])}"
-        typer.echo(line)
+        typer.echo(describe(rec))
 
 
 def _is_usage_error(exc: BaseException) -> bool:

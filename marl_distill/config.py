@@ -7,6 +7,7 @@ them, loads TOML, applies ``--set key=value`` overrides and writes the resolved 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import sys
 import types
@@ -23,6 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from marl_distill.distill import DistillConfig
+from marl_distill.env.registry import anchored, stored
 from marl_distill.env.views import check_view
 from marl_distill.errors import UserError
 from marl_distill.evaluate import EvalConfig
@@ -63,7 +65,8 @@ class ExperimentConfig:
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
-    """Coerce ints to floats where floats are expected; refuse anything else that does not fit."""
+    """Coerce what means the same: ints where floats are expected, integral floats (``5e4``) where ints are, and
+    one item where a list is expected (``hidden = 16`` is ``[16]``); refuse anything else that does not fit."""
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
         for option in typing.get_args(hint):
@@ -75,6 +78,11 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     base = origin or hint
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if base is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if base is list and not isinstance(value, (list, dict)):
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_check_type(value, item, f"{where}[0]")]
     if base is Any or (
         isinstance(base, type) and isinstance(value, base) and not (base is int and isinstance(value, bool))
     ):
@@ -96,7 +104,10 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise UserError(f"unknown config key {where + '.' if where else ''}{unknown[0]}; known keys: {sorted(names)}")
+        prefix = f"{where}." if where else ""
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f"did you mean {prefix}{close[0]}?" if close else f"known keys here: {sorted(names)}"
+        raise UserError(f"unknown config key {prefix}{unknown[0]}; {hint}")
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
@@ -142,9 +153,10 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(path: Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a TOML file (or start from defaults), apply overrides, validate."""
+    """Read a TOML file (or start from defaults), apply overrides, validate. A relative env file path is read
+    against the TOML's folder where the file is there (a run folder's config.toml), else the working folder."""
     data: dict[str, Any] = read_toml(path) if path is not None else {}
-    return build(apply_overrides(data, overrides or []))
+    return build(apply_overrides(data, overrides or []), base=Path(path).parent if path is not None else None)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -164,9 +176,13 @@ SEEDED_STAGES = ("teachers", "distill", "evaluate")
 """Config tables whose ``seed`` defaults to the run seed."""
 
 
-def build(data: dict[str, Any]) -> ExperimentConfig:
-    """A validated ExperimentConfig from a (possibly partial) dict; stage seeds not given take the run seed."""
+def build(data: dict[str, Any], base: Path | None = None) -> ExperimentConfig:
+    """A validated ExperimentConfig from a (possibly partial) dict; stage seeds not given take the run seed, and an
+    env given by file path gets an absolute one (found against ``base``, else the working folder)."""
     data = dict(data)
+    env = data.get("env")
+    if isinstance(env, dict) and isinstance(env.get("id"), str):
+        data["env"] = {**env, "id": anchored(env["id"], base)}
     run_seed = data.get("seed", 0)
     for stage in SEEDED_STAGES:
         table = data.get(stage, {})
@@ -189,6 +205,19 @@ def validate(cfg: ExperimentConfig) -> None:
     cfg.evaluate.validate()
 
 
+def differences(a: dict[str, Any], b: dict[str, Any], where: str = "") -> list[str]:
+    """The dotted keys whose values differ between two config dicts, each as ``key: A -> B``."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        path = f"{where}.{key}" if where else str(key)
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out.extend(differences(x, y, path))
+        elif x != y:
+            out.append(f"{path}: {x!r} -> {y!r}")
+    return out
+
+
 def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
@@ -206,8 +235,10 @@ def comparable(data: dict[str, Any], teacher_view: str | None = None) -> dict[st
 
 
 def save(cfg: ExperimentConfig, path: Path) -> None:
-    """The resolved config with every default written out."""
-    write_text(path, tomli_w.dumps(to_dict(cfg)))
+    """The resolved config with every default written out; an env file path relative to the file's folder."""
+    data = to_dict(cfg)
+    data["env"]["id"] = stored(data["env"]["id"], Path(path).parent)
+    write_text(path, tomli_w.dumps(data))
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -245,33 +276,43 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"no TOML form for {value!r}")
 
 
-def documented_defaults() -> str:
-    """The full default config as TOML, each key under its one-line doc as a comment (``marl-distill config``)."""
+def documented_table(cls: type, obj: Any, path: str, lines: list[str], tables: tuple[str, ...] = ()) -> None:
+    """Append ``obj``'s keys to ``lines`` as TOML under ``[path]``, each under its one-line doc as a comment;
+    nested dataclasses follow as their own tables. ``tables``: fields written as a commented table header
+    (``[name]`` or ``[[name]]`` for a list), their doc saying what goes in them."""
     import textwrap
 
+    docs = field_docs(cls)
+    nested = []
+    if path:
+        lines.extend(["", f"[{path}]"])
+        lines.extend(f"# {chunk}" for chunk in textwrap.wrap(" ".join((cls.__doc__ or "").split()), 110))
+    for f in dataclasses.fields(cls):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            nested.append((f.name, value))
+            continue
+        if f.name in tables:
+            header = f"[[{f.name}]]" if isinstance(value, list) else f"[{f.name}]"
+            lines.append("")
+            if not docs.get(f.name, "").startswith(header):
+                lines.append(f"# {header}")
+            lines.extend(f"# {chunk}" for chunk in textwrap.wrap(docs.get(f.name, ""), 110))
+            continue
+        lines.extend(f"# {chunk}" for chunk in textwrap.wrap(docs.get(f.name, ""), 110))
+        if path in SEEDED_STAGES and f.name == "seed":  # unset, a stage follows the run seed: keep it so
+            lines.append(f"# seed = {_toml_value(value)}  (unset: the run seed above)")
+            continue
+        lines.append(f"{f.name} = {_toml_value(value)}")
+    for name, value in nested:
+        documented_table(type(value), value, f"{path}.{name}" if path else name, lines)
+
+
+def documented_defaults() -> str:
+    """The full default config as TOML, each key under its one-line doc as a comment (``marl-distill config``)."""
     lines = [
         "# marl-distill: every experiment key with its default. Copy what you change into your TOML",
         "# (a file holding only those keys is enough) and run: marl-distill run FILE",
     ]
-
-    def table(cls: type, obj: Any, path: str) -> None:
-        docs = field_docs(cls)
-        nested = []
-        if path:
-            lines.extend(["", f"[{path}]"])
-            lines.extend(f"# {chunk}" for chunk in textwrap.wrap(" ".join((cls.__doc__ or "").split()), 110))
-        for f in dataclasses.fields(cls):
-            value = getattr(obj, f.name)
-            if dataclasses.is_dataclass(value):
-                nested.append((f.name, value))
-                continue
-            lines.extend(f"# {chunk}" for chunk in textwrap.wrap(docs.get(f.name, ""), 110))
-            if path in SEEDED_STAGES and f.name == "seed":  # unset, a stage follows the run seed: keep it so
-                lines.append(f"# seed = {_toml_value(value)}  (unset: the run seed above)")
-                continue
-            lines.append(f"{f.name} = {_toml_value(value)}")
-        for name, value in nested:
-            table(type(value), value, f"{path}.{name}" if path else name)
-
-    table(ExperimentConfig, build({}), "")
+    documented_table(ExperimentConfig, build({}), "", lines)
     return "\n".join(lines) + "\n"

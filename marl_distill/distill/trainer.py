@@ -20,7 +20,7 @@ draws from the nodes under ``(DISTILL, i)``:
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from marl_distill.distill.collect import Buffer, Dataset, collect
 from marl_distill.distill.config import DistillConfig
@@ -41,6 +40,7 @@ from marl_distill.errors import UserError
 from marl_distill.policy.joint import JointPolicy, TeacherEnsemble
 from marl_distill.students import KINDS, StudentMeta, StudentNet, StudentTeam
 from marl_distill.utils.files import write_json
+from marl_distill.utils.progress import progress_bar
 from marl_distill.utils.seeding import DISTILL, int_seed
 from marl_distill.utils.seeding import rng as seed_rng
 from marl_distill.utils.workers import can_fork, run_jobs
@@ -99,7 +99,7 @@ def distill_one(
     init_seed: int,
     reset_seeds: Sequence[int],
     log_dir: Path | None = None,
-    show: bool = False,
+    progress: bool | None = False,
     init: StudentNet | None = None,
     checkpoint: Path | None = None,
     views: Views | None = None,
@@ -146,12 +146,11 @@ def distill_one(
     for k, beta in enumerate(schedule):
         if k < len(rounds):  # finished before the checkpoint
             continue
-        with tqdm(
+        with progress_bar(
             total=samples[k],
             desc=f"{meta.kind} round {k + 1}/{len(schedule)} beta={beta:.2f}",
             unit="state",
-            disable=not show,
-            leave=False,
+            progress=progress,
         ) as bar:
             got = collect(
                 factory,
@@ -263,23 +262,28 @@ def student_seeds(cfg: DistillConfig, kind: str) -> dict[str, Any]:
 
 
 def _distill_and_save(
-    job: Callable[[], DistillResult], kind: str, cfg: DistillConfig, out_dir: Path | None
+    job: Callable[[], DistillResult],
+    name: str,
+    cfg: DistillConfig,
+    out_dir: Path | None,
+    note: Mapping[str, Any] | None = None,
 ) -> DistillResult:
     """``job`` (a ``distill_one``), then (with ``out_dir``) its curves, budget, plot and student saved by the
     process that distilled it, so side-by-side students also save and draw side by side. The student's own files
-    come last: its student.json is what marks it finished for ``--resume``."""
+    come last: its student.json is what marks it finished for ``--resume``. ``note`` joins its distill record."""
     result = job()
+    result.summary.update(note or {})
     if out_dir is not None:
-        folder = Path(out_dir) / "students" / kind
+        folder = Path(out_dir) / "students" / name
         write_json(folder / "history.json", result.history)
         write_json(folder / RECORD, result.summary)
         plot_curves(
             result.history,
-            Path(out_dir) / "plots" / f"distill_{kind}.png",
-            f"{kind} student: {cfg.loss} loss, {cfg.sampling}-driven sampling",
+            Path(out_dir) / "plots" / f"distill_{name}.png",
+            f"{name} student: {cfg.loss} loss, {cfg.sampling}-driven sampling",
         )
         result.student.save(folder)
-        spent(Path(out_dir) / FOLDER / f"{kind}.pt")
+        spent(Path(out_dir) / FOLDER / f"{name}.pt")
     return result
 
 
@@ -292,16 +296,20 @@ def distill(
     progress: bool | None = None,
     workers: int = 1,
     views: Views | None = None,
+    names: Mapping[str, str] | None = None,
+    note: Mapping[str, Any] | None = None,
 ) -> dict[str, DistillResult]:
-    """Distill every requested student; save each under ``out_dir/students/KIND`` with its curves
+    """Distill every requested student; save each under ``out_dir/students/NAME`` with its curves
     (history.json), its budget (distill.json) and a plot. With ``workers`` > 1 students are distilled side by side
-    on forked processes: each draws only from its own seeds, so the students are the same as one at a time."""
+    on forked processes: each draws only from its own seeds, so the students are the same as one at a time.
+    ``names``: a student's folder name by kind (default: the kind); ``note``: keys added to every distill record.
+    Returns the results by name."""
     cfg = cfg.resolved(views is None or views.same)
     cfg.validate()
-    show = sys.stderr.isatty() if progress is None else progress
     side_by_side = workers > 1 and len(cfg.students) > 1 and can_fork()
-    jobs = []
+    jobs, names = [], {kind: (names or {}).get(kind, kind) for kind in cfg.students}
     for kind in cfg.students:
+        name = names[kind]
         one = partial(
             distill_one,
             factory,
@@ -314,10 +322,11 @@ def distill(
             ),
             cfg,
             **student_seeds(cfg, kind),
-            log_dir=Path(out_dir) / "tb" / f"distill_{kind}" if out_dir is not None else None,
-            show=show and not side_by_side,  # one bar per student would interleave
-            checkpoint=Path(out_dir) / FOLDER / f"{kind}.pt" if out_dir is not None else None,
+            log_dir=Path(out_dir) / "tb" / f"distill_{name}" if out_dir is not None else None,
+            # one bar per student would interleave; lines (no terminal) say whose they are
+            progress=False if side_by_side and (progress or sys.stderr.isatty()) else progress,
+            checkpoint=Path(out_dir) / FOLDER / f"{name}.pt" if out_dir is not None else None,
             views=views,
         )
-        jobs.append(partial(_distill_and_save, one, kind, cfg, out_dir))
-    return dict(zip(cfg.students, run_jobs(jobs, workers)))
+        jobs.append(partial(_distill_and_save, one, name, cfg, out_dir, note))
+    return dict(zip(names.values(), run_jobs(jobs, workers)))

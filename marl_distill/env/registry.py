@@ -38,7 +38,7 @@ class EnvEntry:
     source: str = "builtin"
     """Where the entry came from: builtin or the distribution that declared the entry point."""
     cycled: bool = False
-    """The target builds a parallelizable AEC env, driven through ``cycle.CycleParallel`` (PettingZoo's
+    """The target builds a parallelizable AEC env, driven through ``aec_cycle.CycleParallel`` (PettingZoo's
     ``aec_to_parallel`` without its extra observations: the same transitions, faster)."""
 
 
@@ -106,6 +106,38 @@ def load_callable(target: str) -> Callable[..., Any]:
     if not callable(obj):
         raise UserError(f"{target!r} is not callable; point the spec at a function or class that builds the env")
     return obj
+
+
+def spec_file(target: str) -> tuple[Path, str] | None:
+    """The file and callable of a ``path/to/file.py:callable`` spec; None for an id or a module spec."""
+    module, _, attr = target.rpartition(":")
+    return (Path(module).expanduser(), attr) if module.endswith(".py") and attr else None
+
+
+def anchored(target: str, base: Path | None = None) -> str:
+    """A file spec with an absolute path, so that it means the same from any working folder. A relative path is
+    read against ``base`` (the folder of the TOML that names it) where the file is there, else against the working
+    folder; a file found in neither is left as given (``resolve`` then says it is missing)."""
+    found = spec_file(target)
+    if found is None:
+        return target
+    file, attr = found
+    for root in [*([Path(base)] if base is not None else []), Path.cwd()]:
+        if (root / file).is_file():  # an absolute ``file`` ignores ``root``
+            return f"{(root / file).resolve()}:{attr}"
+    return target
+
+
+def stored(target: str, folder: Path) -> str:
+    """A file spec as ``folder``'s config.toml keeps it: relative to ``folder``, so the run works from any working
+    folder and still finds the file after the run folder and the file are moved together."""
+    found = spec_file(target)
+    if found is None or not found[0].is_absolute():
+        return target
+    try:
+        return f"{Path(os.path.relpath(found[0], Path(folder).resolve())).as_posix()}:{found[1]}"
+    except ValueError:  # another drive (Windows): only the absolute path can name it
+        return target
 
 
 def _from_spec(target: str, **kwargs: Any) -> Any:

@@ -6,14 +6,12 @@ paired; a normalized figure is null unless the teachers beat random significantl
 from __future__ import annotations
 
 import itertools
-import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from marl_distill.evaluate.config import EvalConfig
 from marl_distill.evaluate.rollout import Rollouts, run_episodes
@@ -23,6 +21,7 @@ from marl_distill.policy.distributions import DiagGaussian
 from marl_distill.policy.joint import JointPolicy, MixedTeam, RandomPolicy
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.utils import seeding
+from marl_distill.utils.progress import progress_bar
 from marl_distill.utils.seeding import POLICY_RNG, RANDOM_POLICY
 from marl_distill.utils.workers import run_jobs
 
@@ -68,7 +67,6 @@ def evaluate_all(
     ``cross_teachers`` maps the same runs to their teachers, played with ours in every mix (the teacher's
     ``cross_seed``): drift the teachers already had is then told apart from what distillation lost."""
     cfg.validate()
-    show = sys.stderr.isatty() if progress is None else progress
     spec = teachers.spec
     episode_seeds = episode_seeds_of(cfg)
     k = min(cfg.mixed_episodes, cfg.episodes)
@@ -106,7 +104,7 @@ def evaluate_all(
             reference=reference,
         )
 
-    bar = tqdm(total=len(plays), desc="evaluate", unit="play", disable=not show, leave=False)
+    bar = progress_bar(total=len(plays), desc="evaluate", unit="play", progress=progress)
     rolls = dict(zip(plays, run_jobs([partial(play, *job) for job in plays.values()], workers, bar.update)))
     teacher_roll, random_roll = rolls[("teacher",)], rolls[("random",)]
     r_teacher, r_random = float(teacher_roll.team.mean()), float(random_roll.team.mean())

@@ -15,14 +15,11 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import multiprocessing
-import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from marl_distill import config as config_mod
 from marl_distill.errors import UserError
@@ -31,6 +28,7 @@ from marl_distill.pipeline import runner
 from marl_distill.pipeline.config import BenchmarkConfig
 from marl_distill.teachers.train import MANIFEST
 from marl_distill.utils.files import read_json, write_json
+from marl_distill.utils.progress import progress_bar
 from marl_distill.utils.workers import die_with_parent, stop_pool
 
 FAILURES = "failures.json"
@@ -240,11 +238,10 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     (out / FAILURES).unlink(missing_ok=True)  # our own record of the last call's failures
     failed: dict[str, dict[str, Any]] = {}
-    show = sys.stderr.isatty() if progress is None else progress
     executor = _Ray(ray_address, cfg.ray_cpus_per_run) if ray_address else _Local(cfg.workers)
     waiting = {(c.task, c.seed): [s for s in todo_s if (s.task, s.seed) == (c.task, c.seed)] for c in teacher_cells}
     ready = [s for c in teacher_cells if c not in todo_t for s in waiting[(c.task, c.seed)]]
-    bar = tqdm(total=len(todo_t) + len(todo_s), desc="benchmark", unit="run", disable=not show)
+    bar = progress_bar(total=len(todo_t) + len(todo_s), desc="benchmark", unit="run", progress=progress)
     stopped = True  # until the cells are all done: an interruption stops the running ones instead of waiting
     try:
         handles = {}

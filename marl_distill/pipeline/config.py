@@ -76,3 +76,28 @@ def load_benchmark(path: Path, overrides: list[str] | None = None) -> BenchmarkC
         if moved:
             raise UserError(f"setting {s.name!r} sets {moved[0]}; settings share teachers, so set it in [[tasks]]")
     return cfg
+
+
+def documented_benchmark() -> str:
+    """Every benchmark key with its default and one-line doc, as TOML (``marl-distill config --benchmark``)."""
+    lines = [
+        "# marl-distill benchmark: every grid key with its default. A grid is tasks x settings x seeds; each",
+        "# [[tasks]] and [[settings]] table holds a name and experiment keys (marl-distill config lists them).",
+        "# Run: marl-distill benchmark FILE",
+    ]
+    config_mod.documented_table(BenchmarkConfig, BenchmarkConfig(), "", lines, tables=("base", "tasks", "settings"))
+    lines.extend(
+        [
+            "",
+            "# Example:",
+            "# [base]",
+            "# evaluate = { episodes = 200 }",
+            "# [[tasks]]",
+            '# name = "spread"',
+            '# env = { id = "simple_spread", kwargs = { N = 3 } }',
+            "# [[settings]]",
+            '# name = "kl-32"',
+            '# distill = { hidden = [32], loss = "kl" }',
+        ]
+    )
+    return "\n".join(lines) + "\n"

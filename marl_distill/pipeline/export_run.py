@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,14 @@ def export_onnx(path: Path, *, quantize: str | None = None, out: Path | None = N
         write_model(model, file)
         records.append({"policy": name, "file": str(file), **report, "onnx_bytes": file.stat().st_size})
     return records + skipped
+
+
+def describe(rec: dict[str, Any]) -> str:
+    """One line a person reads for one of ``export_onnx``'s records."""
+    if "skipped" in rec:
+        return f"{rec['policy']:>10}: skipped ({rec['skipped']})"
+    line = f"{rec['policy']:>10}: {rec['file']}  {rec['onnx_bytes']:,} bytes, {rec['precision']}, parity max "
+    line += f"|torch - onnxruntime| {rec['parity_fp32']['max_abs_diff']:.1e} on {rec['parity_fp32']['rows']} rows"
+    if "int8_vs_fp32" in rec:
+        line += f"; int8 vs fp32 actions {json.dumps(rec['int8_vs_fp32'])}"
+    return line

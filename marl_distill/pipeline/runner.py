@@ -31,9 +31,12 @@ from marl_distill.students.mlp import META
 from marl_distill.teachers import TeacherTeam, train_teachers
 from marl_distill.teachers.train import MANIFEST
 from marl_distill.utils.files import read_json, write_json
+from marl_distill.utils.progress import stage
 from marl_distill.utils.workers import usable_cpus
 
 CONFIG = "config.toml"
+RESERVED = frozenset({"teacher", "random", "teacher-int8", "random-int8"})
+"""Policy names metrics.json gives teachers and the random policy: no student may take them."""
 STAGES = ("teachers", "distill", "evaluate")
 
 
@@ -132,7 +135,8 @@ def stage_teachers(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | Non
     if cfg.teachers_from or (Path(run_dir) / "teachers" / MANIFEST).exists():
         return
     factory = view_factory(resolve(cfg.env.id, cfg.env.kwargs), cfg.teachers.view)
-    train_teachers(factory, cfg.teachers, out_dir=Path(run_dir), progress=progress)
+    with stage("teachers", progress):
+        train_teachers(factory, cfg.teachers, out_dir=Path(run_dir), progress=progress)
 
 
 def load_teachers(cfg: ExperimentConfig, run_dir: Path, spec: EnvSpec) -> TeacherTeam:
@@ -165,28 +169,48 @@ def distill_source(cfg: ExperimentConfig, run_dir: Path, views: Views) -> JointP
 
 
 def stage_distill(
-    cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None, workers: int | None = None
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    *,
+    progress: bool | None = None,
+    workers: int | None = None,
+    names: dict[str, str] | None = None,
+    note: dict[str, Any] | None = None,
 ) -> None:
     """Distill the students not yet in ``run_dir``; ``workers`` processes (default: one per usable core) distill
-    them side by side, with the same results as one at a time."""
+    them side by side, with the same results as one at a time. ``names``: folder name by kind (default: the
+    kind); ``note``: keys added to each student's distill record."""
     torch.set_num_threads(cfg.torch_threads)
-    todo = [k for k in cfg.distill.students if not (Path(run_dir) / "students" / k / META).exists()]
+    names = {k: (names or {}).get(k, k) for k in cfg.distill.students}
+    todo = [k for k in cfg.distill.students if not (Path(run_dir) / "students" / names[k] / META).exists()]
     if not todo:
         return
     views = views_of(cfg, run_dir)
     teachers = distill_source(cfg, run_dir, views)
     sub = config_mod.from_dict(type(cfg.distill), {**config_mod.to_dict(cfg)["distill"], "students": todo})
-    distill(views.play, teachers, sub, views=views, out_dir=Path(run_dir), progress=progress,
-            workers=workers or usable_cpus())  # fmt: skip
+    with stage("distill", progress):
+        distill(views.play, teachers, sub, views=views, out_dir=Path(run_dir), progress=progress,
+                workers=workers or usable_cpus(), names=names, note=note)  # fmt: skip
 
 
-def distill_into(cfg: ExperimentConfig, run_dir: Path, out: Path, kind: str) -> None:
-    """``marl-distill distill``: a ``kind`` student of ``run_dir``'s teachers into ``out`` (``run_dir`` itself, or a
-    new run folder borrowing those teachers), everything checked before the first file is written."""
+def distill_into(cfg: ExperimentConfig, run_dir: Path, out: Path, kind: str, name: str | None = None) -> list[str]:
+    """``marl-distill distill``: a ``kind`` student of ``run_dir``'s teachers into ``out/students/NAME`` (``out``:
+    ``run_dir`` itself, or a new run folder borrowing those teachers), everything checked before the first file is
+    written. Settings that differ from the run's own ``[distill]`` are written into the student's distill record
+    (and so its report); they are returned as ``key: run's -> this``."""
+    name = name or kind
+    if name in RESERVED or not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise UserError(f"--name {name!r}: use letters, digits, '-', '_' and '.', and not {sorted(RESERVED)}")
     same = Path(out).resolve() == Path(run_dir).resolve()
-    if (Path(out) / "students" / kind).exists():
-        raise UserError(f"{Path(out) / 'students' / kind} exists; choose another --out")
-    if same and cfg.distill.student_view != load_run_config(run_dir).distill.student_view:
+    if (Path(out) / "students" / name).exists():
+        raise UserError(f"{Path(out) / 'students' / name} exists; choose another --name or --out")
+    run_cfg = load_run_config(run_dir)
+    changed = config_mod.differences(
+        {**config_mod.to_dict(run_cfg)["distill"], "students": None},
+        {**config_mod.to_dict(cfg)["distill"], "students": None},
+        "distill",
+    )
+    if same and cfg.distill.student_view != run_cfg.distill.student_view:
         raise UserError(
             f"--student-view {cfg.distill.student_view} differs from {run_dir}'s distill.student_view, whose students "
             "are evaluated on that view; pass a new --out"
@@ -198,7 +222,8 @@ def distill_into(cfg: ExperimentConfig, run_dir: Path, out: Path, kind: str) -> 
         prepare_dir(out, resume=False, can_resume=False)
         cfg.teachers_from = str(teachers_dir(cfg, run_dir).resolve())
         config_mod.save(cfg, Path(out) / CONFIG)
-    stage_distill(cfg, Path(out))
+    stage_distill(cfg, Path(out), names={kind: name}, note={"differs_from_run": changed} if changed else None)
+    return changed
 
 
 def load_students(
@@ -217,9 +242,15 @@ def played_students(cfg: ExperimentConfig, run_dir: Path, views: Views) -> dict[
 
 
 def stage_evaluate(
-    cfg: ExperimentConfig, run_dir: Path, *, progress: bool | None = None, workers: int | None = None
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    *,
+    progress: bool | None = None,
+    workers: int | None = None,
+    differs_from_run: list[str] | None = None,
 ) -> dict[str, Any]:
-    """metrics.json and report.md; ``workers`` processes (default: one per usable core) play episodes side by side."""
+    """metrics.json and report.md; ``workers`` processes (default: one per usable core) play episodes side by side.
+    ``differs_from_run``: settings (``key: run's -> used``) other than the run's config.toml, said in both."""
     torch.set_num_threads(cfg.torch_threads)
     views = views_of(cfg, run_dir)
     factory = views.play
@@ -235,35 +266,40 @@ def stage_evaluate(
             cross_teachers[folder] = other_teachers(teachers_dir(other_cfg, Path(folder)), views, other_cfg)
     # exported graphs read one view: with two, evaluation does not export (marl-distill export does, per view)
     eval_cfg = cfg.evaluate if views.same else dataclasses.replace(cfg.evaluate, onnx=False)
-    metrics = evaluate_all(
-        factory,
-        teachers,
-        students,
-        eval_cfg,
-        cross_play=cross,
-        cross_teachers=cross_teachers,
-        progress=progress,
-        workers=workers or usable_cpus(),
-    )
-    for folder, other in extra_teachers(cfg, views).items():
-        scores = score_against(factory, other, students, cfg.evaluate)
-        for name, score in scores.items():
-            metrics[name].setdefault("by_teacher", {})[folder] = score
-    metrics["teacher"]["bytes_on_disk"] = _bytes(teachers_dir(cfg, run_dir) / "teachers", "*.zip")
-    for name in students:
-        metrics[name]["bytes_on_disk"] = _bytes(Path(run_dir) / "students" / name, "weights.pt")
-    described = {n: _describe(Path(run_dir) / "students" / n, s.meta) for n, s in students.items()}
-    metrics["_meta"] = {
-        "env": cfg.env.id,
-        "agents": list(views.teacher_spec.agents),
-        "views": views.record(),
-        "setup": comparable_setup(cfg),
-        "evaluation_seconds": round(time.perf_counter() - start, 2),
-        **metrics.get("_meta", {}),
-        "students": described,
-    }
-    write_json(Path(run_dir) / "metrics.json", metrics)
-    write_report(Path(run_dir), metrics, f"{cfg.name}: {cfg.env.id}", _notes(cfg, described, views))
+    with stage("evaluate", progress):
+        metrics = evaluate_all(
+            factory,
+            teachers,
+            students,
+            eval_cfg,
+            cross_play=cross,
+            cross_teachers=cross_teachers,
+            progress=progress,
+            workers=workers or usable_cpus(),
+        )
+        for folder, other in extra_teachers(cfg, views).items():
+            scores = score_against(factory, other, students, cfg.evaluate)
+            for name, score in scores.items():
+                metrics[name].setdefault("by_teacher", {})[folder] = score
+        metrics["teacher"]["bytes_on_disk"] = _bytes(teachers_dir(cfg, run_dir) / "teachers", "*.zip")
+        for name in students:
+            metrics[name]["bytes_on_disk"] = _bytes(Path(run_dir) / "students" / name, "weights.pt")
+        described = {n: _describe(Path(run_dir) / "students" / n, s.meta) for n, s in students.items()}
+        metrics["_meta"] = {
+            "env": cfg.env.id,
+            "agents": list(views.teacher_spec.agents),
+            "views": views.record(),
+            "setup": comparable_setup(cfg),
+            "evaluation_seconds": round(time.perf_counter() - start, 2),
+            **metrics.get("_meta", {}),
+            "students": described,
+            **({"differs_from_run": differs_from_run} if differs_from_run else {}),
+        }
+        write_json(Path(run_dir) / "metrics.json", metrics)
+        notes = _notes(cfg, described, views)
+        if differs_from_run:
+            notes += f"\n\nEvaluated with settings other than the run's: {'; '.join(differs_from_run)}."
+        write_report(Path(run_dir), metrics, f"{cfg.name}: {cfg.env.id}", notes)
     return metrics
 
 
@@ -321,6 +357,8 @@ def _notes(cfg: ExperimentConfig, students: dict[str, dict[str, Any]], views: Vi
         warn = " **May be under-trained** (its distill record says so)." if d.get("undertrained") else ""
         if d.get("undertrained") is None and d.get("holdout") == 0:
             warn = " No held-out episodes (holdout = 0): whether it was still improving is unknown."
+        if d.get("differs_from_run"):
+            warn += f" Distilled with settings other than the run's: {'; '.join(d['differs_from_run'])}."
         lines.append(
             f"- **{name}**: {d['kind']}, hidden {d['hidden']}, loss {loss}, {d.get('sampling')}-driven sampling, "
             f"{d.get('rounds')} round(s); budget {n(d['grad_steps'])} gradient steps (batch {d.get('batch_size')}), "
@@ -346,8 +384,10 @@ def run(
     saved = run_dir / CONFIG
     borrowed = trained_view(Path(cfg.teachers_from)) if cfg.teachers_from else None  # auto follows their view
     same = config_mod.comparable(config_mod.to_dict(config_mod.load(saved)), borrowed) if saved.exists() else None
-    if same is not None and same != config_mod.comparable(config_mod.to_dict(cfg), borrowed):
-        raise UserError(f"{saved} differs from this config; resume with the same config or use a new --out")
+    changed = config_mod.differences(same, config_mod.comparable(config_mod.to_dict(cfg), borrowed)) if same else []
+    if changed:
+        shown = "; ".join(changed[:3]) + (f" (and {len(changed) - 3} more)" if len(changed) > 3 else "")
+        raise UserError(f"{saved} differs from this config in {shown}; resume with the same config or use a new --out")
     check_runnable(cfg, stages)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not saved.exists():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -15,7 +14,6 @@ from typing import Any
 
 import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
-from tqdm import tqdm
 
 from marl_distill.env.joint_vec_env import JointVecEnv
 from marl_distill.env.subproc_joint_vec_env import SubprocJointVecEnv
@@ -25,6 +23,7 @@ from marl_distill.teachers.checkpoint import Keeper, Plan, every_steps, latest, 
 from marl_distill.teachers.config import ALGOS, SETTINGS, TeacherConfig
 from marl_distill.teachers.lockstep import Coordinator, LearnerSpec, run_learners
 from marl_distill.utils.files import atomic_write, write_json
+from marl_distill.utils.progress import progress_bar
 from marl_distill.utils.seeding import ENV_COPY, LEARNER, TEACHERS, int_seed, int_seeds
 
 MANIFEST = "teachers.json"
@@ -151,14 +150,8 @@ def train_teachers(
         mark = _resumable(latest(folder), vec_steps, venv.agents, cfg.n_envs)
         tidy(folder, list(venv.agents), mark)
         at = mark["joint_steps"] if mark else 0
-        show = sys.stderr.isatty() if progress is None else progress
-        bar = tqdm(
-            total=vec_steps * cfg.n_envs,
-            initial=at * cfg.n_envs,
-            desc="teachers",
-            unit="step",
-            disable=not show,
-            leave=False,
+        bar = progress_bar(
+            total=vec_steps * cfg.n_envs, initial=at * cfg.n_envs, desc="teachers", unit="step", progress=progress
         )
         # a resumed stage starts fresh episodes: its copies' seeds come from the step it resumes at
         seeds = int_seeds(cfg.seed, TEACHERS, ENV_COPY, *([at] if at else []), n=cfg.n_envs)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import CONTRACT, Spaces
+from helpers import CONTRACT, Spaces, untimed
 from stable_baselines3 import PPO
 
 from marl_distill.cli import cli as main_cli
@@ -86,6 +86,8 @@ def test_run_writes_the_run_folder_and_refuses_to_overwrite_it(tmp_path, capsys)
     int8 = ("--set", "evaluate.int8=true")
     proc = cli("run", str(config), "--out", str(out), *int8)
     assert proc.returncode == 0, proc.stderr
+    for stage in ("teachers", "distill", "evaluate"):  # stderr is no terminal here: a line per stage start and end
+        assert f"{stage}: started" in proc.stderr and f"{stage}: done in " in proc.stderr, proc.stderr
     for name in ("config.toml", "metrics.json", "report.md", "plots/returns.png", "teachers/agent_0.zip"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
@@ -107,6 +109,8 @@ def test_run_writes_the_run_folder_and_refuses_to_overwrite_it(tmp_path, capsys)
     assert (out / "metrics.json").read_bytes() == before
     resumed = main_cli(["run", str(config), "--out", str(out), "--resume", *int8])  # every stage done: re-evaluates
     assert resumed == 0, capsys.readouterr().err
+    changed = ["run", str(config), "--out", str(out), "--resume", "--set", "distill.epochs=99", *int8]
+    assert main_cli(changed) == 2 and "differs from this config in distill.epochs: " in capsys.readouterr().err
 
 
 def test_stage_commands_chain(tmp_path, capsys):
@@ -150,6 +154,34 @@ def test_stage_commands_chain(tmp_path, capsys):
     assert not (tmp_path / "s" / "teachers.onnx").exists()
 
 
+def test_stage_commands_take_the_run_settings_and_named_students_share_one_table(tmp_path, capsys):
+    """evaluate and distill on a run use its own settings unless a flag says otherwise, and then they say so;
+    --name lets two students of one kind live in one run and be evaluated together."""
+    (tmp_path / "tiny.toml").write_text(TINY)
+    run, other = tmp_path / "run", tmp_path / "other"
+    assert main_cli(["run", str(tmp_path / "tiny.toml"), "--out", str(run), "--set", "evaluate.onnx=false"]) == 0
+    first = json.loads((run / "metrics.json").read_text())
+    assert main_cli(["evaluate", str(run)]) == 0, capsys.readouterr().err
+    assert untimed(json.loads((run / "metrics.json").read_text())) == untimed(first)  # 20 episodes, as the run
+    assert main_cli(["distill", str(run), "--out", str(other)]) == 0, capsys.readouterr().err
+    ours, again = (torch.load(f / "students" / "shared" / "weights.pt") for f in (run, other))
+    assert ours.keys() == again.keys() and all(torch.equal(ours[k], again[k]) for k in ours)  # epochs 5, not 40
+    small = ["distill", str(run), "--out", str(run), "--name", "shared-16", "--hidden", "16"]
+    assert main_cli(small) == 0 and "distill.hidden: [32] -> [16]" in capsys.readouterr().out
+    record = json.loads((run / "students" / "shared-16" / "distill.json").read_text())
+    assert record["hidden"] == [16] and record["differs_from_run"] == ["distill.hidden: [32] -> [16]"]
+    assert main_cli(["distill", str(run), "--out", str(run), "--name", "teacher"]) == 2
+    assert main_cli(["evaluate", str(run), "--episodes", "10"]) == 0, capsys.readouterr().err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"shared", "per-agent", "shared-16"} <= set(metrics) and metrics["shared-16"]["params"] < first["shared"][
+        "params"
+    ]
+    assert metrics["_meta"]["differs_from_run"] == ["evaluate.episodes: 20 -> 10"]
+    report = (run / "report.md").read_text()
+    assert "| shared-16 |" in report and "Evaluated with settings other than the run's: evaluate.episodes" in report
+    assert "Distilled with settings other than the run's: distill.hidden: [32] -> [16]" in report
+
+
 def test_config_prints_every_default_with_its_doc_and_h_is_help(tmp_path, capsys):
     assert main_cli(["config"]) == 0
     text = capsys.readouterr().out
@@ -188,10 +220,11 @@ def test_ctrl_c_mid_teacher_training_then_resume_finishes_the_same_budget(tmp_pa
     start = time.monotonic()
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and time.monotonic() - start < 10, (proc.returncode, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith("interrupted; finished stages and the last teacher checkpoint are kept"), err
-    assert lines[0].endswith("--resume")
+    *progress, last = err.strip().splitlines()  # no terminal: the stage's progress lines, then one line
+    assert progress[0] == "teachers: started" and all(p.startswith("teachers: ") for p in progress), err
+    assert "Traceback" not in err, err
+    assert last.startswith("interrupted; finished stages and the last teacher checkpoint are kept"), err
+    assert last.endswith("--resume")
     stopped_at = json.loads(mark.read_text())["joint_steps"]
     assert periodic < stopped_at < 1000 and not (tmp_path / "r" / "teachers").exists()  # saved on the stop
 

@@ -76,3 +76,13 @@ def test_file_path_spec_with_env_workers(tmp_path, capsys, monkeypatch):
     assert set(metrics["shared"]["per_agent_return"]) == {"player_0", "player_1"}
     assert cli(["train-teachers", "my/nothing_here.py:parallel_env", "--out", "x"]) == 2
     assert "cannot import" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    # the run folder keeps the file's path relative to itself: it evaluates from any working folder, and after
+    # the run folder and the file move together
+    assert 'id = "../my/signal_game.py:parallel_env"' in (tmp_path / "out" / "config.toml").read_text()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert cli(["evaluate", str(tmp_path / "out"), "--episodes", "4"]) == 0, capsys.readouterr().err
+    (tmp_path / "moved").mkdir()
+    for name in ("out", "my"):
+        (tmp_path / name).rename(tmp_path / "moved" / name)
+    assert cli(["evaluate", str(tmp_path / "moved" / "out"), "--episodes", "4"]) == 0, capsys.readouterr().err

@@ -1,0 +1,55 @@
+"""Deployment without the lab: a venv with no torch and no SB3, set up by the recipe README gives, plays a run's
+ONNX exports and gets evaluate's returns."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from marl_distill.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = """
+[env]
+id = "penalty_game"
+kwargs = { k = 25.0, rounds = 5 }
+[teachers]
+steps = 800
+n_envs = 4
+ppo = { n_steps = 50, batch_size = 100 }
+[distill]
+students = ["per-agent"]
+samples = 400
+epochs = 2
+[evaluate]
+episodes = 10
+mixed_teams = false
+latency_repeats = 2
+"""
+
+
+def test_exports_play_in_a_venv_without_torch(tmp_path, capsys):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    run = tmp_path / "run"
+    assert cli(["run", str(tmp_path / "tiny.toml"), "--out", str(run)]) == 0, capsys.readouterr().err
+    assert cli(["export", str(run)]) == 0, capsys.readouterr().err
+    venv = tmp_path / "deploy"
+    python = venv / "bin" / "python"
+    quiet = {"capture_output": True, "text": True, "timeout": 600}
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env.pop("PYTHONPATH", None)
+    steps = [  # README's recipe, word for word
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)],
+        [str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "experiments" / "deploy_requirements.txt")],
+    ]
+    for step in steps:
+        done = subprocess.run(step, env=env, **quiet)
+        assert done.returncode == 0, (step, done.stderr[-2000:])
+    lacks = subprocess.run([str(python), "-c", "import torch"], env=env, **quiet)
+    assert lacks.returncode != 0 and "No module named 'torch'" in lacks.stderr
+    play = subprocess.run([str(python), str(ROOT / "experiments" / "deploy_onnx.py"), str(run)], env=env, **quiet)
+    assert play.returncode == 0, play.stderr[-2000:]
+    assert play.stdout.count(" equal") == 2 and "neither" in play.stdout, play.stdout
