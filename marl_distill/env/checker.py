@@ -102,6 +102,28 @@ def random_action(space: gym.Space, mask: Any, rng: np.random.Generator) -> Any:
     return space.sample()
 
 
+SEEDED = (
+    "two copies reset with the same seed played differently: draw every random number from a generator seeded in "
+    "reset(seed=...) (self.np_random, _ = gymnasium.utils.seeding.np_random(seed)), never numpy's or Python's "
+    "global one (envs/template/my_env.py shows how)"
+)
+"""The fix for every 'Incorrect ...' of PettingZoo's seed tests but the actions'."""
+
+
+def _hint(message: str, factory: Callable[[], Any]) -> str:
+    """What usually causes a failure of PettingZoo's tests, and the fix ('' where we know of none)."""
+    if message.startswith("Incorrect action seeding"):
+        one, two = factory(), factory()
+        shared = [a for a in one.possible_agents if one.action_space(a) is two.action_space(a)]
+        if shared:
+            return (
+                f"two envs share one action space object for {shared[0]!r} (made at module or class level), so "
+                "seeding one reseeds the other: build each env's spaces in its __init__"
+            )
+        return "something reseeds or rebuilds the action spaces in reset() or step(): leave seeding them to the caller"
+    return SEEDED if message.startswith("Incorrect") else ""
+
+
 def _pettingzoo_tests(factory: Callable[[], Any], env: Any) -> str:
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # they print "Passed ..."; our summary says it
@@ -114,7 +136,8 @@ def _pettingzoo_tests(factory: Callable[[], Any], env: Any) -> str:
             return "parallel"
     except AssertionError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "an assertion failed"
-        raise EnvViolation(f"PettingZoo's API test failed: {first}") from None
+        hint = _hint(first, factory)
+        raise EnvViolation(f"PettingZoo's API test failed: {first}" + (f"; {hint}" if hint else "")) from None
 
 
 def check_env(factory: Callable[[], Any], *, episodes: int = 3, seed: int = 0, max_steps: int = 2000) -> CheckReport:

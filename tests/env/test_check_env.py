@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test
@@ -49,3 +51,29 @@ def test_check_env_refuses_observations_outside_their_space_that_pettingzoo_lets
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "agent 'agent_1'" in err and "step 3 of episode 0" in err and "outside its declared space" in err
+
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "envs" / "template" / "my_env.py"
+
+
+def test_the_env_template_passes_check_env_and_trains(tmp_path, capsys):
+    spec = f"{TEMPLATE}:parallel_env"
+    assert cli(["check-env", spec]) == 0 and capsys.readouterr().out.startswith("ok: parallel env, 2 agents")
+    tiny = ["--steps", "800", "--n-envs", "4", "--ppo-kwargs", '{"n_steps": 50, "batch_size": 100}']
+    assert cli(["train-teachers", spec, "--out", str(tmp_path / "t"), *tiny]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "broken, hint",
+    [  # the two ways PettingZoo's seed test most often fails, each with its fix in the one line
+        (("spaces.Discrete(3) for a in", "MOVES for a in"), "two envs share one action space object"),
+        (("self.np_random.integers(0, self.size, size=2)", "np.random.randint(0, self.size, size=2)"), "seeded in"),
+    ],
+)
+def test_check_env_says_why_pettingzoo_seed_tests_fail(tmp_path, capsys, broken, hint):
+    text = TEMPLATE.read_text()
+    assert broken[0] in text
+    (tmp_path / "bad_env.py").write_text(text.replace(broken[0], broken[1]) + "\nMOVES = spaces.Discrete(3)\n")
+    assert cli(["check-env", f"{tmp_path / 'bad_env.py'}:parallel_env"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "PettingZoo's API test failed: Incorrect" in err and hint in err, err
