@@ -33,6 +33,7 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: rich's boxes cut long option names at 80 columns
 )
 
 
@@ -83,8 +84,13 @@ def _agent_algos(items: list[str]) -> dict[str, str]:
 
 
 def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
+    by_seat = not metrics.get("_meta", {}).get("shared_goal", {}).get("value", True)
     for name, m in metrics.items():
         if name.startswith("_"):
+            continue
+        if by_seat:  # no shared goal: each seat against the teachers in the others
+            for seat, s in m.get("per_seat", {}).items():
+                typer.echo(f"{name:>10}: {seat}: return {ci_cell(s['return'])}  normalized {fmt(s['normalized'], 3)}")
             continue
         tr = m["team_return"]
         extra = f"  joint agreement {m['joint_action_agreement']:.3f}" if "joint_action_agreement" in m else ""
@@ -210,7 +216,8 @@ def distill(
     ] = [],  # noqa: B006
 ) -> None:
     """Distill the teachers of RUN_DIR into a student saved in OUT/students/NAME. Every setting not given is the
-    run's own ([distill] in RUN_DIR/config.toml); one that differs is written into the student's record and report."""
+    run's own (its distill table in RUN_DIR/config.toml); one that differs is written into the student's record
+    and report."""
     cfg = runner.load_run_config(run_dir)
     try:
         hidden_sizes = None if hidden is None else [int(h) for h in hidden.split(",") if h.strip()]
@@ -303,7 +310,8 @@ def benchmark(
 
     cfg = load_benchmark(config, set_)
     folder = out or Path("runs") / config.stem
-    command = " ".join(["marl-distill", "benchmark", config.as_posix(), *(f"--set {s}" for s in set_)])
+    sets = [word for s in set_ for word in ("--set", s)]
+    command = shlex.join(["marl-distill", "benchmark", config.as_posix(), "--out", folder.as_posix(), *sets])
     keep = "finished runs and the checkpoints of cut-off runs are kept"
     _ON_INTERRUPT.append(f"{keep}; the same command with --out {shlex.quote(str(folder))} continues")
     summary = run_benchmark(

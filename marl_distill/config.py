@@ -40,6 +40,10 @@ class EnvConfig:
     """A registered id (marl-distill envs) or a 'package.module:callable' spec."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the env factory (override the registered defaults)."""
+    cooperative: bool | str = "auto"
+    """Do the agents share one goal? true: the team return is the headline; false: per-seat figures (zero-sum or
+    mixed games); auto: as the env declares (metadata["cooperative"]), else true only if every agent's return is
+    identical."""
 
 
 @dataclass
@@ -197,6 +201,8 @@ def validate(cfg: ExperimentConfig) -> None:
     for where, seed in [("seed", cfg.seed), *((f"{s}.seed", getattr(cfg, s).seed) for s in SEEDED_STAGES)]:
         if seed < 0:
             raise UserError(f"{where} must be a non-negative integer, got {seed}")
+    if isinstance(cfg.env.cooperative, str) and cfg.env.cooperative != "auto":
+        raise UserError(f'env.cooperative = {cfg.env.cooperative!r}; use true, false or "auto"')
     if cfg.torch_threads < 1:
         raise UserError(f"torch_threads must be >= 1, got {cfg.torch_threads}")
     check_view(cfg.teachers.view, "teachers.view")

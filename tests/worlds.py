@@ -15,10 +15,12 @@ class RoundsGame(ParallelEnv, ABC):
     """A parallel game cut by a time limit after ``rounds`` joint steps (a truncation, never a termination).
 
     Subclasses say what each agent observes (``_observe``) and earns (``_reward``); every agent shares one
-    observation space and one action space unless a subclass overrides the two space methods.
+    observation space and one action space unless a subclass overrides the two space methods. Their agents'
+    rewards never oppose each other, so they declare ``cooperative``: scored by the team sum (RivalTargetGame,
+    whose agents are rivals, does not).
     """
 
-    metadata = {"name": "rounds_game_v0", "render_modes": []}
+    metadata = {"name": "rounds_game_v0", "render_modes": [], "cooperative": True}
 
     def __init__(self, n_agents: int, rounds: int, obs_space: spaces.Space, act_space: spaces.Space) -> None:
         self.possible_agents = [f"agent_{i}" for i in range(n_agents)]
@@ -68,7 +70,7 @@ class TargetGame(RoundsGame):
     of different agents differ. ``steps_taken`` counts joint steps over all instances.
     """
 
-    metadata = {"name": "target_game_v0", "render_modes": []}
+    metadata = {"name": "target_game_v0", "render_modes": [], "cooperative": True}
     steps_taken = 0
 
     def __init__(self, n_agents: int = 2, n_targets: int = 3, rounds: int = 5) -> None:
@@ -94,6 +96,22 @@ class TargetGame(RoundsGame):
         return super().step(actions)
 
 
+class RivalTargetGame(TargetGame):
+    """A mixed game: three TargetGame agents, where agent_2 also loses what agent_0 earns (agents 0 and 1 are
+    indifferent to each other; 0 and 2 are rivals). No agent's reward is another's, so there is no team sum."""
+
+    metadata = {"name": "rival_target_game_v0", "render_modes": []}  # declares nothing: evaluation decides
+
+    def __init__(self, n_targets: int = 3, rounds: int = 5) -> None:
+        super().__init__(n_agents=3, n_targets=n_targets, rounds=rounds)
+
+    def step(self, actions):
+        hit = float(int(actions["agent_0"]) == self.targets["agent_0"])
+        obs, rewards, terms, truncs, infos = super().step(actions)
+        rewards["agent_2"] -= hit
+        return obs, rewards, terms, truncs, infos
+
+
 class ConstantReward(RoundsGame):
     """Reward 1 every step and a constant observation; a time limit cuts the episode after ``rounds`` steps.
 
@@ -101,7 +119,7 @@ class ConstantReward(RoundsGame):
     if a learner wrongly treats the cut as terminal.
     """
 
-    metadata = {"name": "constant_reward_v0", "render_modes": []}
+    metadata = {"name": "constant_reward_v0", "render_modes": [], "cooperative": True}
 
     def __init__(self, rounds: int = 4) -> None:
         super().__init__(2, rounds, spaces.Box(0.0, 1.0, (2,), np.float32), spaces.Discrete(2))
@@ -116,7 +134,7 @@ class ConstantReward(RoundsGame):
 class HeteroTargetGame(TargetGame):
     """TargetGame whose agents differ: agent i has ``sizes[i]`` targets, so observation and action sizes differ."""
 
-    metadata = {"name": "hetero_target_game_v0", "render_modes": []}
+    metadata = {"name": "hetero_target_game_v0", "render_modes": [], "cooperative": True}
 
     def __init__(self, sizes: tuple[int, ...] = (2, 5), rounds: int = 5) -> None:
         super().__init__(n_agents=len(sizes), n_targets=max(sizes), rounds=rounds)
@@ -145,7 +163,7 @@ class HeteroTargetGame(TargetGame):
 class ContinuousTarget(RoundsGame):
     """Each agent sees a private target in [-1, 1] and is paid -(action - target)^2: a Box-action bandit."""
 
-    metadata = {"name": "continuous_target_v0", "render_modes": []}
+    metadata = {"name": "continuous_target_v0", "render_modes": [], "cooperative": True}
 
     def __init__(self, n_agents: int = 2, rounds: int = 5) -> None:
         box = spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -162,7 +180,7 @@ class ContinuousTarget(RoundsGame):
 class UnboundedTarget(ContinuousTarget):
     """ContinuousTarget whose 3-D actions have no finite bound in dimension 0, only a lower one in dimension 1."""
 
-    metadata = {"name": "unbounded_target_v0", "render_modes": []}
+    metadata = {"name": "unbounded_target_v0", "render_modes": [], "cooperative": True}
 
     def __init__(self, n_agents: int = 2, rounds: int = 5) -> None:
         super().__init__(n_agents, rounds)
@@ -173,7 +191,7 @@ class ShiftedTargetGame(TargetGame):
     """TargetGame with ``Discrete(n_targets, start=1)`` actions: target k is chosen by action k + 1. An action
     outside the declared space raises; ``moves`` counts the legal ones (over all instances)."""
 
-    metadata = {"name": "shifted_target_game_v0", "render_modes": []}
+    metadata = {"name": "shifted_target_game_v0", "render_modes": [], "cooperative": True}
     moves = 0
 
     def __init__(self, n_agents: int = 2, n_targets: int = 3, rounds: int = 5) -> None:
@@ -206,7 +224,7 @@ class MaskedTargetGame(TargetGame):
     is legal with probability 1/2 (at least one always is), and the target itself is often illegal. An illegal
     action costs -1 and is counted in ``illegal`` (over all instances), so a test can count them."""
 
-    metadata = {"name": "masked_target_game_v0", "render_modes": []}
+    metadata = {"name": "masked_target_game_v0", "render_modes": [], "cooperative": True}
     illegal = 0
 
     def __init__(self, n_agents: int = 2, n_targets: int = 4, rounds: int = 5) -> None:
@@ -237,7 +255,7 @@ class DyingTargetGame(TargetGame):
     """TargetGame in which ``agent_1`` leaves after ``lives`` rounds while ``agent_0`` plays on: terminated, or
     truncated (a time limit of its own) with ``truncate``."""
 
-    metadata = {"name": "dying_target_game_v0", "render_modes": []}
+    metadata = {"name": "dying_target_game_v0", "render_modes": [], "cooperative": True}
 
     def __init__(self, lives: int = 2, rounds: int = 5, truncate: bool = False) -> None:
         super().__init__(n_agents=2, n_targets=3, rounds=rounds)
@@ -261,7 +279,7 @@ class DepartingEarner(RoundsGame):
     that kept training on those rows (reward 0, no done) would value the state far lower.
     """
 
-    metadata = {"name": "departing_earner_v0", "render_modes": []}
+    metadata = {"name": "departing_earner_v0", "render_modes": [], "cooperative": True}
 
     def __init__(self, n_agents: int = 2, p_leave: float = 0.25, rounds: int = 10) -> None:
         super().__init__(n_agents, rounds, spaces.Box(0.0, 1.0, (2,), np.float32), spaces.Discrete(2))
@@ -307,7 +325,7 @@ class MixedObsTargetGame(TargetGame):
     """TargetGame whose three agents see their target three ways: a uint8 image (3 x 3 x 1, the target's row
     lit), a float64 one-hot, and a bare Discrete index."""
 
-    metadata = {"name": "mixed_obs_target_game_v0", "render_modes": []}
+    metadata = {"name": "mixed_obs_target_game_v0", "render_modes": [], "cooperative": True}
 
     def __init__(self, rounds: int = 5) -> None:
         super().__init__(n_agents=3, n_targets=3, rounds=rounds)

@@ -27,7 +27,7 @@ def penalty_payoff(k: float) -> list[list[float]]:
 class MatrixGameEnv(ParallelEnv):
     """Two agents play one payoff matrix ``rounds`` times."""
 
-    metadata = {"name": "matrix_game_v1", "render_modes": [], "is_parallelizable": True}
+    metadata = {"name": "matrix_game_v1", "render_modes": [], "is_parallelizable": True, "cooperative": True}
     render_mode = None
 
     def __init__(self, payoff: list[list[float]], rounds: int = 10, scale: float = 1.0) -> None:

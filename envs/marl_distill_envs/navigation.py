@@ -145,7 +145,7 @@ class NavigationBatch:
 class NavigationEnv(ParallelEnv):
     """One navigation world through the PettingZoo parallel API."""
 
-    metadata = {"name": "navigation_v0", "render_modes": [], "is_parallelizable": True}
+    metadata = {"name": "navigation_v0", "render_modes": [], "is_parallelizable": True, "cooperative": True}
     render_mode = None
 
     def __init__(self, N: int = 3, max_cycles: int = 25, sight: float | None = None, grid: int = 0) -> None:

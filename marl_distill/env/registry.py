@@ -37,6 +37,8 @@ class EnvEntry:
     """Default keyword arguments (user kwargs override them)."""
     source: str = "builtin"
     """Where the entry came from: builtin or the distribution that declared the entry point."""
+    cooperative: bool | None = None
+    """Whether the agents share one goal, where the env does not say so itself (``metadata["cooperative"]``)."""
     cycled: bool = False
     """The target builds a parallelizable AEC env, driven through ``aec_cycle.CycleParallel`` (PettingZoo's
     ``aec_to_parallel`` without its extra observations: the same transitions, faster)."""
@@ -48,18 +50,21 @@ BUILTIN: dict[str, EnvEntry] = {
         "mpe2.simple_spread_v3:env",
         {"N": 3, "max_cycles": 25, "continuous_actions": False},
         cycled=True,
+        cooperative=True,  # one goal (simple_spread adds local collision terms, so returns differ)
     ),
     "simple_speaker_listener": EnvEntry(
         "simple_speaker_listener",
         "mpe2.simple_speaker_listener_v4:env",
         {"max_cycles": 25, "continuous_actions": False},
         cycled=True,
+        cooperative=True,  # one goal (simple_spread adds local collision terms, so returns differ)
     ),
     "simple_reference": EnvEntry(
         "simple_reference",
         "mpe2.simple_reference_v3:env",
         {"max_cycles": 25, "continuous_actions": False},
         cycled=True,
+        cooperative=True,  # one goal (simple_spread adds local collision terms, so returns differ)
     ),
 }
 
@@ -106,6 +111,17 @@ def load_callable(target: str) -> Callable[..., Any]:
     if not callable(obj):
         raise UserError(f"{target!r} is not callable; point the spec at a function or class that builds the env")
     return obj
+
+
+def declared_cooperative(env_id: str | None, env: Any) -> bool | None:
+    """Whether the agents share one goal, as the env declares it (``metadata["cooperative"]``, also on the env a
+    wrapper holds) or its built-in registry entry does; None where nothing says (evaluation then decides)."""
+    for obj in (env, getattr(env, "unwrapped", None), getattr(env, "env", None), getattr(env, "aec_env", None)):
+        meta = getattr(obj, "metadata", None)
+        if isinstance(meta, Mapping) and "cooperative" in meta:
+            return bool(meta["cooperative"])
+    entry = BUILTIN.get(env_id) if env_id is not None else None
+    return entry.cooperative if entry is not None else None
 
 
 def spec_file(target: str) -> tuple[Path, str] | None:

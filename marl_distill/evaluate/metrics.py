@@ -13,8 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from marl_distill.env.joint_vec_env import make_parallel
+from marl_distill.env.registry import declared_cooperative
 from marl_distill.evaluate.config import EvalConfig
 from marl_distill.evaluate.rollout import Rollouts, run_episodes
+from marl_distill.evaluate.seats import per_seat, shared_goal
 from marl_distill.evaluate.speed import cost_metrics, team_costs
 from marl_distill.evaluate.stats import METHODS, excludes_zero, mean_ci, normalized, paired_diff
 from marl_distill.policy.distributions import DiagGaussian
@@ -25,6 +28,10 @@ from marl_distill.utils.progress import progress_bar
 from marl_distill.utils.seeding import POLICY_RNG, RANDOM_POLICY
 from marl_distill.utils.workers import run_jobs
 
+NOT_SHARED = (
+    "the agents do not share one goal, so their summed return is not scored; each seat is, in per_seat (that "
+    "agent's return against the teachers in the other seats)"
+)
 ABOVE_TEACHER = 1.05
 """A student normalized above this beats its teachers by more than noise usually explains: flagged for a look."""
 
@@ -57,6 +64,7 @@ def evaluate_all(
     cross_teachers: Mapping[str, JointPolicy] | None = None,
     progress: bool | None = None,
     workers: int = 1,
+    cooperative: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate teachers, the random policy and every student on the same episode seeds; return metrics.json's
     dict (with ``_meta`` holding the interval methods and the normalization guard). Plays run side by side on
@@ -65,7 +73,12 @@ def evaluate_all(
     ``cross_play`` maps other runs (e.g. other seeds) to their students: each student of the same name is then
     paired with ours in every mix (``cross_seed``), which exposes conventions that drifted between seeds.
     ``cross_teachers`` maps the same runs to their teachers, played with ours in every mix (the teacher's
-    ``cross_seed``): drift the teachers already had is then told apart from what distillation lost."""
+    ``cross_seed``): drift the teachers already had is then told apart from what distillation lost.
+
+    ``cooperative``: whether the agents share one goal (None: as the env declares in ``metadata["cooperative"]``,
+    else decided from the rewards, ``seats.shared_goal``).
+    Where they do not, the team sum is not scored (normalized returns null) and every policy gets ``per_seat``
+    figures instead, from extra plays in which only one seat changes hands."""
     cfg.validate()
     spec = teachers.spec
     episode_seeds = episode_seeds_of(cfg)
@@ -107,11 +120,21 @@ def evaluate_all(
     bar = progress_bar(total=len(plays), desc="evaluate", unit="play", progress=progress)
     rolls = dict(zip(plays, run_jobs([partial(play, *job) for job in plays.values()], workers, bar.update)))
     teacher_roll, random_roll = rolls[("teacher",)], rolls[("random",)]
+    if cooperative is None:
+        cooperative = declared_cooperative(None, make_parallel(factory))
+    goal = shared_goal(cooperative, [teacher_roll, random_roll])
+    if not goal["value"]:  # one seat changes hands at a time: random's and each student's seat figures
+        seats = {("seat", "random", a): (MixedTeam(teachers, RandomPolicy(spec), (a,)), cfg.episodes, None,
+                                         RANDOM_POLICY) for a in spec.agents}  # fmt: skip
+        seats.update({("seat", n, a): (MixedTeam(teachers, s, (a,)), cfg.episodes, None, POLICY_RNG)
+                      for n, s in students.items() for a in spec.agents})  # fmt: skip
+        bar.total += len(seats)
+        rolls.update(zip(seats, run_jobs([partial(play, *job) for job in seats.values()], workers, bar.update)))
     r_teacher, r_random = float(teacher_roll.team.mean()), float(random_roll.team.mean())
-    gap = gap_over_random(teacher_roll.team, random_roll.team)
+    gap = gap_over_random(teacher_roll.team, random_roll.team, warn=goal["value"])
 
     def norm(value: float, lo: float = r_random, hi: float = r_teacher) -> float | None:
-        return normalized(value, lo, hi) if gap["significant"] else None
+        return normalized(value, lo, hi) if gap["significant"] and goal["value"] else None
 
     obs_sample = teacher_roll.observations
     metrics: dict[str, Any] = {
@@ -128,10 +151,10 @@ def evaluate_all(
     }
     lo_k, hi_k = float(random_roll.team[:k].mean()), float(teacher_roll.team[:k].mean())
 
-    def mix_with(key: tuple, base_team: np.ndarray) -> dict[str, Any]:
+    def mix_with(key: tuple, base_team: np.ndarray, other_team: np.ndarray | None = None) -> dict[str, Any]:
         """Every team of ``key``'s mixes (the agents in a mix act by the other policy, the rest by the base):
         normalized return, team return with its CI, and the paired difference to the base alone (``base_team``)
-        on the same seeds."""
+        on the same seeds; beside them both unmixed teams (``base_team``, ``other_team``) on those episodes."""
         by_mix, returns, diffs = {}, {}, {}
         for mix in mixes(spec.agents):
             team = rolls[(*key, mix)].team
@@ -147,6 +170,10 @@ def evaluate_all(
             "team_return_by_mix": returns,
             "paired_diff_by_mix": diffs,
             "episodes": k,
+            "unmixed_team_return": {
+                "base": mean_ci(base_team[:k], seed=cfg.seed),
+                **({"other": mean_ci(other_team[:k], seed=cfg.seed)} if other_team is not None else {}),
+            },
         }
 
     for folder in cross_teachers or {}:
@@ -164,7 +191,7 @@ def evaluate_all(
         above = entry["normalized_return"] is not None and entry["normalized_return"] > ABOVE_TEACHER
         entry["flags"] = ["normalized_above_1_05"] if above else []
         if cfg.mixed_teams and name in students:
-            entry["mixed_team"] = mix_with((name, "mixed"), teacher_roll.team)
+            entry["mixed_team"] = mix_with((name, "mixed"), teacher_roll.team, roll.team)
         for folder, others in (cross_play or {}).items():
             if name in others:
                 entry.setdefault("cross_seed", {})[folder] = mix_with((name, "cross", folder), roll.team)
@@ -178,14 +205,20 @@ def evaluate_all(
     )
     for name, cost in costs.items():
         metrics[name].update(cost)
+    if not goal["value"]:
+        pick = {n: {a: rolls[("seat", n, a)] for a in spec.agents} for n in students}
+        random_in = {a: rolls[("seat", "random", a)] for a in spec.agents}
+        for name, block in per_seat(spec.agents, teacher_roll, random_in, pick, cfg.seed).items():
+            metrics[name]["per_seat"] = block
     bar.close()
     metrics["_meta"] = {
         "eval_seed": cfg.seed,
         "episode_seeds": "seeding.int_seeds(eval_seed, EVALUATE, EPISODES, n=episodes); mixes use the first ones",
         "intervals": dict(METHODS),
+        "shared_goal": goal,
         "normalized_return": {
-            "defined": gap["significant"],
-            "reason": None if gap["significant"] else null_reason(gap),
+            "defined": gap["significant"] and goal["value"],
+            "reason": (None if gap["significant"] else null_reason(gap)) if goal["value"] else NOT_SHARED,
         },
         **({"onnx_skipped": skipped} if skipped else {}),
     }
@@ -214,12 +247,12 @@ def episode_seeds_of(cfg: EvalConfig) -> list[int]:
     return seeding.int_seeds(cfg.seed, seeding.EVALUATE, seeding.EPISODES, n=cfg.episodes)
 
 
-def gap_over_random(teacher: np.ndarray, random: np.ndarray) -> dict[str, Any]:
+def gap_over_random(teacher: np.ndarray, random: np.ndarray, *, warn: bool = True) -> dict[str, Any]:
     """Teachers − random per episode on the same seeds, and whether it is significant: normalized returns exist
-    only then (a one-line warning says why otherwise)."""
+    only then (a one-line warning says why otherwise, with ``warn``)."""
     gap = paired_diff(teacher, random)
     gap["significant"] = excludes_zero(gap)
-    if not gap["significant"]:
+    if warn and not gap["significant"]:
         warnings.warn(f"normalized return is null: {null_reason(gap)}", UserWarning, stacklevel=3)
     return gap
 

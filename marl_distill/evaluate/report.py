@@ -41,39 +41,72 @@ def _policies(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]
 
 
 def _worst_mix(mixed: Mapping[str, Any] | None) -> str:
-    """The worst mix's team return with its CI, and its normalized value."""
+    """The worst mix's team return with its CI, and beside it the unmixed student team on the same episodes."""
     if not mixed:
         return "–"
     worst = mixed.get("worst_mix")
     block = (mixed.get("team_return_by_mix") or {}).get(worst)
     if block is None:
         return fmt(mixed.get("min_normalized_return"))
-    return f"{ci_cell(block)} ({worst}; normalized {fmt(mixed.get('min_normalized_return'))})"
+    alone = (mixed.get("unmixed_team_return") or {}).get("other")
+    beside = f"; all students {fmt(alone['mean'])}" if alone else ""
+    return f"{ci_cell(block)} ({worst}{beside})"
 
 
 def table(metrics: Mapping[str, Any]) -> str:
-    """One row per policy: returns with CI, paired difference to the teachers, normalized return, agreement, KL,
-    worst mixed team, size and like-for-like speed."""
-    head = (
-        "| policy | team return (95% CI) | episodes | − teachers, paired (95% CI) | normalized | action agreement "
-        "| joint agreement | action MSE | KL(teacher‖student) | mixed team, worst (team return, 95% CI) "
-        "| acting params | MACs / joint step | µs / joint step | µs / joint step, batch 1,024 |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    rows = []
+    """The headline, one row per policy: team return with CI, paired difference to the teachers, normalized
+    return, joint agreement, the worst mixed team and acting size (the rest is in ``details``)."""
+    lines = [
+        "| policy | team return (95% CI) | − teachers, paired (95% CI) | normalized | joint agreement "
+        "| mixed team, worst (95% CI) | acting params |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, m in _policies(metrics):
-        tr = m["team_return"]
         norm = fmt(m.get("normalized_return"))
         if "normalized_above_1_05" in m.get("flags", []):
             norm += " ⚠"
-        rows.append(
-            f"| {name} | {ci_cell(tr)} | {tr['episodes']} | {ci_cell(m.get('paired_diff'))} | {norm} "
-            f"| {fmt(agent_mean(m.get('action_agreement')), 3)} | {fmt(m.get('joint_action_agreement'), 3)} "
-            f"| {fmt(agent_mean(m.get('action_mse')), 4)} | {fmt(agent_mean(m.get('kl_teacher_student')), 4)} "
-            f"| {_worst_mix(m.get('mixed_team'))} | {_count(m.get('params'))} | {_count(m.get('macs_per_joint_step'))} "
-            f"| {fmt(m.get('latency_us_per_joint_step'), 1)} | {fmt(m.get('latency_us_batch'), 2)} |"
+        lines.append(
+            f"| {name} | {ci_cell(m['team_return'])} | {ci_cell(m.get('paired_diff'))} | {norm} "
+            f"| {fmt(m.get('joint_action_agreement'), 3)} | {_worst_mix(m.get('mixed_team'))} "
+            f"| {_count(m.get('params'))} |"
         )
-    return head + "\n".join(rows) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def details(metrics: Mapping[str, Any]) -> str:
+    """Per policy: episodes, agreement and KL averaged over agents, and the acting path's cost."""
+    lines = [
+        "| policy | episodes | action agreement | action MSE | KL(teacher‖student) | MACs / joint step "
+        "| µs / joint step | µs / joint step, batch 1,024 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in _policies(metrics):
+        lines.append(
+            f"| {name} | {m['team_return']['episodes']} | {fmt(agent_mean(m.get('action_agreement')), 3)} "
+            f"| {fmt(agent_mean(m.get('action_mse')), 4)} | {fmt(agent_mean(m.get('kl_teacher_student')), 4)} "
+            f"| {_count(m.get('macs_per_joint_step'))} | {fmt(m.get('latency_us_per_joint_step'), 1)} "
+            f"| {fmt(m.get('latency_us_batch'), 2)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def seat_table(metrics: Mapping[str, Any]) -> str:
+    """The headline where agents do not share one goal: each policy in each seat against the teachers in the
+    others, normalized in that seat, with win / draw / loss where returns are outcomes."""
+    lines = [
+        "| policy | seat | return against the teachers (95% CI) | normalized (seat) | win / draw / loss "
+        "| action agreement |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in _policies(metrics):
+        for seat, s in (m.get("per_seat") or {}).items():
+            wdl = s.get("win_draw_loss")
+            wdl = " / ".join(f"{wdl[k]:.2f}" for k in ("win", "draw", "loss")) if wdl else "–"
+            agree = (m.get("action_agreement") or {}).get(seat)
+            lines.append(
+                f"| {name} | {seat} | {ci_cell(s['return'])} | {fmt(s.get('normalized'))} | {wdl} | {fmt(agree, 3)} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def _count(x: float | None) -> str:
@@ -85,12 +118,13 @@ def guards(metrics: Mapping[str, Any]) -> str:
     their teachers, a second runtime's latency (labelled, never the headline)."""
     lines = []
     teacher = metrics.get("teacher", {})
-    gap = teacher.get("gap_over_random")
-    if gap is not None:
-        state = "significant" if gap.get("significant") else "**not significant**"
-        lines.append(f"- Teachers − random, paired on the same episodes: {ci_cell(gap)} ({state}).")
+    gaps = {f" in seat {s}": b["gap_over_random"] for s, b in (teacher.get("per_seat") or {}).items()}
+    for where, gap in (gaps if _by_seat(metrics) else {"": teacher.get("gap_over_random")}).items():
+        if gap is not None:
+            state = "significant" if gap.get("significant") else "**not significant**"
+            lines.append(f"- Teachers − random{where}, paired on the same episodes: {ci_cell(gap)} ({state}).")
     reason = (metrics.get("_meta", {}).get("normalized_return") or {}).get("reason")
-    if reason:
+    if reason and not _by_seat(metrics):  # per seat, the reading under the table says it
         lines.append(f"- **Normalized return is null** for every policy: {reason}.")
     above = [n for n, m in _policies(metrics) if "normalized_above_1_05" in m.get("flags", [])]
     if above:
@@ -157,7 +191,7 @@ def deployment_table(metrics: Mapping[str, Any]) -> str:
 def intervals() -> str:
     """One sentence per interval method used in this report."""
     return (
-        f"Intervals: team return — {METHODS['episodes']}; − teachers and mixed-team differences — "
+        f"Intervals: returns — {METHODS['episodes']}; − teachers and mixed-team differences — "
         f'{METHODS["paired"]}. Where every episode gave the same value the table says "all N equal" instead of '
         "an interval (a CI over copies of one outcome is no estimate).\n"
     )
@@ -189,45 +223,83 @@ def mixed_table(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def _err(block: Mapping[str, Any]) -> tuple[float, float]:
+    """Distances from the mean to the CI's ends; none where every episode gave one value (no estimate)."""
+    lo, hi = block.get("ci95") or (None, None)
+    if lo is None or hi is None or block.get("distinct_values") == 1:
+        return 0.0, 0.0
+    return block["mean"] - lo, hi - block["mean"]
+
+
 def plot_returns(metrics: Mapping[str, Any], path: Path) -> Path:
-    """Team return per policy with 95% CI error bars (none where every episode was equal)."""
+    """Each policy's return as a point with its 95% CI: the team return, or where agents do not share one goal
+    each seat's return against the teachers (one marker per seat)."""
     plt = pyplot()
-    names = [n for n, _ in _policies(metrics)]
-    means = [metrics[n]["team_return"]["mean"] for n in names]
-    errs = [
-        [m - metrics[n]["team_return"]["ci95"][0] for n, m in zip(names, means)],
-        [metrics[n]["team_return"]["ci95"][1] - m for n, m in zip(names, means)],
-    ]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(
-        names,
-        means,
-        yerr=errs,
-        capsize=6,
-        color=["#4c72b0", "#999999", "#55a868", "#c44e52", "#8172b2"][: len(names)],
-    )
-    ax.set_ylabel("team return (sum over agents)")
-    eps = metrics[names[0]]["team_return"]["episodes"]
-    ax.set_title(f"Team return, mean and 95% CI\n(percentile bootstrap over {eps} episodes)")
+    rows = [(n, m) for n, m in _policies(metrics) if not _by_seat(metrics) or m.get("per_seat")]
+    seats = sorted({seat for _, m in rows for seat in (m.get("per_seat") or {})}) if _by_seat(metrics) else []
+    series = [(s, [m["per_seat"][s]["return"] for _, m in rows]) for s in seats]
+    series = series or [("team", [m["team_return"] for _, m in rows])]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(rows) + 2), 3.8))
+    step = 0.5 / len(series)
+    for i, (label, blocks) in enumerate(series):
+        x = [k + (i - (len(series) - 1) / 2) * step for k in range(len(rows))]
+        errs = list(zip(*(_err(b) for b in blocks)))
+        ax.errorbar(x, [b["mean"] for b in blocks], yerr=errs, fmt="o", capsize=5, label=label)
+    ax.set_xticks(range(len(rows)), [n for n, _ in rows], rotation=20 if len(rows) > 5 else 0)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.grid(axis="y", alpha=0.3)
+    episodes = series[0][1][0].get("episodes")
+    if seats:
+        ax.set_ylabel("seat return, against the teachers")
+        ax.legend(title="seat", fontsize="small")
+        ax.set_title(f"Return per seat, mean and 95% CI ({episodes} episodes)")
+    else:
+        ax.set_ylabel("team return (sum over agents)")
+        ax.set_title(f"Team return, mean and 95% CI ({episodes} episodes)")
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     return path
 
 
+def _by_seat(metrics: Mapping[str, Any]) -> bool:
+    """Do the agents not share one goal (per-seat figures are the headline)?"""
+    return (metrics.get("_meta", {}).get("shared_goal") or {}).get("value") is False
+
+
+SEATS = (
+    "The agents do not share one goal ({why}). So the headline is per seat: each policy sits in one seat while "
+    "the teachers hold the others (the teachers' row is the teacher team itself), on the same episode seeds. "
+    "Normalized (seat): (R − R_random) / (R_teacher − R_random) in that seat, null unless the teacher beats random "
+    "there significantly. Team sums stay in metrics.json but are not scored. Agreement and KL are measured on the "
+    "states the student team visits."
+)
+TEAM = (
+    "Normalized return: (R − R_random) / (R_teacher − R_random) on the same episode seeds, null unless the "
+    "teachers beat random significantly on them; ⚠ marks a student above 1.05. − teachers: the policy's team "
+    "return minus the teachers' on each shared episode seed. Mixed team, worst: the lowest team return over the "
+    "mixes (agents named act by the student, the rest by the teachers), beside the all-student team on the same "
+    "episodes. Agreement and KL are measured on the states the student visits."
+)
+COSTS = (
+    "Averages over agents. Latency: batch 1, one CPU thread, every policy through the same numpy path (teachers' "
+    "actor networks included); the batch column acts 1,024 joint steps at once."
+)
+
+
 def write_report(run_dir: Path, metrics: Mapping[str, Any], title: str, notes: str = "") -> Path:
     plot = plot_returns(metrics, Path(run_dir) / "plots" / "returns.png")
+    if _by_seat(metrics):
+        why = metrics["_meta"]["shared_goal"].get("why", "")
+        head, reading = seat_table(metrics), SEATS.format(why=why)
+    else:
+        head, reading = table(metrics), TEAM
     text = (
-        f"# {title}\n\n{notes}\n\n## Returns, agreement, size and speed\n\n{table(metrics)}\n{guards(metrics)}\n"
-        "Normalized return: (R − R_random) / (R_teacher − R_random) on the same episode seeds, null unless the "
-        "teachers beat random significantly on them; ⚠ marks a student above 1.05. − teachers: the policy's team "
-        "return minus the teachers' on each shared episode seed. Agreement and KL are measured on the states the "
-        "student visits. Latency: batch 1, one CPU thread, every policy through the same numpy path (teachers' "
-        "actor networks included); the batch column acts 1,024 joint steps at once. "
-        f"{intervals()}\n"
-        f"![team return]({plot.relative_to(run_dir).as_posix()})\n\n"
+        f"# {title}\n\n{notes}\n\n## Returns\n\n{head}\n{reading} {intervals()}\n"
+        f"![returns]({plot.relative_to(run_dir).as_posix()})\n\n{guards(metrics)}\n"
+        f"## Agreement, size and speed\n\n{details(metrics)}\n{COSTS}\n\n"
         f"{deployment_table(metrics)}"
     )
-    mixed = mixed_table(metrics)
+    mixed = "" if _by_seat(metrics) else mixed_table(metrics)  # team sums of mixes mean nothing there
     if mixed:
         text += (
             "## Mixed teams\n\nTeam return with its 95% CI (percentile bootstrap over episodes), normalized return, "

@@ -16,17 +16,17 @@ import torch
 from marl_distill import config as config_mod
 from marl_distill.config import ExperimentConfig
 from marl_distill.distill import distill
-from marl_distill.distill.trainer import RECORD
 from marl_distill.env.joint_vec_env import make_parallel
-from marl_distill.env.registry import resolve
+from marl_distill.env.registry import declared_cooperative, resolve
 from marl_distill.env.views import LOCAL, Views, view_factory
 from marl_distill.errors import UserError
 from marl_distill.evaluate import evaluate_all
 from marl_distill.evaluate.metrics import score_against
 from marl_distill.evaluate.report import write_report
+from marl_distill.pipeline import run_notes
 from marl_distill.policy.joint import JointPolicy, TeacherEnsemble
 from marl_distill.policy.spec import EnvSpec
-from marl_distill.students import StudentMeta, StudentTeam
+from marl_distill.students import StudentTeam
 from marl_distill.students.mlp import META
 from marl_distill.teachers import TeacherTeam, train_teachers
 from marl_distill.teachers.train import MANIFEST
@@ -276,6 +276,7 @@ def stage_evaluate(
             cross_teachers=cross_teachers,
             progress=progress,
             workers=workers or usable_cpus(),
+            cooperative=cooperative(cfg, factory),
         )
         for folder, other in extra_teachers(cfg, views).items():
             scores = score_against(factory, other, students, cfg.evaluate)
@@ -284,7 +285,7 @@ def stage_evaluate(
         metrics["teacher"]["bytes_on_disk"] = _bytes(teachers_dir(cfg, run_dir) / "teachers", "*.zip")
         for name in students:
             metrics[name]["bytes_on_disk"] = _bytes(Path(run_dir) / "students" / name, "weights.pt")
-        described = {n: _describe(Path(run_dir) / "students" / n, s.meta) for n, s in students.items()}
+        described = {n: run_notes.describe(Path(run_dir) / "students" / n, s.meta) for n, s in students.items()}
         metrics["_meta"] = {
             "env": cfg.env.id,
             "agents": list(views.teacher_spec.agents),
@@ -296,11 +297,18 @@ def stage_evaluate(
             **({"differs_from_run": differs_from_run} if differs_from_run else {}),
         }
         write_json(Path(run_dir) / "metrics.json", metrics)
-        notes = _notes(cfg, described, views)
+        notes = run_notes.notes(cfg, described, views)
         if differs_from_run:
             notes += f"\n\nEvaluated with settings other than the run's: {'; '.join(differs_from_run)}."
         write_report(Path(run_dir), metrics, f"{cfg.name}: {cfg.env.id}", notes)
     return metrics
+
+
+def cooperative(cfg: ExperimentConfig, factory: Any) -> bool | None:
+    """``env.cooperative`` where set, else what the env or its registry entry declares (None: nothing does)."""
+    if isinstance(cfg.env.cooperative, bool):
+        return cfg.env.cooperative
+    return declared_cooperative(cfg.env.id, make_parallel(factory))
 
 
 def comparable_setup(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -314,58 +322,6 @@ def comparable_setup(cfg: ExperimentConfig) -> dict[str, Any]:
 def _bytes(folder: Path, pattern: str) -> int:
     """What a policy costs to ship: its saved weights (teachers: the SB3 zips, which also hold value nets)."""
     return sum(p.stat().st_size for p in folder.glob(pattern))
-
-
-def _describe(folder: Path, meta: StudentMeta) -> dict[str, Any]:
-    """What was actually distilled into ``folder``: its architecture and, from the distill.json the trainer
-    writes, its loss, sampling and budget (the config may have changed since: ``distill RUN --out RUN``)."""
-    record = Path(folder) / RECORD
-    return {"kind": meta.kind, "hidden": meta.hidden, **(read_json(record) if record.is_file() else {})}
-
-
-def _notes(cfg: ExperimentConfig, students: dict[str, dict[str, Any]], views: Views) -> str:
-    """The report's header: the teachers from the config, the students from their own distill records."""
-    t = cfg.teachers
-
-    def n(x: Any) -> str:
-        return f"{x:,}" if isinstance(x, int) else str(x)
-
-    lines = [
-        f"Teachers: {t.algo} per agent{' (' + str(t.agent_algo) + ')' if t.agent_algo else ''}, "
-        f"{t.steps} transitions per learner, {t.n_envs} envs, seed {t.seed}.",
-    ]
-    if not views.same:
-        auto = cfg.distill.sampling == "auto"
-        lines[0] += (
-            f" Teachers observe the {views.teacher_view!r} view, students the {views.student_view!r} view: teachers "
-            "label from theirs, students are fitted to and act on theirs, and agreement and KL are measured on the "
-            "states the student team visits."
-            + (
-                " Sampling was auto, hence student-driven: teachers act on what the students cannot see, so the "
-                "states the teachers visit are not the ones the students' own behaviour reaches."
-                if auto
-                else ""
-            )
-        )
-    for name, d in students.items():
-        if "grad_steps" not in d:
-            lines.append(f"- **{name}**: {d['kind']}, hidden {d['hidden']}; no distill.json, budget unknown.")
-            continue
-        loss = d.get("loss")
-        if loss == "kl":
-            loss = f"kl (T={d.get('temperature')}, α={d.get('alpha')})"
-        warn = " **May be under-trained** (its distill record says so)." if d.get("undertrained") else ""
-        if d.get("undertrained") is None and d.get("holdout") == 0:
-            warn = " No held-out episodes (holdout = 0): whether it was still improving is unknown."
-        if d.get("differs_from_run"):
-            warn += f" Distilled with settings other than the run's: {'; '.join(d['differs_from_run'])}."
-        lines.append(
-            f"- **{name}**: {d['kind']}, hidden {d['hidden']}, loss {loss}, {d.get('sampling')}-driven sampling, "
-            f"{d.get('rounds')} round(s); budget {n(d['grad_steps'])} gradient steps (batch {d.get('batch_size')}), "
-            f"{n(d.get('labelled_states_per_agent'))} labelled states per agent; best epoch {d.get('best_epoch')} "
-            f"of {d.get('epochs_run')} run.{warn}"
-        )
-    return "\n".join(lines[:1] + (["", "Students (as distilled):", ""] + lines[1:] if len(lines) > 1 else []))
 
 
 def run(

@@ -24,8 +24,9 @@ class JointPolicy(Protocol):
     """What every acting team provides."""
 
     spec: EnvSpec
-    deterministic: bool
-    """Act by argmax (True) or sample from the logits (False)."""
+    deterministic: bool | Mapping[str, bool]
+    """Act by argmax (True) or sample from the logits (False); per agent where the team mixes both (a random
+    agent among teachers)."""
 
     def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """Action logits for each agent present in ``obs`` (a batch of observations per agent)."""
@@ -42,9 +43,17 @@ def select_actions(
     """Actions for every agent and the (masked) logits they came from: argmax or a sample, as ``deterministic``
     says (default: as the policy says). Agents in ``masks`` can only take the actions their mask allows."""
     logits = masked_logits(policy.logits(obs), masks)
-    greedy = policy.deterministic if deterministic is None else deterministic
-    actions = {agent: policy.spec.head(agent).act(lg, greedy, rng) for agent, lg in logits.items()}
+    actions = {
+        agent: policy.spec.head(agent).act(lg, greedy(policy, agent) if deterministic is None else deterministic, rng)
+        for agent, lg in logits.items()
+    }
     return actions, logits
+
+
+def greedy(policy: JointPolicy, agent: str) -> bool:
+    """Does ``policy`` act by argmax for ``agent``?"""
+    d = policy.deterministic
+    return bool(d[agent]) if isinstance(d, Mapping) else bool(d)
 
 
 def masked_logits(
@@ -75,7 +84,9 @@ class MixedTeam:
         self.teacher = teacher
         self.student = student
         self.students = frozenset(students)
-        self.deterministic = teacher.deterministic
+        # each agent acts as its own policy does: a random agent among greedy teachers still samples
+        per_agent = {a: greedy(student if a in self.students else teacher, a) for a in self.spec.agents}
+        self.deterministic = per_agent if len(set(per_agent.values())) > 1 else next(iter(per_agent.values()))
 
     def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         from_student = self.student.logits({a: o for a, o in obs.items() if a in self.students})

@@ -19,7 +19,8 @@ def pyplot() -> Any:
 
 
 def save_figure(fig: Any, path: Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as a PNG (temp file, then rename) and free it."""
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    """Write ``fig`` as a PNG (temp file, then rename) and free it. The image grows to hold every title, label and
+    legend (a long label is never cut at the figure's edge), with a white margin around them."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.1))
     pyplot().close(fig)
     return Path(path)

@@ -42,6 +42,19 @@ def test_tictactoe_teachers_and_student_never_play_an_illegal_move():
     baseline = run_episodes(counted_tictactoe, random, episodes=200, seed=0, n_envs=16, rng=rng)
     assert vs_random.per_agent["player_1"].mean() > baseline.per_agent["player_1"].mean() + 0.2
     np.testing.assert_allclose(vs_random.per_agent["player_1"], -vs_random.per_agent["player_2"])
+    # zero-sum: no team sum is scored; each seat is, with its outcomes as win / draw / loss rates
+    assert metrics["_meta"]["shared_goal"]["value"] is False and metrics["teacher"]["normalized_return"] is None
+    seats = metrics["teacher"]["per_seat"]
+    assert all(abs(sum(s["win_draw_loss"].values()) - 1) < 1e-9 for s in seats.values()), seats
+    second = seats["player_2"]  # random moving second against the first-moving teacher loses almost every game
+    assert (
+        second["gap_over_random"]["significant"]
+        and metrics["random"]["per_seat"]["player_2"]["win_draw_loss"]["loss"] > 0.8
+    )
+    for name in results:  # each seat scored only where the teachers beat random there
+        for seat, s in seats.items():
+            assert (metrics[name]["per_seat"][seat]["normalized"] is None) != s["gap_over_random"]["significant"]
+        assert metrics[name]["per_seat"]["player_2"]["normalized"] > 0.9
 
 
 def test_an_agent_that_leaves_mid_episode_stops_acting_and_earning():

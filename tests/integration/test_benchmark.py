@@ -234,3 +234,31 @@ def _alive_in_group(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             alive.append(int(entry))
     return alive
+
+
+def _edges_blank(png) -> bool:
+    """Is the image's outermost ring of pixels all background (nothing drawn was cut at the edge)?"""
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)[..., :3]
+    ring = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    return bool((ring > 0.99).all())
+
+
+@pytest.mark.parametrize("tasks", [1, 2])
+def test_every_benchmark_plot_keeps_its_labels_inside_the_image(grid, tmp_path, tasks):
+    from marl_distill.evaluate.summary import write_summary
+
+    out = grid / "out"
+    runs = []
+    for metrics in sorted((out / "runs").glob("*/*/seed_*/metrics.json")):
+        task, setting, seed = metrics.relative_to(out / "runs").parts[:3]
+        for k in range(tasks):  # a second task: the same runs under a longer name
+            runs.append({"task": task if k == 0 else f"{task}-with-a-longer-name", "setting": setting,
+                         "seed": int(seed.split("_")[1]), "folder": metrics.parent.relative_to(out).as_posix(),
+                         "metrics": json.loads(metrics.read_text())})  # fmt: skip
+    (tmp_path / "runs").symlink_to(out / "runs")
+    write_summary(tmp_path, "plots", runs, seeds=[0, 1])
+    pngs = sorted((tmp_path / "plots").glob("*.png"))
+    assert {p.stem for p in pngs} >= {"returns", "agreement_vs_size", "mixed_teams", "learning_curves"}
+    assert [p.name for p in pngs if not _edges_blank(p)] == []
