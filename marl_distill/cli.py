@@ -317,13 +317,10 @@ def benchmark(
     summary = run_benchmark(
         cfg, folder, ray_address=ray_address, log=lambda line: typer.echo(line, err=True), command=command
     )
-    for env, tasks in summary.items():
-        for task, rows in tasks.items():
-            typer.echo(f"{task} ({env}): normalized return, IQM over seeds")
-            for policy, row in rows.items():
-                nr = row["normalized_return"]
-                if nr["iqm"] is not None and policy not in ("teacher", "random"):
-                    typer.echo(f"  {policy:28s} {ci_cell(nr, 3, key='iqm')}")
+    from marl_distill.evaluate.summary import headline
+
+    for line in headline(summary):
+        typer.echo(line)
     typer.echo(f"report: {folder / 'report.md'}")
 
 

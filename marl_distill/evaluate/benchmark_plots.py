@@ -29,18 +29,35 @@ def _panels(n: int, width: float, height: float) -> tuple[Any, list[Any]]:
     return fig, list(axes[0])
 
 
+def normalized_rows(rows: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Label -> normalized-return block of a task: per policy, or per policy and seat where the agents do not
+    share one goal ("policy · seat"); blocks with no value left out."""
+    out = {}
+    for policy, r in rows.items():
+        seats = r.get("per_seat")
+        blocks = (
+            {f"{policy} · {s}": b["normalized"] for s, b in seats.items()}
+            if seats
+            else {policy: r["normalized_return"]}
+        )
+        out.update({label: b for label, b in blocks.items() if b.get("iqm") is not None})
+    return out
+
+
 def returns(path: Path, summary: Mapping[str, Any]) -> Path:
-    """Normalized return per policy (IQM over runs, trimmed-mean t 95% CI bars, none below two runs); 0 = random,
-    1 = teacher."""
+    """Normalized return per policy, or per policy and seat (IQM over runs, trimmed-mean t 95% CI bars, none below
+    two runs); 0 = random, 1 = teacher."""
     tasks = _tasks(summary)
-    n_pol = max(len(rows) for _, _, rows in tasks)
+    n_pol = max(len(normalized_rows(rows)) for _, _, rows in tasks)
     fig, axes = _panels(len(tasks), 4.6, 1.2 + 0.38 * n_pol)
     for ax, (env, task, rows) in zip(axes, tasks):
-        names = [p for p in rows if rows[p]["normalized_return"]["iqm"] is not None][::-1]
-        iqm = np.array([rows[p]["normalized_return"]["iqm"] for p in names])
-        lo = np.array([_or(rows[p]["normalized_return"]["ci95"][0], v) for p, v in zip(names, iqm)])
-        hi = np.array([_or(rows[p]["normalized_return"]["ci95"][1], v) for p, v in zip(names, iqm)])
-        colors = ["#999999" if p == "random" else "#4c72b0" if p == "teacher" else "#55a868" for p in names]
+        blocks = normalized_rows(rows)
+        names = list(blocks)[::-1]
+        iqm = np.array([blocks[p]["iqm"] for p in names])
+        lo = np.array([_or(blocks[p]["ci95"][0], v) for p, v in zip(names, iqm)])
+        hi = np.array([_or(blocks[p]["ci95"][1], v) for p, v in zip(names, iqm)])
+        who = [p.split(" · ")[0] for p in names]
+        colors = ["#999999" if p == "random" else "#4c72b0" if p == "teacher" else "#55a868" for p in who]
         ax.barh(names, iqm, xerr=[iqm - lo, hi - iqm], color=colors, capsize=4)
         ax.axvline(1.0, color="#4c72b0", lw=0.8, ls="--")
         ax.axvline(0.0, color="#999999", lw=0.8, ls="--")

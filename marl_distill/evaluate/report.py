@@ -211,7 +211,13 @@ def mixed_table(metrics: Mapping[str, Any]) -> str:
     for name, m in _policies(metrics):
         mixed = m.get("mixed_team")
         if mixed:
-            lines.append(f"\n**{name}** ({mixed['episodes']} episodes per mix; agents listed act by the student):\n")
+            alone = mixed.get("unmixed_team_return") or {}
+            who = {"base": "the teachers alone", "other": "the students alone"}
+            beside = "; ".join(f"{who[k]} {ci_cell(alone[k])}" for k in who if k in alone)
+            beside = f"; on those episodes {beside}" if beside else ""
+            lines.append(
+                f"\n**{name}** ({mixed['episodes']} episodes per mix; agents listed act by the student{beside}):\n"
+            )
             lines += _mix_rows(mixed, "students in the team")
         for folder, cross in m.get("cross_seed", {}).items():
             who = "teachers" if name == "teacher" else name

@@ -94,6 +94,11 @@ def flatten(m: Mapping[str, Any]) -> dict[str, Any]:
         **{k: m.get(k) for k in COST_KEYS},
         "speedup_vs_teacher": m.get("speedup_vs_teacher"),
         "acting_runtime": m.get("acting_runtime"),
+        "per_seat": {
+            seat: {"return": s["return"]["mean"], "normalized": s["normalized"]} for seat, s in m["per_seat"].items()
+        }
+        if m.get("per_seat")
+        else None,  # fmt: skip
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -153,12 +158,25 @@ def aggregate(results: Mapping[str, Any]) -> dict[str, Any]:
                     }
                     row["undertrained_runs"] = sum(bool(v.get("undertrained")) for v in vals)
                     row["above_1_05_runs"] = sum("normalized_above_1_05" in v.get("flags", []) for v in vals)
+                seats = [v["per_seat"] for v in vals if "per_seat" in v]
+                if seats:  # agents with no shared goal: each seat over runs, as the headline
+                    row["per_seat"] = {
+                        seat: {
+                            "normalized": iqm_ci(_present([s[seat]["normalized"] for s in seats])),
+                            "return": t_ci(_present([s[seat]["return"] for s in seats])),
+                        }
+                        for seat in seats[0]
+                    }
                 mixes = [v["mixed_team"] for v in vals if "mixed_team" in v]
                 if mixes:
                     row["mixed_team"] = {k: _mean_present([m.get(k) for m in mixes]) for k in mixes[0]}
                 rows[policy] = row
             out.setdefault(env, {})[task] = rows
     return out
+
+
+def _present(values: Sequence[float | None]) -> np.ndarray:
+    return np.array([v for v in values if v is not None], dtype=float)
 
 
 def _mean_present(values: Sequence[float | None]) -> float | None:
@@ -178,9 +196,26 @@ def to_csv(results: Mapping[str, Any]) -> str:
     return buf.getvalue()
 
 
+def seat_table(rows: Mapping[str, Any]) -> str:
+    """A task whose agents do not share one goal: one row per policy and seat (that seat's return against the
+    teachers in the others, normalized in the seat), with size and speed."""
+    head = ["policy", "seat", "normalized (seat), IQM [95% CI]", "seat return, mean [95% CI]", "joint agreement"]
+    head += ["acting params", "µs / joint step", "× faster"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for policy, r in rows.items():
+        for seat, s in (r.get("per_seat") or {}).items():
+            cells = [policy, seat, ci_cell(s["normalized"], 3, key="iqm"), ci_cell(s["return"])]
+            cells += [fmt(r.get("joint_action_agreement", {}).get("mean"), 3), _int(r.get("params"))]
+            cells += [fmt(r.get("latency_us_per_joint_step"), 1), fmt(r.get("speedup_vs_teacher"), 2)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def task_table(rows: Mapping[str, Any]) -> str:
     """One row per policy of one task: what README's headline table shows (the cross-seed column only for tasks
-    that played it)."""
+    that played it); per seat where the agents do not share one goal."""
+    if any("per_seat" in r for r in rows.values()):
+        return seat_table(rows)
     cross = any("cross_seed_min" in r for r in rows.values())
     head = ["policy", "normalized return, IQM [95% CI]", "normalized, mean [95% CI]", "team return, mean [95% CI]"]
     head += ["− teachers, paired, mean [95% CI]", "joint agreement", "mixed-team min, mean [95% CI]"]
@@ -216,7 +251,12 @@ def task_notes(rows: Mapping[str, Any]) -> str:
             line += f"; ⚠ above 1.05 normalized in {r['above_1_05_runs']} of {r['runs']} runs"
         lines.append(line + ".")
     nulls = rows.get("teacher", {}).get("normalized_null_runs")
-    if nulls:
+    if "per_seat" in rows.get("teacher", {}):
+        lines.append(
+            "- The agents do not share one goal: team sums are not scored; each seat is (each policy in one seat, "
+            "the teachers in the others), normalized per seat and null where the teacher did not beat random there."
+        )
+    elif nulls:
         lines.append(
             f"- Normalized return is null in {nulls} of {rows['teacher']['runs']} runs: their teachers were not "
             "significantly above random on the same episodes (see each run's report); the IQM and mean use the rest."
@@ -227,6 +267,18 @@ def task_notes(rows: Mapping[str, Any]) -> str:
     if not lines:
         return ""
     return "\nDistillation budget (gradient steps, labelled states per agent) and flags:\n\n" + "\n".join(lines) + "\n"
+
+
+def headline(summary: Mapping[str, Any]) -> list[str]:
+    """What ``marl-distill benchmark`` prints: per task, each student's normalized return (IQM over seeds), per
+    seat where the agents do not share one goal."""
+    lines = []
+    for env, tasks in summary.items():
+        for task, rows in tasks.items():
+            lines.append(f"{task} ({env}): normalized return, IQM over seeds")
+            blocks = benchmark_plots.normalized_rows({p: r for p, r in rows.items() if p not in REFERENCE})
+            lines += [f"  {label:28s} {ci_cell(block, 3, key='iqm')}" for label, block in blocks.items()]
+    return lines
 
 
 def _int(x: float | None) -> str:

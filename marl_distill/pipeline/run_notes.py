@@ -20,8 +20,11 @@ def describe(folder: Path, meta: StudentMeta) -> dict[str, Any]:
     return {"kind": meta.kind, "hidden": meta.hidden, **(read_json(record) if record.is_file() else {})}
 
 
-def notes(cfg: ExperimentConfig, students: dict[str, dict[str, Any]], views: Views) -> str:
-    """The report's header: the teachers from the config, the students from their own distill records."""
+def notes(
+    cfg: ExperimentConfig, students: dict[str, dict[str, Any]], views: Views, teachers: dict[str, Any] | None = None
+) -> str:
+    """The report's header: the teachers from the config (and their teachers.json, ``teachers``: whether their
+    training was resumed), the students from their own distill records."""
     t = cfg.teachers
 
     def n(x: Any) -> str:
@@ -31,6 +34,12 @@ def notes(cfg: ExperimentConfig, students: dict[str, dict[str, Any]], views: Vie
         f"Teachers: {t.algo} per agent{' (' + str(t.agent_algo) + ')' if t.agent_algo else ''}, "
         f"{t.steps} transitions per learner, {t.n_envs} envs, seed {t.seed}.",
     ]
+    resumed = (teachers or {}).get("resumed_at_joint_step")
+    if resumed:
+        lines[0] += (
+            f" Their training was stopped and resumed (--resume) at joint step {', '.join(map(str, resumed))}, "
+            "from checkpoints, to the same budget."
+        )
     if not views.same:
         auto = cfg.distill.sampling == "auto"
         lines[0] += (

@@ -297,7 +297,8 @@ def stage_evaluate(
             **({"differs_from_run": differs_from_run} if differs_from_run else {}),
         }
         write_json(Path(run_dir) / "metrics.json", metrics)
-        notes = run_notes.notes(cfg, described, views)
+        manifest = teachers_dir(cfg, run_dir) / "teachers" / MANIFEST
+        notes = run_notes.notes(cfg, described, views, read_json(manifest) if manifest.is_file() else None)
         if differs_from_run:
             notes += f"\n\nEvaluated with settings other than the run's: {'; '.join(differs_from_run)}."
         write_report(Path(run_dir), metrics, f"{cfg.name}: {cfg.env.id}", notes)

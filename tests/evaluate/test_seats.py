@@ -29,3 +29,20 @@ def test_a_mixed_game_is_scored_per_seat(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "| shared | agent_2 |" in report and "do not share one goal" in report and "## Mixed teams" not in report
     assert "Teachers − random in seat agent_0" in report and (tmp_path / "plots" / "returns.png").is_file()
+
+
+def test_a_benchmark_of_a_mixed_game_reports_each_seat(tmp_path, capsys):
+    from marl_distill.cli import cli
+
+    (tmp_path / "grid.toml").write_text(
+        'name = "rivals"\nseeds = [0]\n[base]\nevaluate = { episodes = 20, mixed_teams = false, latency_repeats = 2 }\n'
+        'distill = { samples = 2000, epochs = 20 }\n[[tasks]]\nname = "rivals"\n'
+        'env = { id = "worlds:RivalTargetGame" }\n'
+        "teachers = { steps = 6000, n_envs = 8, ppo = { n_steps = 64, batch_size = 128, learning_rate = 0.003 } }\n"
+        '[[settings]]\nname = "kl"\ndistill = { students = ["shared"] }\n'
+    )
+    assert cli(["benchmark", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "kl/shared · agent_2" in printed, printed
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| kl/shared | agent_2 |" in report and "do not share one goal" in report

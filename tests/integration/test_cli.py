@@ -231,6 +231,7 @@ def test_ctrl_c_mid_teacher_training_then_resume_finishes_the_same_budget(tmp_pa
     assert main_cli([*args, "--resume"]) == 0, capsys.readouterr().err
     manifest = json.loads((tmp_path / "r" / "teachers" / "teachers.json").read_text())
     assert manifest["resumed_at_joint_step"] == [stopped_at]  # continued there, not from scratch
+    assert f"resumed (--resume) at joint step {stopped_at}" in (tmp_path / "r" / "report.md").read_text()
     assert manifest["transitions_per_learner"] == 1000 * 4 == manifest["joint_steps"] * 4
     assert not (tmp_path / "r" / "checkpoints").exists()  # spent once the teachers were saved
     for agent in manifest["agents"]:
