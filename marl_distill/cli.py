@@ -22,7 +22,7 @@ from marl_distill import config as config_mod
 from marl_distill.distill.config import AUTO, SAMPLINGS
 from marl_distill.distill.losses import LOSSES
 from marl_distill.errors import RunFailed, UserError
-from marl_distill.evaluate.report import ci_cell, fmt
+from marl_distill.evaluate.report import summary_lines
 from marl_distill.pipeline import runner
 from marl_distill.students.mlp import KINDS
 from marl_distill.teachers.config import ALGOS
@@ -84,20 +84,8 @@ def _agent_algos(items: list[str]) -> dict[str, str]:
 
 
 def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
-    by_seat = not metrics.get("_meta", {}).get("shared_goal", {}).get("value", True)
-    for name, m in metrics.items():
-        if name.startswith("_"):
-            continue
-        if by_seat:  # no shared goal: each seat against the teachers in the others
-            for seat, s in m.get("per_seat", {}).items():
-                typer.echo(f"{name:>10}: {seat}: return {ci_cell(s['return'])}  normalized {fmt(s['normalized'], 3)}")
-            continue
-        tr = m["team_return"]
-        extra = f"  joint agreement {m['joint_action_agreement']:.3f}" if "joint_action_agreement" in m else ""
-        typer.echo(
-            f"{name:>10}: team return {tr['mean']:8.2f} [{tr['ci95'][0]:.2f}, {tr['ci95'][1]:.2f}]"
-            f"  normalized {fmt(m.get('normalized_return'), 3)}  params {m.get('params')}{extra}"
-        )
+    for line in summary_lines(metrics):
+        typer.echo(line)
     typer.echo(f"report: {run_dir / 'report.md'}")
 
 
@@ -241,7 +229,8 @@ def distill(
     for folder in extra_teachers:
         if not (folder / "teachers").is_dir():
             raise UserError(f"--extra-teachers {folder} holds no teachers/; pass a run folder from train-teachers")
-    cfg.extra_teachers = [str(f.resolve()) for f in extra_teachers]
+    if extra_teachers:  # else the run's own extra teachers, if it had any
+        cfg.extra_teachers = [str(f.resolve()) for f in extra_teachers]
     changed = runner.distill_into(cfg, run_dir, out, student.value, name)
     typer.echo(f"student saved in {out / 'students' / (name or student.value)}")
     if changed:
@@ -256,16 +245,26 @@ def evaluate(
     workers: Annotated[
         int, typer.Option(help="Processes that distill students and play episodes side by side (0: one per core).")
     ] = 0,
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Override an evaluate.* key or env.cooperative: key=value.")
+    ] = [],  # noqa: B006
 ) -> None:
-    """Evaluate teachers, random and every student of RUN_DIR with the run's own settings ([evaluate] in its
+    """Evaluate teachers, random and every student of RUN_DIR with the run's own settings (its evaluate table in
     config.toml); write metrics.json and report.md, which say so where a flag changed them."""
     cfg = runner.load_run_config(run_dir)
-    before = config_mod.to_dict(cfg)["evaluate"]
+    before = config_mod.to_dict(cfg)
+    other = [s for s in set_ if not s.startswith(("evaluate.", "env.cooperative="))]
+    if other:
+        raise UserError(f"--set {other[0]}: evaluate takes evaluate.* keys and env.cooperative; the rest is the run's")
+    cfg = config_mod.build(config_mod.apply_overrides(config_mod.to_dict(cfg), set_))
     if episodes is not None:
         mixed = min(episodes, cfg.evaluate.mixed_episodes)
         cfg.evaluate = dataclasses.replace(cfg.evaluate, episodes=episodes, mixed_episodes=mixed)
     cfg.evaluate.validate()
-    changed = config_mod.differences(before, config_mod.to_dict(cfg)["evaluate"], "evaluate")
+    after = config_mod.to_dict(cfg)
+    changed = config_mod.differences(
+        {k: before[k] for k in ("env", "evaluate")}, {k: after[k] for k in ("env", "evaluate")}
+    )
     if json_file is not None and (json_file.is_dir() or not json_file.parent.is_dir()):
         raise UserError(f"--json {json_file} must be a file path in an existing folder")
     metrics = runner.stage_evaluate(cfg, run_dir, workers=_workers(workers), differs_from_run=changed)

@@ -156,11 +156,13 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load(path: Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+def load(path: Path | None, overrides: list[str] | None = None, *, run_folder: bool = False) -> ExperimentConfig:
     """Read a TOML file (or start from defaults), apply overrides, validate. A relative env file path is read
-    against the TOML's folder where the file is there (a run folder's config.toml), else the working folder."""
+    against the working folder, then the TOML's folder; a run folder's config.toml (``run_folder``) keeps it
+    relative to the run folder, so that folder comes first."""
     data: dict[str, Any] = read_toml(path) if path is not None else {}
-    return build(apply_overrides(data, overrides or []), base=Path(path).parent if path is not None else None)
+    base = Path(path).parent if path is not None else None
+    return build(apply_overrides(data, overrides or []), base=base, run_folder=run_folder)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -180,13 +182,13 @@ SEEDED_STAGES = ("teachers", "distill", "evaluate")
 """Config tables whose ``seed`` defaults to the run seed."""
 
 
-def build(data: dict[str, Any], base: Path | None = None) -> ExperimentConfig:
+def build(data: dict[str, Any], base: Path | None = None, *, run_folder: bool = False) -> ExperimentConfig:
     """A validated ExperimentConfig from a (possibly partial) dict; stage seeds not given take the run seed, and an
     env given by file path gets an absolute one (found against ``base``, else the working folder)."""
     data = dict(data)
     env = data.get("env")
     if isinstance(env, dict) and isinstance(env.get("id"), str):
-        data["env"] = {**env, "id": anchored(env["id"], base)}
+        data["env"] = {**env, "id": anchored(env["id"], base, run_folder=run_folder)}
     run_seed = data.get("seed", 0)
     for stage in SEEDED_STAGES:
         table = data.get(stage, {})

@@ -13,6 +13,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -50,21 +51,21 @@ BUILTIN: dict[str, EnvEntry] = {
         "mpe2.simple_spread_v3:env",
         {"N": 3, "max_cycles": 25, "continuous_actions": False},
         cycled=True,
-        cooperative=True,  # one goal (simple_spread adds local collision terms, so returns differ)
+        cooperative=True,  # one goal, whatever local terms a task adds to each agent's reward
     ),
     "simple_speaker_listener": EnvEntry(
         "simple_speaker_listener",
         "mpe2.simple_speaker_listener_v4:env",
         {"max_cycles": 25, "continuous_actions": False},
         cycled=True,
-        cooperative=True,  # one goal (simple_spread adds local collision terms, so returns differ)
+        cooperative=True,  # one goal, whatever local terms a task adds to each agent's reward
     ),
     "simple_reference": EnvEntry(
         "simple_reference",
         "mpe2.simple_reference_v3:env",
         {"max_cycles": 25, "continuous_actions": False},
         cycled=True,
-        cooperative=True,  # one goal (simple_spread adds local collision terms, so returns differ)
+        cooperative=True,  # one goal, whatever local terms a task adds to each agent's reward
     ),
 }
 
@@ -115,13 +116,17 @@ def load_callable(target: str) -> Callable[..., Any]:
 
 def declared_cooperative(env_id: str | None, env: Any) -> bool | None:
     """Whether the agents share one goal, as the env declares it (``metadata["cooperative"]``, also on the env a
-    wrapper holds) or its built-in registry entry does; None where nothing says (evaluation then decides)."""
+    wrapper holds) or its built-in registry entry does (also for a ``module:callable`` spec of that entry's
+    module, e.g. ``mpe2.simple_spread_v3:parallel_env``); None where nothing says (evaluation then decides)."""
     for obj in (env, getattr(env, "unwrapped", None), getattr(env, "env", None), getattr(env, "aec_env", None)):
         meta = getattr(obj, "metadata", None)
         if isinstance(meta, Mapping) and "cooperative" in meta:
             return bool(meta["cooperative"])
-    entry = BUILTIN.get(env_id) if env_id is not None else None
-    return entry.cooperative if entry is not None else None
+    module = (env_id or "").rpartition(":")[0]
+    for entry in BUILTIN.values():
+        if env_id is not None and (env_id == entry.id or module == entry.target.rpartition(":")[0]):
+            return entry.cooperative
+    return None
 
 
 def spec_file(target: str) -> tuple[Path, str] | None:
@@ -130,16 +135,23 @@ def spec_file(target: str) -> tuple[Path, str] | None:
     return (Path(module).expanduser(), attr) if module.endswith(".py") and attr else None
 
 
-def anchored(target: str, base: Path | None = None) -> str:
+def anchored(target: str, base: Path | None = None, *, run_folder: bool = False) -> str:
     """A file spec with an absolute path, so that it means the same from any working folder. A relative path is
-    read against ``base`` (the folder of the TOML that names it) where the file is there, else against the working
-    folder; a file found in neither is left as given (``resolve`` then says it is missing)."""
+    read against the working folder, then ``base`` (the folder of the TOML that names it); in a run folder's
+    config.toml (``run_folder``) against the run folder first, where ``stored`` put it, and against the working
+    folder only as a fallback for runs written before, with a warning. A file found nowhere is left as given
+    (``resolve`` then says it is missing)."""
     found = spec_file(target)
     if found is None:
         return target
     file, attr = found
-    for root in [*([Path(base)] if base is not None else []), Path.cwd()]:
+    roots = [Path.cwd(), *([Path(base)] if base is not None else [])]
+    for root in roots[::-1] if run_folder else roots:
         if (root / file).is_file():  # an absolute ``file`` ignores ``root``
+            if run_folder and root == Path.cwd() and not file.is_absolute():
+                used = (root / file).resolve()
+                warnings.warn(f"env file {file} is not where the run folder {base} says; using {used} from the "
+                              "working folder", UserWarning, stacklevel=2)  # fmt: skip
             return f"{(root / file).resolve()}:{attr}"
     return target
 

@@ -85,48 +85,51 @@ def evaluate_all(
     k = min(cfg.mixed_episodes, cfg.episodes)
     onnx, int8, skipped = _exports(factory, teachers, students, cfg)
     acting = {**students, **{f"{n}-int8": t for n, t in int8.items()}}
+    if cooperative is None:
+        env = make_parallel(factory)
+        cooperative = declared_cooperative(None, env)
+        env.close()
+    team_mixes = cfg.mixed_teams and cooperative is not False  # mixes of a team with no shared goal mean nothing
 
     # Every play first (each with a fresh generator, so what one policy draws never depends on which played
     # before or beside it), side by side on ``workers`` processes; then the metrics from their rollouts.
-    plays: dict[tuple, tuple[JointPolicy, int, JointPolicy | None, int]] = {
-        ("teacher",): (teachers, cfg.episodes, None, POLICY_RNG),
-        ("random",): (RandomPolicy(spec), cfg.episodes, None, RANDOM_POLICY),
+    plays: dict[tuple, tuple[JointPolicy, int, JointPolicy | None, tuple[int, ...]]] = {
+        ("teacher",): (teachers, cfg.episodes, None, (POLICY_RNG,)),
+        ("random",): (RandomPolicy(spec), cfg.episodes, None, (RANDOM_POLICY,)),
     }
 
     def mixed(key: tuple, base: JointPolicy, other: JointPolicy) -> None:
         for mix in mixes(spec.agents):
-            plays[(*key, mix)] = (MixedTeam(base, other, mix), k, None, POLICY_RNG)
+            plays[(*key, mix)] = (MixedTeam(base, other, mix), k, None, (POLICY_RNG,))
 
     for folder, other in (cross_teachers or {}).items():  # another run's teachers beside this run's
         mixed(("teacher", "cross", folder), teachers, other)
     for name, student in acting.items():
-        plays[(name,)] = (student, cfg.episodes, teachers, POLICY_RNG)
-        if cfg.mixed_teams and name in students:
+        plays[(name,)] = (student, cfg.episodes, teachers, (POLICY_RNG,))
+        if team_mixes and name in students:
             mixed((name, "mixed"), teachers, student)
         for folder, others in (cross_play or {}).items():
             if name in others:  # students of another run (another seed) paired with this run's
                 mixed((name, "cross", folder), student, others[name])
 
-    def play(policy: JointPolicy, episodes: int, reference: JointPolicy | None, role: int) -> Rollouts:
+    def play(policy: JointPolicy, episodes: int, reference: JointPolicy | None, role: tuple[int, ...]) -> Rollouts:
         return run_episodes(
             factory,
             policy,
             seeds=episode_seeds[:episodes],
             n_envs=cfg.n_envs,
-            rng=seeding.rng(cfg.seed, seeding.EVALUATE, role),
+            rng=seeding.rng(cfg.seed, seeding.EVALUATE, *role),
             reference=reference,
         )
 
     bar = progress_bar(total=len(plays), desc="evaluate", unit="play", progress=progress)
     rolls = dict(zip(plays, run_jobs([partial(play, *job) for job in plays.values()], workers, bar.update)))
     teacher_roll, random_roll = rolls[("teacher",)], rolls[("random",)]
-    if cooperative is None:
-        cooperative = declared_cooperative(None, make_parallel(factory))
     goal = shared_goal(cooperative, [teacher_roll, random_roll])
-    if not goal["value"]:  # one seat changes hands at a time: random's and each student's seat figures
+    if not goal["value"]:  # one seat changes hands at a time: random's (its own stream per seat) and each student's
         seats = {("seat", "random", a): (MixedTeam(teachers, RandomPolicy(spec), (a,)), cfg.episodes, None,
-                                         RANDOM_POLICY) for a in spec.agents}  # fmt: skip
-        seats.update({("seat", n, a): (MixedTeam(teachers, s, (a,)), cfg.episodes, None, POLICY_RNG)
+                                         (RANDOM_POLICY, 1 + i)) for i, a in enumerate(spec.agents)}  # fmt: skip
+        seats.update({("seat", n, a): (MixedTeam(teachers, s, (a,)), cfg.episodes, None, (POLICY_RNG,))
                       for n, s in students.items() for a in spec.agents})  # fmt: skip
         bar.total += len(seats)
         rolls.update(zip(seats, run_jobs([partial(play, *job) for job in seats.values()], workers, bar.update)))
@@ -190,7 +193,7 @@ def evaluate_all(
         }
         above = entry["normalized_return"] is not None and entry["normalized_return"] > ABOVE_TEACHER
         entry["flags"] = ["normalized_above_1_05"] if above else []
-        if cfg.mixed_teams and name in students:
+        if team_mixes and name in students:
             entry["mixed_team"] = mix_with((name, "mixed"), teacher_roll.team, roll.team)
         for folder, others in (cross_play or {}).items():
             if name in others:
@@ -272,11 +275,13 @@ def score_against(
     teacher: JointPolicy,
     students: Mapping[str, JointPolicy],
     cfg: EvalConfig,
+    *,
+    cooperative: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Each student judged against another teacher team (several-teachers distillation): that team's return on
     the same seeds, the student's return normalized by it (null unless that team is significantly above the
-    random policy, paired on the same episode seeds), the paired difference, and agreement and KL on the
-    student's states."""
+    random policy, paired on the same episode seeds, and the agents share one goal), the paired difference, and
+    agreement and KL on the student's states."""
     seeds = episode_seeds_of(cfg)
 
     def play(policy: JointPolicy, reference: JointPolicy | None = None, role: int = POLICY_RNG) -> Rollouts:
@@ -285,7 +290,7 @@ def score_against(
 
     ref = play(teacher)
     random = play(RandomPolicy(teacher.spec), role=RANDOM_POLICY).team  # the same draws as evaluate_all's
-    significant = gap_over_random(ref.team, random)["significant"]
+    significant = gap_over_random(ref.team, random, warn=cooperative)["significant"] and cooperative
     random_mean = float(np.mean(random))
     out = {}
     for name, student in students.items():

@@ -48,8 +48,10 @@ def _worst_mix(mixed: Mapping[str, Any] | None) -> str:
     block = (mixed.get("team_return_by_mix") or {}).get(worst)
     if block is None:
         return fmt(mixed.get("min_normalized_return"))
-    alone = (mixed.get("unmixed_team_return") or {}).get("other")
-    beside = f"; all students {fmt(alone['mean'])}" if alone else ""
+    alone = mixed.get("unmixed_team_return") or {}
+    who = {"base": "teachers", "other": "all students"}
+    beside = ", ".join(f"{who[k]} {fmt(alone[k]['mean'])}" for k in who if k in alone)
+    beside = f"; on these {mixed['episodes']} episodes {beside}" if beside else ""
     return f"{ci_cell(block)} ({worst}{beside})"
 
 
@@ -283,13 +285,32 @@ TEAM = (
     "Normalized return: (R − R_random) / (R_teacher − R_random) on the same episode seeds, null unless the "
     "teachers beat random significantly on them; ⚠ marks a student above 1.05. − teachers: the policy's team "
     "return minus the teachers' on each shared episode seed. Mixed team, worst: the lowest team return over the "
-    "mixes (agents named act by the student, the rest by the teachers), beside the all-student team on the same "
-    "episodes. Agreement and KL are measured on the states the student visits."
+    "mixes (agents named act by the student, the rest by the teachers), played on the first mixed_episodes "
+    "episodes only, so the teachers and the all-student team on those same episodes stand beside it. Agreement "
+    "and KL are measured on the states the student visits."
 )
 COSTS = (
     "Averages over agents. Latency: batch 1, one CPU thread, every policy through the same numpy path (teachers' "
     "actor networks included); the batch column acts 1,024 joint steps at once."
 )
+
+
+def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """What a command prints after evaluating: a line per policy (per policy and seat where the agents do not
+    share one goal)."""
+    lines = []
+    for name, m in _policies(metrics):
+        if _by_seat(metrics):  # no shared goal: each seat against the teachers in the others
+            lines += [f"{name:>10}: {seat}: return {ci_cell(s['return'])}  normalized {fmt(s['normalized'], 3)}"
+                      for seat, s in m.get("per_seat", {}).items()]  # fmt: skip
+            continue
+        tr = m["team_return"]
+        extra = f"  joint agreement {m['joint_action_agreement']:.3f}" if "joint_action_agreement" in m else ""
+        lines.append(
+            f"{name:>10}: team return {tr['mean']:8.2f} [{tr['ci95'][0]:.2f}, {tr['ci95'][1]:.2f}]"
+            f"  normalized {fmt(m.get('normalized_return'), 3)}  params {m.get('params')}{extra}"
+        )
+    return lines
 
 
 def write_report(run_dir: Path, metrics: Mapping[str, Any], title: str, notes: str = "") -> Path:

@@ -204,7 +204,9 @@ def seat_table(rows: Mapping[str, Any]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for policy, r in rows.items():
         for seat, s in (r.get("per_seat") or {}).items():
-            cells = [policy, seat, ci_cell(s["normalized"], 3, key="iqm"), ci_cell(s["return"])]
+            runs = s["normalized"].get("runs", 0)
+            fewer = f" ({runs} of {r['runs']} runs; null in the rest)" if runs < r["runs"] else ""
+            cells = [policy, seat, ci_cell(s["normalized"], 3, key="iqm") + fewer, ci_cell(s["return"])]
             cells += [fmt(r.get("joint_action_agreement", {}).get("mean"), 3), _int(r.get("params"))]
             cells += [fmt(r.get("latency_us_per_joint_step"), 1), fmt(r.get("speedup_vs_teacher"), 2)]
             lines.append("| " + " | ".join(cells) + " |")

@@ -102,7 +102,7 @@ def _resolved(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     resolved = config_mod.to_dict(cfg)
     saved = folder / runner.CONFIG
     if saved.exists():
-        old = config_mod.comparable(config_mod.to_dict(config_mod.load(saved)))
+        old = config_mod.comparable(config_mod.to_dict(config_mod.load(saved, run_folder=True)))
         new = config_mod.comparable(resolved)
         if old != new and _inside_grid(old) != _inside_grid(new):
             raise UserError(f"{saved} was written by another config; use a new --out (results are never overwritten)")
@@ -122,9 +122,8 @@ def _inside_grid(config: dict[str, Any]) -> dict[str, Any]:
 def _follow_move(cell: Cell) -> None:
     """A moved grid's cell: its config.toml (ours) takes the grid's new paths, so the run continues there."""
     saved = cell.folder / runner.CONFIG
-    if saved.exists() and config_mod.comparable(config_mod.to_dict(config_mod.load(saved))) != config_mod.comparable(
-        cell.config
-    ):
+    old = config_mod.to_dict(config_mod.load(saved, run_folder=True)) if saved.exists() else None
+    if old is not None and config_mod.comparable(old) != config_mod.comparable(cell.config):
         config_mod.save(config_mod.build(cell.config), saved)
 
 

@@ -26,7 +26,7 @@ from marl_distill.evaluate.report import write_report
 from marl_distill.pipeline import run_notes
 from marl_distill.policy.joint import JointPolicy, TeacherEnsemble
 from marl_distill.policy.spec import EnvSpec
-from marl_distill.students import StudentTeam
+from marl_distill.students import KINDS, StudentTeam
 from marl_distill.students.mlp import META
 from marl_distill.teachers import TeacherTeam, train_teachers
 from marl_distill.teachers.train import MANIFEST
@@ -96,7 +96,7 @@ def load_run_config(run_dir: Path) -> ExperimentConfig:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise UserError(f"{run_dir} is not a marl-distill run folder ({CONFIG} missing)")
-    return config_mod.load(path)
+    return config_mod.load(path, run_folder=True)
 
 
 def env_factory(cfg: ExperimentConfig) -> tuple[Any, EnvSpec]:
@@ -196,20 +196,28 @@ def stage_distill(
 def distill_into(cfg: ExperimentConfig, run_dir: Path, out: Path, kind: str, name: str | None = None) -> list[str]:
     """``marl-distill distill``: a ``kind`` student of ``run_dir``'s teachers into ``out/students/NAME`` (``out``:
     ``run_dir`` itself, or a new run folder borrowing those teachers), everything checked before the first file is
-    written. Settings that differ from the run's own ``[distill]`` are written into the student's distill record
-    (and so its report); they are returned as ``key: run's -> this``."""
+    written. Settings that differ from the run's own ``[distill]`` (and extra teachers) are written into the
+    student's distill record (and so its report); they are returned as ``key: run's -> this``. A named student
+    draws the seeds of its kind, so two students of one kind differ by their settings alone (a paired comparison);
+    one with the run's own settings would be an exact copy and is refused."""
     name = name or kind
-    if name in RESERVED or not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise UserError(f"--name {name!r}: use letters, digits, '-', '_' and '.', and not {sorted(RESERVED)}")
+    taken = RESERVED | {k for k in KINDS if k != kind}  # another kind's folder would pass for that kind's student
+    if name in taken or name.endswith("-int8") or not all(c.isalnum() or c in "-_." for c in name or "-"):
+        raise UserError(f"--name {name!r}: use letters, digits, '-', '_' and '.', not {sorted(taken)} or *-int8")
     same = Path(out).resolve() == Path(run_dir).resolve()
     if (Path(out) / "students" / name).exists():
         raise UserError(f"{Path(out) / 'students' / name} exists; choose another --name or --out")
     run_cfg = load_run_config(run_dir)
-    changed = config_mod.differences(
-        {**config_mod.to_dict(run_cfg)["distill"], "students": None},
-        {**config_mod.to_dict(cfg)["distill"], "students": None},
-        "distill",
-    )
+
+    def setup(c: ExperimentConfig) -> dict[str, Any]:
+        return {"distill": {**config_mod.to_dict(c)["distill"], "students": None}, "extra_teachers": c.extra_teachers}
+
+    changed = config_mod.differences(setup(run_cfg), setup(cfg))
+    if same and name != kind and not changed and (Path(out) / "students" / kind / META).exists():
+        raise UserError(
+            f"students/{kind} was distilled with these settings and the same seeds, so {name!r} would be an exact "
+            "copy; change a setting (e.g. --hidden) to compare students of one kind"
+        )
     if same and cfg.distill.student_view != run_cfg.distill.student_view:
         raise UserError(
             f"--student-view {cfg.distill.student_view} differs from {run_dir}'s distill.student_view, whose students "
@@ -279,7 +287,8 @@ def stage_evaluate(
             cooperative=cooperative(cfg, factory),
         )
         for folder, other in extra_teachers(cfg, views).items():
-            scores = score_against(factory, other, students, cfg.evaluate)
+            shared = metrics["_meta"]["shared_goal"]["value"]
+            scores = score_against(factory, other, students, cfg.evaluate, cooperative=shared)
             for name, score in scores.items():
                 metrics[name].setdefault("by_teacher", {})[folder] = score
         metrics["teacher"]["bytes_on_disk"] = _bytes(teachers_dir(cfg, run_dir) / "teachers", "*.zip")
@@ -309,7 +318,11 @@ def cooperative(cfg: ExperimentConfig, factory: Any) -> bool | None:
     """``env.cooperative`` where set, else what the env or its registry entry declares (None: nothing does)."""
     if isinstance(cfg.env.cooperative, bool):
         return cfg.env.cooperative
-    return declared_cooperative(cfg.env.id, make_parallel(factory))
+    env = make_parallel(factory)
+    try:
+        return declared_cooperative(cfg.env.id, env)
+    finally:
+        env.close()
 
 
 def comparable_setup(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -340,7 +353,7 @@ def run(
     check_dir(run_dir, resume)  # nothing is written before every check has passed
     saved = run_dir / CONFIG
     borrowed = trained_view(Path(cfg.teachers_from)) if cfg.teachers_from else None  # auto follows their view
-    same = config_mod.comparable(config_mod.to_dict(config_mod.load(saved)), borrowed) if saved.exists() else None
+    same = config_mod.comparable(config_mod.to_dict(load_run_config(run_dir)), borrowed) if saved.exists() else None
     changed = config_mod.differences(same, config_mod.comparable(config_mod.to_dict(cfg), borrowed)) if same else []
     if changed:
         shown = "; ".join(changed[:3]) + (f" (and {len(changed) - 3} more)" if len(changed) > 3 else "")

@@ -46,3 +46,11 @@ def test_a_benchmark_of_a_mixed_game_reports_each_seat(tmp_path, capsys):
     assert "kl/shared · agent_2" in printed, printed
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| kl/shared | agent_2 |" in report and "do not share one goal" in report
+
+
+def test_mpe2_cooperative_tasks_are_known_by_id_and_by_module_spec():
+    from marl_distill.env.registry import declared_cooperative
+
+    for spec in ("simple_spread", "mpe2.simple_spread_v3:parallel_env", "mpe2.simple_reference_v3:env"):
+        assert declared_cooperative(spec, object()) is True, spec
+    assert declared_cooperative("mpe2.simple_tag_v3:env", object()) is None  # predator-prey: decided from rewards

@@ -170,7 +170,9 @@ def test_stage_commands_take_the_run_settings_and_named_students_share_one_table
     assert main_cli(small) == 0 and "distill.hidden: [32] -> [16]" in capsys.readouterr().out
     record = json.loads((run / "students" / "shared-16" / "distill.json").read_text())
     assert record["hidden"] == [16] and record["differs_from_run"] == ["distill.hidden: [32] -> [16]"]
-    assert main_cli(["distill", str(run), "--out", str(run), "--name", "teacher"]) == 2
+    for name, why in (("teacher", "not ["), ("per-agent", "not ["), ("shared-int8", "*-int8"), ("copy", "exact copy")):
+        assert main_cli(["distill", str(run), "--out", str(run), "--name", name]) == 2  # --student shared
+        assert why in capsys.readouterr().err
     assert main_cli(["evaluate", str(run), "--episodes", "10"]) == 0, capsys.readouterr().err
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"shared", "per-agent", "shared-16"} <= set(metrics) and metrics["shared-16"]["params"] < first["shared"][
@@ -180,6 +182,11 @@ def test_stage_commands_take_the_run_settings_and_named_students_share_one_table
     report = (run / "report.md").read_text()
     assert "| shared-16 |" in report and "Evaluated with settings other than the run's: evaluate.episodes" in report
     assert "Distilled with settings other than the run's: distill.hidden: [32] -> [16]" in report
+    assert main_cli(["evaluate", str(run), "--set", "teachers.steps=1"]) == 2  # the run's, not evaluate's
+    assert main_cli(["evaluate", str(run), "--set", "env.cooperative=false"]) == 0, capsys.readouterr().err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["_meta"]["differs_from_run"] == ["env.cooperative: 'auto' -> False"]
+    assert metrics["shared-16"]["per_seat"]["agent_1"]["return"]["episodes"] == 20  # scored per seat on request
 
 
 def test_config_prints_every_default_with_its_doc_and_h_is_help(tmp_path, capsys):
