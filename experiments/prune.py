@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from marl_distill.compress.prune import magnitude, nonzero_params, structured
-from marl_distill.distill.trainer import RECORD, distill_one, student_seeds
-from marl_distill.evaluate import evaluate_all
-from marl_distill.evaluate.stats import iqm_ci, t_ci
+from marl_distill.distillation.trainer import RECORD, distill_one, student_seeds
+from marl_distill.evaluation import evaluate_all
+from marl_distill.evaluation.stats import iqm_ci, t_ci
 from marl_distill.pipeline.runner import env_factory, load_run_config, load_students, load_teachers
 from marl_distill.students import StudentTeam
 from marl_distill.utils.files import read_json, write_json

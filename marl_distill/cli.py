@@ -19,10 +19,10 @@ from typing import Annotated, Any
 import typer
 
 from marl_distill import config as config_mod
-from marl_distill.distill.config import AUTO, SAMPLINGS
-from marl_distill.distill.losses import LOSSES
+from marl_distill.distillation.config import AUTO, SAMPLINGS
+from marl_distill.distillation.losses import LOSSES
 from marl_distill.errors import RunFailed, UserError
-from marl_distill.evaluate.report import summary_lines
+from marl_distill.evaluation.report import summary_lines
 from marl_distill.pipeline import runner
 from marl_distill.students.mlp import KINDS
 from marl_distill.teachers.config import ALGOS
@@ -316,7 +316,7 @@ def benchmark(
     summary = run_benchmark(
         cfg, folder, ray_address=ray_address, log=lambda line: typer.echo(line, err=True), command=command
     )
-    from marl_distill.evaluate.summary import headline
+    from marl_distill.evaluation.summary import headline
 
     for line in headline(summary):
         typer.echo(line)

@@ -23,11 +23,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from marl_distill.distill import DistillConfig
+from marl_distill.distillation import DistillConfig
 from marl_distill.env.registry import anchored, stored
 from marl_distill.env.views import check_view
 from marl_distill.errors import UserError
-from marl_distill.evaluate import EvalConfig
+from marl_distill.evaluation import EvalConfig
 from marl_distill.teachers import TeacherConfig
 from marl_distill.utils.files import write_text
 

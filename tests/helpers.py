@@ -9,8 +9,8 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3 import DQN, PPO
 from worlds import TargetGame
 
-from marl_distill.distill import DistillConfig, distill
-from marl_distill.evaluate import EvalConfig, evaluate_all
+from marl_distill.distillation import DistillConfig, distill
+from marl_distill.evaluation import EvalConfig, evaluate_all
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.teachers import TeacherConfig, TeacherTeam, train_teachers
 

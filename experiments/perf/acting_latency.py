@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_distill.evaluate.metrics import episode_seeds_of
-from marl_distill.evaluate.rollout import run_episodes
-from marl_distill.evaluate.speed import BATCH, BLAS_ONE_THREAD, WARMUP, batch_repeats, timed_rounds
-from marl_distill.evaluate.stats import mean_t_ci
+from marl_distill.evaluation.metrics import episode_seeds_of
+from marl_distill.evaluation.rollout import run_episodes
+from marl_distill.evaluation.speed import BATCH, BLAS_ONE_THREAD, WARMUP, batch_repeats, timed_rounds
+from marl_distill.evaluation.stats import mean_t_ci
 from marl_distill.pipeline.runner import env_factory, load_run_config, load_students, load_teachers
 
 LATENCIES = {

@@ -24,7 +24,7 @@ import numpy as np
 from marl_distill_envs.navigation import NavigationBatch, parallel_env
 from mpe2 import simple_spread_v3
 
-from marl_distill.evaluate.stats import mean_t_ci
+from marl_distill.evaluation.stats import mean_t_ci
 
 
 def pettingzoo_rate(make: Callable[[], object], seconds: float, seed: int) -> float:

@@ -37,7 +37,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.utils import set_random_seed
 
 from marl_distill.env.registry import resolve
-from marl_distill.evaluate.stats import mean_t_ci as mean_ci
+from marl_distill.evaluation.stats import mean_t_ci as mean_ci
 from marl_distill.teachers.config import TeacherConfig
 from marl_distill.teachers.train import aligned_vec_steps, train_teachers
 

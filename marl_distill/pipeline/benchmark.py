@@ -23,7 +23,7 @@ from typing import Any
 
 from marl_distill import config as config_mod
 from marl_distill.errors import UserError
-from marl_distill.evaluate.summary import write_summary
+from marl_distill.evaluation.summary import write_summary
 from marl_distill.pipeline import runner
 from marl_distill.pipeline.config import BenchmarkConfig
 from marl_distill.teachers.train import MANIFEST

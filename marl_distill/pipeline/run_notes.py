@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from marl_distill.config import ExperimentConfig
-from marl_distill.distill.trainer import RECORD
+from marl_distill.distillation.trainer import RECORD
 from marl_distill.env.views import Views
 from marl_distill.students import StudentMeta
 from marl_distill.utils.files import read_json

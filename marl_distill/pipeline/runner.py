@@ -15,14 +15,14 @@ import torch
 
 from marl_distill import config as config_mod
 from marl_distill.config import ExperimentConfig
-from marl_distill.distill import distill
+from marl_distill.distillation import distill
 from marl_distill.env.joint_vec_env import make_parallel
 from marl_distill.env.registry import declared_cooperative, resolve
 from marl_distill.env.views import LOCAL, Views, view_factory
 from marl_distill.errors import UserError
-from marl_distill.evaluate import evaluate_all
-from marl_distill.evaluate.metrics import score_against
-from marl_distill.evaluate.report import write_report
+from marl_distill.evaluation import evaluate_all
+from marl_distill.evaluation.metrics import score_against
+from marl_distill.evaluation.report import write_report
 from marl_distill.pipeline import run_notes
 from marl_distill.policy.joint import JointPolicy, TeacherEnsemble
 from marl_distill.policy.spec import EnvSpec

@@ -4,7 +4,7 @@ Forked workers inherit everything the parent has loaded (env factories, teachers
 sessions), so a job is any zero-argument callable and nothing is reloaded or pickled on the way in; only results
 travel back. Each job seeds all it draws from its own arguments (a fresh generator per play, torch's seed per
 student), so results do not depend on which worker ran a job or in what order: the same figures as one process
-(tests/distill/test_distill.py checks it). Jobs run one after another where ``fork`` does not exist or is unsafe:
+(tests/distillation/test_distill.py checks it). Jobs run one after another where ``fork`` does not exist or is unsafe:
 Windows and macOS, and a parent whose torch runs more than one thread (torch's thread pool does not survive a
 fork: the children would hang).
 """

@@ -27,7 +27,7 @@ from marl_distill.compress.graph import read_meta
 from marl_distill.compress.paths import raw_obs_spaces
 from marl_distill.compress.runtime import OnnxTeam, weight_bytes_of
 from marl_distill.env.joint_vec_env import make_parallel
-from marl_distill.evaluate.rollout import run_episodes
+from marl_distill.evaluation.rollout import run_episodes
 from marl_distill.policy.observations import decode_batch, encoder
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.students import StudentMeta, StudentNet, StudentTeam

@@ -7,7 +7,7 @@ from helpers import QUICK_EVAL, distill_and_evaluate, teachers_for
 from worlds import DyingTargetGame, IllegalMoveCounter, counted_tictactoe
 
 from marl_distill.env.joint_vec_env import JointVecEnv, make_parallel
-from marl_distill.evaluate.rollout import run_episodes
+from marl_distill.evaluation.rollout import run_episodes
 from marl_distill.policy.joint import MixedTeam, RandomPolicy
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.teachers import TeacherConfig, TeacherTeam, train_teachers

@@ -7,8 +7,8 @@ import numpy as np
 from worlds import ShiftedTargetGame, UnboundedTarget
 
 from marl_distill.cli import cli
-from marl_distill.distill import DistillConfig, distill
-from marl_distill.evaluate import EvalConfig, evaluate_all
+from marl_distill.distillation import DistillConfig, distill
+from marl_distill.evaluation import EvalConfig, evaluate_all
 from marl_distill.policy.joint import RandomPolicy, select_actions
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.teachers import TeacherConfig, TeacherTeam, train_teachers

@@ -247,7 +247,7 @@ def _edges_blank(png) -> bool:
 
 @pytest.mark.parametrize("tasks", [1, 2])
 def test_every_benchmark_plot_keeps_its_labels_inside_the_image(grid, tmp_path, tasks):
-    from marl_distill.evaluate.summary import write_summary
+    from marl_distill.evaluation.summary import write_summary
 
     out = grid / "out"
     runs = []

@@ -117,8 +117,8 @@ def test_an_interrupted_distillation_resumes_at_its_last_round_with_the_same_stu
     start, and the student equals one distilled without a stop (weights, curves, budget)."""
     from helpers import teachers_for, three_targets
 
-    from marl_distill.distill import DistillConfig, distill
-    from marl_distill.distill.resume import FOLDER
+    from marl_distill.distillation import DistillConfig, distill
+    from marl_distill.distillation.resume import FOLDER
 
     teachers = teachers_for(three_targets, steps=2000, seed=3)
     cfg = DistillConfig(students=["per-agent"], hidden=[16], samples=3000, epochs=30, sampling="student", seed=1)

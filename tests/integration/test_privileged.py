@@ -15,8 +15,8 @@ from stable_baselines3 import PPO
 
 from marl_distill import config as config_mod
 from marl_distill.cli import cli
-from marl_distill.distill import DistillConfig, distill
-from marl_distill.distill.collect import collect
+from marl_distill.distillation import DistillConfig, distill
+from marl_distill.distillation.collect import collect
 from marl_distill.env.registry import resolve
 from marl_distill.env.views import GLOBAL, ViewEnv, viewed
 from marl_distill.pipeline import runner
@@ -146,7 +146,7 @@ def test_a_view_that_does_not_fit_is_refused_in_one_line(tmp_path, capsys):
 
 
 def test_the_privilege_table_pairs_seeds_and_keeps_the_guards():
-    from marl_distill.evaluate.privilege import compare, section
+    from marl_distill.evaluation.privilege import compare, section
 
     def team(returns, guarded=True):
         return {
@@ -187,7 +187,7 @@ def test_the_privilege_table_pairs_seeds_and_keeps_the_guards():
 
 
 def test_only_tasks_that_differ_in_the_teachers_view_are_paired():
-    from marl_distill.evaluate.privilege import differences, pairs
+    from marl_distill.evaluation.privilege import differences, pairs
 
     def run(task, view, sight=0.5, sampling="student", student_view="local"):
         setup = {"env_kwargs": {"sight": sight}, "teachers": {"steps": 100}}
@@ -209,7 +209,7 @@ def test_only_tasks_that_differ_in_the_teachers_view_are_paired():
 
 
 def test_tasks_evaluated_on_other_episode_seeds_are_flagged_not_like_for_like():
-    from marl_distill.evaluate.privilege import comparisons
+    from marl_distill.evaluation.privilege import comparisons
 
     def run(task, view, seed, eval_seed):
         meta = {"env": "nav", "views": {"teachers": view}, "eval_seed": eval_seed, "students": {}}

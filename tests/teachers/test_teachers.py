@@ -11,7 +11,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 from worlds import ConstantReward, DyingTargetGame, TargetGame
 
-from marl_distill.evaluate import run_episodes
+from marl_distill.evaluation import run_episodes
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.teachers import TeacherConfig, TeacherTeam, train_teachers
 from marl_distill.teachers.lockstep import LearnerSpec

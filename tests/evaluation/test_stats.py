@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from marl_distill.evaluate.stats import (
+from marl_distill.evaluation.stats import (
     fieller_interval,
     iqm_ci,
     mean_ci,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from marl_distill.evaluate.stats import METHODS, agent_mean
+from marl_distill.evaluation.stats import METHODS, agent_mean
 from marl_distill.utils.files import write_text
 from marl_distill.utils.plotting import pyplot, save_figure
 

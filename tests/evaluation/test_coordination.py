@@ -7,8 +7,8 @@ import pytest
 from marl_distill_envs.matrix_games import penalty_game
 from worlds import FixedActions
 
-from marl_distill.distill import DistillConfig, distill
-from marl_distill.evaluate import EvalConfig, evaluate_all
+from marl_distill.distillation import DistillConfig, distill
+from marl_distill.evaluation import EvalConfig, evaluate_all
 from marl_distill.policy.spec import EnvSpec
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from marl_distill.evaluate.report import ci_cell
-from marl_distill.evaluate.stats import METHODS, ratio_ci, t_ci
+from marl_distill.evaluation.report import ci_cell
+from marl_distill.evaluation.stats import METHODS, ratio_ci, t_ci
 
 LOCAL = "local"
 

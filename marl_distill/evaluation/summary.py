@@ -1,5 +1,5 @@
 """A benchmark's results across runs: results.json / results.csv (one record per run), summary.json and report.md
-(IQM and means over seeds with intervals whose coverage tests/evaluate/test_stats.py checks), and the plots in
+(IQM and means over seeds with intervals whose coverage tests/evaluation/test_stats.py checks), and the plots in
 benchmark_plots.
 
 results.json nests env -> task -> policy -> run -> metrics, the nesting marl-eval uses (its metrics are lists per
@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from marl_distill.evaluate import benchmark_plots, privilege
-from marl_distill.evaluate.report import ci_cell, fmt
-from marl_distill.evaluate.size import size_section
-from marl_distill.evaluate.stats import METHODS, agent_mean, iqm_ci, t_ci
+from marl_distill.evaluation import benchmark_plots, privilege
+from marl_distill.evaluation.report import ci_cell, fmt
+from marl_distill.evaluation.size import size_section
+from marl_distill.evaluation.stats import METHODS, agent_mean, iqm_ci, t_ci
 from marl_distill.utils.files import write_json, write_text
 
 REFERENCE = ("teacher", "random")

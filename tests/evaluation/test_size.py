@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marl_distill.evaluate.size import candidates, pareto, size_section, smallest_holding
+from marl_distill.evaluation.size import candidates, pareto, size_section, smallest_holding
 
 
 def row(iqm: float, lo: float, nbytes: int, macs: int = 100) -> dict:

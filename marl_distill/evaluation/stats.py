@@ -1,5 +1,5 @@
 """Intervals a reviewer can sign: every one names its method, and the ones over few seeds have their coverage
-checked by simulation (tests/evaluate/test_stats.py).
+checked by simulation (tests/evaluation/test_stats.py).
 
 Across a handful of runs a percentile bootstrap is too narrow (at 5 seeds of normal data it covers the true mean
 ~83% of the time, the IQM's ~90%), so summaries over runs use Student-t for means and the Tukey–McLaughlin

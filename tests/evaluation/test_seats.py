@@ -6,7 +6,7 @@ from __future__ import annotations
 from helpers import QUICK_EVAL, distill_and_evaluate, teachers_for
 from worlds import RivalTargetGame
 
-from marl_distill.evaluate.report import write_report
+from marl_distill.evaluation.report import write_report
 
 
 def test_a_mixed_game_is_scored_per_seat(tmp_path):

@@ -9,8 +9,8 @@ import torch
 from marl_distill_envs.matrix_games import penalty_game
 from worlds import FixedActions
 
-from marl_distill.evaluate import EvalConfig, evaluate_all, run_episodes
-from marl_distill.evaluate.report import write_report
+from marl_distill.evaluation import EvalConfig, evaluate_all, run_episodes
+from marl_distill.evaluation.report import write_report
 from marl_distill.policy.joint import RandomPolicy
 from marl_distill.policy.spec import EnvSpec
 
@@ -89,7 +89,7 @@ def test_matrix_game_episodes_vary_with_the_seed_and_repeat_with_it():
 
 
 def test_evaluation_seeds_come_from_the_run_seed():
-    from marl_distill.evaluate.metrics import episode_seeds_of
+    from marl_distill.evaluation.metrics import episode_seeds_of
 
     a, b = episode_seeds_of(EvalConfig(seed=0)), episode_seeds_of(EvalConfig(seed=1))
     assert len(set(a)) == len(a) == 200 and not set(a) & set(b)

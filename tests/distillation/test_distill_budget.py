@@ -9,11 +9,11 @@ import pytest
 import torch
 from worlds import TargetGame
 
-from marl_distill.distill import DistillConfig, distill
-from marl_distill.distill.collect import Buffer, Dataset, collect
-from marl_distill.distill.fit import fit, held_out
-from marl_distill.distill.losses import make_loss
-from marl_distill.distill.trainer import SUMMARY_KEYS, label_policy
+from marl_distill.distillation import DistillConfig, distill
+from marl_distill.distillation.collect import Buffer, Dataset, collect
+from marl_distill.distillation.fit import fit, held_out
+from marl_distill.distillation.losses import make_loss
+from marl_distill.distillation.trainer import SUMMARY_KEYS, label_policy
 from marl_distill.policy.joint import TeacherEnsemble
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.students import StudentMeta, StudentNet

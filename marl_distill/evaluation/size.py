@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from marl_distill.evaluate.report import ci_cell, fmt
+from marl_distill.evaluation.report import ci_cell, fmt
 
 HOLD = 0.95
 """The normalized-return IQM a student must reach to "hold" the team's return."""

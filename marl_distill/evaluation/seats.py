@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from marl_distill.evaluate.rollout import Rollouts
-from marl_distill.evaluate.stats import excludes_zero, mean_ci, normalized, paired_diff
+from marl_distill.evaluation.rollout import Rollouts
+from marl_distill.evaluation.stats import excludes_zero, mean_ci, normalized, paired_diff
 
 OUTCOMES = (-1.0, 0.0, 1.0)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from marl_distill.evaluate import size
+from marl_distill.evaluation import size
 from marl_distill.utils.files import read_json
 from marl_distill.utils.plotting import pyplot, save_figure
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_distill.distill.collect import Dataset
-from marl_distill.distill.losses import LossFn
+from marl_distill.distillation.collect import Dataset
+from marl_distill.distillation.losses import LossFn
 from marl_distill.errors import UserError
 from marl_distill.policy.distributions import DiagGaussian, Head, apply_mask
 from marl_distill.students import StudentNet

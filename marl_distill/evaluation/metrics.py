@@ -15,11 +15,11 @@ import numpy as np
 
 from marl_distill.env.joint_vec_env import make_parallel
 from marl_distill.env.registry import declared_cooperative
-from marl_distill.evaluate.config import EvalConfig
-from marl_distill.evaluate.rollout import Rollouts, run_episodes
-from marl_distill.evaluate.seats import per_seat, shared_goal
-from marl_distill.evaluate.speed import cost_metrics, team_costs
-from marl_distill.evaluate.stats import METHODS, excludes_zero, mean_ci, normalized, paired_diff
+from marl_distill.evaluation.config import EvalConfig
+from marl_distill.evaluation.rollout import Rollouts, run_episodes
+from marl_distill.evaluation.seats import per_seat, shared_goal
+from marl_distill.evaluation.speed import cost_metrics, team_costs
+from marl_distill.evaluation.stats import METHODS, excludes_zero, mean_ci, normalized, paired_diff
 from marl_distill.policy.distributions import DiagGaussian
 from marl_distill.policy.joint import JointPolicy, MixedTeam, RandomPolicy
 from marl_distill.policy.spec import EnvSpec

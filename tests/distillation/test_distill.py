@@ -11,9 +11,9 @@ import torch
 from helpers import QUICK_EVAL, distill_and_evaluate, teachers_for, three_targets
 
 from marl_distill.compress.prune import structured
-from marl_distill.distill import DistillConfig, ce_loss, distill, kl_loss, mse_loss
-from marl_distill.distill.trainer import distill_one, student_seeds
-from marl_distill.evaluate import EvalConfig, evaluate_all
+from marl_distill.distillation import DistillConfig, ce_loss, distill, kl_loss, mse_loss
+from marl_distill.distillation.trainer import distill_one, student_seeds
+from marl_distill.evaluation import EvalConfig, evaluate_all
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.students import StudentMeta, StudentTeam
 from marl_distill.teachers import TeacherConfig, TeacherTeam, train_teachers
@@ -78,7 +78,7 @@ def test_shared_student_serves_each_agent_by_its_id(fixed_teachers):
 
 
 def test_beta_schedules():
-    from marl_distill.distill.schedule import BetaSchedule, betas
+    from marl_distill.distillation.schedule import BetaSchedule, betas
 
     assert betas("teacher", BetaSchedule(), 3) == [1.0, 1.0, 1.0]
     assert betas("student", BetaSchedule(), 4) == [1.0, 0.0, 0.0, 0.0]
@@ -87,7 +87,7 @@ def test_beta_schedules():
 
 
 def test_student_driven_states_are_labelled_by_the_teachers_and_beta_decides_who_acts(fixed_teachers):
-    from marl_distill.distill.collect import collect
+    from marl_distill.distillation.collect import collect
     from marl_distill.students import StudentMeta, StudentNet
 
     spec = fixed_teachers.spec
@@ -113,7 +113,7 @@ def test_student_driven_states_are_labelled_by_the_teachers_and_beta_decides_who
 
 
 def test_buffer_keeps_a_bounded_uniform_sample():
-    from marl_distill.distill.collect import Buffer, Dataset
+    from marl_distill.distillation.collect import Buffer, Dataset
 
     buf = Buffer(1_000, np.random.default_rng(0))
     for chunk in range(10):
@@ -200,7 +200,7 @@ def test_average_of_teacher_distributions():
 
 
 def test_one_student_from_several_teacher_runs_is_scored_against_each(fixed_teachers):
-    from marl_distill.evaluate.metrics import score_against
+    from marl_distill.evaluation.metrics import score_against
     from marl_distill.policy.joint import TeacherEnsemble
 
     other = teachers_for(three_targets, seed=9)
@@ -218,7 +218,7 @@ def test_one_student_from_several_teacher_runs_is_scored_against_each(fixed_teac
 
 
 def test_mse_on_dqn_teachers_compares_raw_q_values_not_q_over_tau():
-    from marl_distill.distill.losses import make_loss
+    from marl_distill.distillation.losses import make_loss
 
     student, teacher = torch.tensor([[100.0, 0.0]]), torch.tensor([[0.0, 0.0]])  # logits in Q/tau units
     assert float(make_loss("mse", scale=0.01)(student, teacher)) == pytest.approx((1.0**2) / 2)
@@ -235,7 +235,7 @@ def test_mse_on_dqn_teachers_compares_raw_q_values_not_q_over_tau():
 def test_per_agent_students_can_start_as_copies_of_their_ppo_teachers(fixed_teachers):
     from worlds import ContinuousTarget
 
-    from marl_distill.distill.warm_start import warm_start
+    from marl_distill.distillation.warm_start import warm_start
     from marl_distill.errors import UserError
     from marl_distill.students import StudentMeta, StudentNet
 
@@ -263,7 +263,7 @@ def test_masked_actions_are_never_chosen_by_teachers_random_or_students():
     from worlds import MaskedTargetGame
 
     from marl_distill.env.joint_vec_env import JointVecEnv
-    from marl_distill.evaluate.rollout import run_episodes
+    from marl_distill.evaluation.rollout import run_episodes
     from marl_distill.policy.joint import RandomPolicy, select_actions
 
     with pytest.warns(UserWarning, match="maskable_ppo"):  # plain PPO learns legality from the penalty only

@@ -13,7 +13,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 from worlds import ContinuousTarget, HeteroTargetGame, TargetGame
 
-from marl_distill.evaluate.speed import cost_metrics, team_costs
+from marl_distill.evaluation.speed import cost_metrics, team_costs
 from marl_distill.policy.joint import MixedTeam, RandomPolicy
 from marl_distill.policy.numpy_mlp import NumpyMLP, Unsupported
 from marl_distill.policy.spec import EnvSpec

@@ -1,8 +1,8 @@
 """Distillation: losses, data collection and the student training loop."""
 
-from marl_distill.distill.config import DistillConfig
-from marl_distill.distill.losses import LOSSES, ce_loss, kl_loss, make_loss, mse_loss
-from marl_distill.distill.trainer import DistillResult, distill
+from marl_distill.distillation.config import DistillConfig
+from marl_distill.distillation.losses import LOSSES, ce_loss, kl_loss, make_loss, mse_loss
+from marl_distill.distillation.trainer import DistillResult, distill
 
 __all__ = [
     "LOSSES",

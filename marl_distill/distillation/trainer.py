@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_distill.distill.collect import Buffer, Dataset, collect
-from marl_distill.distill.config import DistillConfig
-from marl_distill.distill.fit import fit, plot_curves
-from marl_distill.distill.losses import make_loss
-from marl_distill.distill.resume import FOLDER, load_round, save_round, spent
-from marl_distill.distill.warm_start import warm_start
+from marl_distill.distillation.collect import Buffer, Dataset, collect
+from marl_distill.distillation.config import DistillConfig
+from marl_distill.distillation.fit import fit, plot_curves
+from marl_distill.distillation.losses import make_loss
+from marl_distill.distillation.resume import FOLDER, load_round, save_round, spent
+from marl_distill.distillation.warm_start import warm_start
 from marl_distill.env.views import Views
 from marl_distill.errors import UserError
 from marl_distill.policy.joint import JointPolicy, TeacherEnsemble

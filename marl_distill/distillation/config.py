@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from marl_distill.distill.losses import LOSSES
-from marl_distill.distill.schedule import SCHEDULES, BetaSchedule, betas
+from marl_distill.distillation.losses import LOSSES
+from marl_distill.distillation.schedule import SCHEDULES, BetaSchedule, betas
 from marl_distill.errors import UserError
 from marl_distill.students import KINDS
 
