@@ -23,9 +23,9 @@ from marl_distill.distillation.config import AUTO, SAMPLINGS
 from marl_distill.distillation.losses import LOSSES
 from marl_distill.errors import RunFailed, UserError
 from marl_distill.evaluation.report import summary_lines
-from marl_distill.pipeline import runner
+from marl_distill.pipeline import api
 from marl_distill.students.mlp import KINDS
-from marl_distill.teachers.config import ALGOS
+from marl_distill.teachers.config import ALGOS, TeacherConfig
 
 app = typer.Typer(
     help="Distill per-agent SB3 teachers of a PettingZoo env into compact shared or per-agent students.",
@@ -156,10 +156,8 @@ def train_teachers(
     ] = False,
 ) -> None:
     """Train one SB3 learner per agent, all together, into OUT/teachers/AGENT.zip."""
-    cfg = config_mod.build({"seed": seed})
-    cfg.env = config_mod.EnvConfig(env, _json_kwargs(env_kwargs, "--env-kwargs"))
-    cfg.teachers = dataclasses.replace(
-        cfg.teachers,
+    teachers = dataclasses.replace(
+        TeacherConfig(),
         algo=algo.value,
         agent_algo=_agent_algos(agent_algo),
         steps=steps,
@@ -171,7 +169,9 @@ def train_teachers(
     )
     again = [a for a in _ARGV if a != "--resume"]
     _ON_INTERRUPT.append(f"the last checkpoint is kept; continue with: {shlex.join(['marl-distill', *again])} --resume")
-    runner.run(cfg, out, resume=resume, stages=("teachers",))  # checks env and settings before writing anything
+    # the env and every setting are checked before anything is written
+    api.train_teachers(env, out=out, teachers=teachers, env_kwargs=_json_kwargs(env_kwargs, "--env-kwargs"),
+                       seed=seed, resume=resume)  # fmt: skip
     typer.echo(f"teachers saved in {out / 'teachers'}")
 
 
@@ -206,7 +206,6 @@ def distill(
     """Distill the teachers of RUN_DIR into a student saved in OUT/students/NAME. Every setting not given is the
     run's own (its distill table in RUN_DIR/config.toml); one that differs is written into the student's record
     and report."""
-    cfg = runner.load_run_config(run_dir)
     try:
         hidden_sizes = None if hidden is None else [int(h) for h in hidden.split(",") if h.strip()]
     except ValueError:
@@ -223,16 +222,11 @@ def distill(
         "init_from_teacher": init_from_teacher,
         "student_view": student_view,
     }
-    flags = {k: v for k, v in given.items() if v is not None}
-    cfg.distill = dataclasses.replace(cfg.distill, students=[student.value], **flags)
-    cfg.distill.validate()
-    for folder in extra_teachers:
-        if not (folder / "teachers").is_dir():
-            raise UserError(f"--extra-teachers {folder} holds no teachers/; pass a run folder from train-teachers")
-    if extra_teachers:  # else the run's own extra teachers, if it had any
-        cfg.extra_teachers = [str(f.resolve()) for f in extra_teachers]
-    changed = runner.distill_into(cfg, run_dir, out, student.value, name)
-    typer.echo(f"student saved in {out / 'students' / (name or student.value)}")
+    settings = {k: v for k, v in given.items() if v is not None}
+    folder, changed = api.distill(
+        run_dir, out=out, student=student.value, name=name, extra_teachers=extra_teachers, **settings
+    )
+    typer.echo(f"student saved in {folder}")
     if changed:
         typer.echo(f"settings other than the run's (recorded with the student): {'; '.join(changed)}")
 
@@ -251,23 +245,9 @@ def evaluate(
 ) -> None:
     """Evaluate teachers, random and every student of RUN_DIR with the run's own settings (its evaluate table in
     config.toml); write metrics.json and report.md, which say so where a flag changed them."""
-    cfg = runner.load_run_config(run_dir)
-    before = config_mod.to_dict(cfg)
-    other = [s for s in set_ if not s.startswith(("evaluate.", "env.cooperative="))]
-    if other:
-        raise UserError(f"--set {other[0]}: evaluate takes evaluate.* keys and env.cooperative; the rest is the run's")
-    cfg = config_mod.build(config_mod.apply_overrides(config_mod.to_dict(cfg), set_))
-    if episodes is not None:
-        mixed = min(episodes, cfg.evaluate.mixed_episodes)
-        cfg.evaluate = dataclasses.replace(cfg.evaluate, episodes=episodes, mixed_episodes=mixed)
-    cfg.evaluate.validate()
-    after = config_mod.to_dict(cfg)
-    changed = config_mod.differences(
-        {k: before[k] for k in ("env", "evaluate")}, {k: after[k] for k in ("env", "evaluate")}
-    )
     if json_file is not None and (json_file.is_dir() or not json_file.parent.is_dir()):
         raise UserError(f"--json {json_file} must be a file path in an existing folder")
-    metrics = runner.stage_evaluate(cfg, run_dir, workers=_workers(workers), differs_from_run=changed)
+    metrics = api.evaluate(run_dir, episodes=episodes, overrides=set_, workers=_workers(workers))
     if json_file is not None:
         from marl_distill.utils.files import write_json
 
@@ -286,11 +266,10 @@ def run(
     ] = 0,
 ) -> None:
     """Run the whole pipeline: teachers -> students -> metrics -> report."""
-    cfg = config_mod.load(config, set_)
     run_dir = out or Path("runs") / config.stem
     again = shlex.join(["marl-distill", "run", str(config), *(f"--set={x}" for x in set_), "--out", str(run_dir)])
     _ON_INTERRUPT.append(f"finished stages and the last teacher checkpoint are kept; continue with: {again} --resume")
-    metrics = runner.run(cfg, run_dir, resume=resume, workers=_workers(workers))
+    metrics = api.run(config, out=run_dir, overrides=set_, resume=resume, workers=_workers(workers))
     _print_summary(metrics, run_dir)
 
 
@@ -304,18 +283,13 @@ def benchmark(
     ] = None,
 ) -> None:
     """Run a grid of tasks x student settings x seeds (finished runs are reused) into one report."""
-    from marl_distill.pipeline.benchmark import run_benchmark
-    from marl_distill.pipeline.config import load_benchmark
-
-    cfg = load_benchmark(config, set_)
     folder = out or Path("runs") / config.stem
     sets = [word for s in set_ for word in ("--set", s)]
     command = shlex.join(["marl-distill", "benchmark", config.as_posix(), "--out", folder.as_posix(), *sets])
     keep = "finished runs and the checkpoints of cut-off runs are kept"
     _ON_INTERRUPT.append(f"{keep}; the same command with --out {shlex.quote(str(folder))} continues")
-    summary = run_benchmark(
-        cfg, folder, ray_address=ray_address, log=lambda line: typer.echo(line, err=True), command=command
-    )
+    log = lambda line: typer.echo(line, err=True)  # noqa: E731
+    summary = api.benchmark(config, out=folder, overrides=set_, ray_address=ray_address, log=log, command=command)
     from marl_distill.evaluation.summary import headline
 
     for line in headline(summary):
@@ -334,9 +308,9 @@ def export(
     parity against torch checked on real observations (exit 2 beyond 1e-5)."""
     if format_ != "onnx":
         raise UserError(f"--format {format_!r} is not supported; use --format onnx")
-    from marl_distill.pipeline.export_run import describe, export_onnx
+    from marl_distill.pipeline.export_run import describe
 
-    for rec in export_onnx(path, quantize=quantize, out=out):
+    for rec in api.export(path, quantize=quantize, out=out):
         typer.echo(describe(rec))
 
 

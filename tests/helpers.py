@@ -93,3 +93,23 @@ def untimed(x):
         skip = ("latency", "speedup", "evaluation_seconds", "bytes_on_disk")
         return {k: untimed(v) for k, v in x.items() if not k.startswith(skip)}
     return [untimed(v) for v in x] if isinstance(x, list) else x
+
+
+TINY = """
+name = "tiny"
+[env]
+id = "marl_distill_envs.matrix_games:penalty_game"
+kwargs = { k = 25.0, rounds = 5 }
+[teachers]
+steps = 2000
+n_envs = 4
+ppo = { n_steps = 50, batch_size = 100, learning_rate = 0.003 }
+[distill]
+samples = 1000
+epochs = 5
+[evaluate]
+episodes = 20
+mixed_episodes = 10
+latency_repeats = 20
+"""
+"""A tiny run on the penalty game: every stage in seconds."""

@@ -92,10 +92,12 @@ def test_no_import_circles():
 
 
 def test_env_adapters_and_seed_tree_import_without_torch():
-    """Deployment with onnxruntime alone (experiments/deploy_onnx.py) reads the registry, views and seed tree."""
+    """Deployment with onnxruntime alone (experiments/deploy_onnx.py) reads the registry, views and seed tree;
+    ``import marl_distill`` lists the API without importing it."""
     code = (
         "import sys; sys.modules['torch'] = sys.modules['stable_baselines3'] = None\n"
-        "import marl_distill.env, marl_distill.policy\n"
+        "import marl_distill, marl_distill.env, marl_distill.policy\n"
+        "assert {'run', 'distill', 'evaluate', 'load_student'} <= set(dir(marl_distill))\n"
         "from marl_distill.env import LOCAL, ViewEnv, TurnBasedParallel, resolve\n"
         "from marl_distill.utils import seeding\n"
         "from marl_distill.policy import encoder, has_mask\n"

@@ -193,7 +193,9 @@ def stage_distill(
                 workers=workers or usable_cpus(), names=names, note=note)  # fmt: skip
 
 
-def distill_into(cfg: ExperimentConfig, run_dir: Path, out: Path, kind: str, name: str | None = None) -> list[str]:
+def distill_into(
+    cfg: ExperimentConfig, run_dir: Path, out: Path, kind: str, name: str | None = None, *, progress: bool | None = None
+) -> list[str]:
     """``marl-distill distill``: a ``kind`` student of ``run_dir``'s teachers into ``out/students/NAME`` (``out``:
     ``run_dir`` itself, or a new run folder borrowing those teachers), everything checked before the first file is
     written. Settings that differ from the run's own ``[distill]`` (and extra teachers) are written into the
@@ -230,7 +232,8 @@ def distill_into(cfg: ExperimentConfig, run_dir: Path, out: Path, kind: str, nam
         prepare_dir(out, resume=False, can_resume=False)
         cfg.teachers_from = str(teachers_dir(cfg, run_dir).resolve())
         config_mod.save(cfg, Path(out) / CONFIG)
-    stage_distill(cfg, Path(out), names={kind: name}, note={"differs_from_run": changed} if changed else None)
+    note = {"differs_from_run": changed} if changed else None
+    stage_distill(cfg, Path(out), names={kind: name}, note=note, progress=progress)
     return changed
 
 

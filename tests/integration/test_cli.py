@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import CONTRACT, Spaces, untimed
+from helpers import CONTRACT, TINY, Spaces, untimed
 from stable_baselines3 import PPO
 
 from marl_distill.cli import cli as main_cli
@@ -25,25 +25,6 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         cwd=cwd,
         timeout=600,
     )
-
-
-TINY = """
-name = "tiny"
-[env]
-id = "marl_distill_envs.matrix_games:penalty_game"
-kwargs = { k = 25.0, rounds = 5 }
-[teachers]
-steps = 2000
-n_envs = 4
-ppo = { n_steps = 50, batch_size = 100, learning_rate = 0.003 }
-[distill]
-samples = 1000
-epochs = 5
-[evaluate]
-episodes = 20
-mixed_episodes = 10
-latency_repeats = 20
-"""
 
 
 @pytest.mark.parametrize(
