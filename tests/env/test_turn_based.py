@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from helpers import QUICK_EVAL, distill_and_evaluate, teachers_for
-from worlds import DyingTargetGame, IllegalMoveCounter, counted_tictactoe
+from turn_worlds import IllegalMoveCounter, counted_tictactoe
+from worlds import DyingTargetGame
 
 from marl_distill.env.joint_vec_env import JointVecEnv, make_parallel
 from marl_distill.evaluation.rollout import run_episodes
@@ -76,7 +77,7 @@ def test_an_agent_that_leaves_mid_episode_stops_acting_and_earning():
 
 
 def test_a_player_knocked_out_between_its_turns_leaves_at_once():
-    from worlds import EliminationGame
+    from turn_worlds import EliminationGame
 
     from marl_distill.env.turn_based import TurnBasedParallel
 

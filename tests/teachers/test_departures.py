@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import DQN
-from worlds import DepartingEarner, DyingTargetGame, EliminationGame, counted_tictactoe
+from turn_worlds import EliminationGame, counted_tictactoe
+from worlds import DepartingEarner, DyingTargetGame
 
 from marl_distill.env.joint_vec_env import JointVecEnv
 from marl_distill.env.subproc_joint_vec_env import SubprocJointVecEnv
