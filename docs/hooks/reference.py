@@ -40,8 +40,11 @@ def _rows(cls: type, obj: Any, path: str) -> list[str]:
             default = _toml_value(value)
         except TypeError:  # [[tasks]] tables and the like: described, not defaulted
             default = "(tables)"
+        if f.name == "seed" and path in ("teachers", "distill", "evaluate"):
+            default = "(the run's seed)"
         doc = docs.get(f.name, "").replace("|", "\\|")
-        rows.append(f"| `{key}` | `{default}` | {doc} |")
+        shown = default if default.startswith("(") else f"`{default}`"
+        rows.append(f"| `{key}` | {shown} | {doc} |")
     for name, value in nested:
         rows += _rows(type(value), value, f"{path}.{name}" if path else name)
     return rows

@@ -27,7 +27,9 @@ class DistillConfig:
     loss: str = "kl"
     """kl (soft targets with temperature), ce (teacher argmax) or mse (logits; DQN teachers: raw Q-values)."""
     temperature: float = 1.0
-    """Softening temperature of the kl loss (scaled by T^2)."""
+    """kl loss: teacher and student logits are both divided by T before the softmax (T > 1 flattens both, so the
+    student also learns the teacher's preferences among its non-best actions; 1 leaves them as they are), and the
+    loss is multiplied by T^2 so its gradients keep their scale (Hinton et al. 2015); 1 to 4 are usual."""
     alpha: float = 1.0
     """With loss kl: weight of the soft KL term; 1 - alpha goes to cross-entropy on the teacher's argmax."""
     sampling: str = AUTO
@@ -75,8 +77,8 @@ class DistillConfig:
     init_from_teacher: bool = False
     """Per-agent students start as copies of their PPO teachers' actors (needs hidden = the teachers' net_arch)."""
     seed: int = 0
-    """The run seed: root of the SeedSequence tree whose DISTILL branch seeds collection, the held-out split,
-    initialisation and minibatch order (layout in this module's docstring)."""
+    """The seed whose tree's distill branch seeds collection, the held-out split, initialisation and minibatch
+    order; unset in a config, it is the run's seed."""
 
     def validate(self) -> None:
         if self.init_from_teacher and "shared" in self.students:

@@ -264,8 +264,9 @@ def null_reason(gap: Mapping[str, Any]) -> str:
     """Why normalized return is null: the teacher-random gap, paired on the same episodes, is not above 0."""
     lo, hi = gap["ci95"]
     ci = "undefined" if lo is None else f"[{lo:.3g}, {hi:.3g}]"
+    where = "significantly below" if hi is not None and hi < 0 else "not significantly above"
     return (
-        f"the teachers' team return is not significantly above random's on the same {gap['episodes']} episodes "
+        f"the teachers' team return is {where} random's on the same {gap['episodes']} episodes "
         f"(paired gap {gap['mean']:.3g}, 95% CI {ci})"
     )
 

@@ -123,7 +123,9 @@ def guards(metrics: Mapping[str, Any]) -> str:
     gaps = {f" in seat {s}": b["gap_over_random"] for s, b in (teacher.get("per_seat") or {}).items()}
     for where, gap in (gaps if _by_seat(metrics) else {"": teacher.get("gap_over_random")}).items():
         if gap is not None:
-            state = "significant" if gap.get("significant") else "**not significant**"
+            hi = (gap.get("ci95") or [None, None])[1]
+            below = hi is not None and hi < 0
+            state = "significant" if gap.get("significant") else "**below random**" if below else "**not significant**"
             lines.append(f"- Teachers − random{where}, paired on the same episodes: {ci_cell(gap)} ({state}).")
     reason = (metrics.get("_meta", {}).get("normalized_return") or {}).get("reason")
     if reason and not _by_seat(metrics):  # per seat, the reading under the table says it

@@ -13,6 +13,7 @@ one code path and write the same run folders. Bad input raises ``UserError`` wit
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,9 @@ def distill(
     fields = {f.name for f in dataclasses.fields(cfg.distill)} - {"students"}
     unknown = sorted(set(settings) - fields)
     if unknown:
-        raise UserError(f"distill has no setting {unknown[0]!r}; the settings are {sorted(fields)}")
+        close = difflib.get_close_matches(unknown[0], fields, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"the settings are {sorted(fields)}"
+        raise UserError(f"distill has no setting {unknown[0]!r}; {hint}")
     data = {**config_mod.to_dict(cfg)["distill"], **settings, "students": [student]}
     cfg.distill = config_mod.from_dict(type(cfg.distill), data, "distill")
     cfg.distill.validate()
@@ -176,7 +179,7 @@ def evaluate(
     before = config_mod.to_dict(cfg)
     other = [s for s in overrides if not s.startswith(("evaluate.", "env.cooperative="))]
     if other:
-        raise UserError(f"--set {other[0]}: evaluate takes evaluate.* keys and env.cooperative; the rest is the run's")
+        raise UserError(f"{other[0]}: evaluate takes evaluate.* keys and env.cooperative; the rest is the run's")
     cfg = config_mod.build(config_mod.apply_overrides(config_mod.to_dict(cfg), list(overrides)))
     if episodes is not None:
         mixed = min(episodes, cfg.evaluate.mixed_episodes)
@@ -257,10 +260,19 @@ def load_teachers(run_dir: str | Path) -> ActingPolicy:
 
 
 def load_student(student_dir: str | Path) -> ActingPolicy:
-    """A student (``RUN/students/NAME``) as a team that acts on raw observations: ``student.act(observations)``."""
+    """A student (``RUN/students/NAME``) as a team that acts on raw observations.
+
+    Returns:
+        An ``ActingPolicy``: ``student.act(observations, masks=None, deterministic=True)`` takes the dict an env's
+        ``reset`` or ``step`` returns and gives each agent's action for ``env.step``.
+    """
     folder = Path(student_dir)
+    if not folder.is_dir():
+        raise UserError(f"{folder} does not exist; pass a student folder, RUN/students/NAME")
     if not (folder / META).is_file():
-        raise UserError(f"{folder} holds no student ({META} missing); pass RUN/students/NAME")
+        found = sorted(p.name for p in (folder / "students").glob("*") if (p / META).is_file())
+        hint = f"; this run's students: {', '.join(found)}" if found else ""
+        raise UserError(f"{folder} holds no student ({META} missing); pass RUN/students/NAME{hint}")
     view = read_json(folder / META).get("view", LOCAL)
     if view != LOCAL:
         raise UserError(f"the student in {folder} acts on the {view!r} view, which a raw env observation does not "

@@ -54,8 +54,8 @@ def check_dir(run_dir: Path, resume: bool, *, can_resume: bool = True) -> None:
         raise UserError(f"{run_dir} already holds files and is not a marl-distill run folder ({CONFIG} missing); "
                         "nothing was written: pass a new --out")  # fmt: skip
     if not resume:
-        tail = ", or --resume to continue that run" if can_resume else ""
-        raise UserError(f"{run_dir} already holds a run; pass a new --out{tail}")
+        tail = ", or --resume (resume=True) to continue that run" if can_resume else ""
+        raise UserError(f"{run_dir} already holds a run; pass a new --out (out=){tail}")
 
 
 def prepare_dir(run_dir: Path, resume: bool, *, can_resume: bool = True) -> None:

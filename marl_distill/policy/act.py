@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from marl_distill.errors import UserError
 from marl_distill.policy.joint import JointPolicy, select_actions
 from marl_distill.policy.observations import encoder, has_mask
 
@@ -44,6 +45,9 @@ class ActingPolicy:
         self._start = {a: int(s.start) for a, s in action_spaces.items() if isinstance(s, gym.spaces.Discrete)}
         self.rng = np.random.default_rng(seed)
 
+    def __repr__(self) -> str:
+        return f"ActingPolicy({type(self.policy).__name__}, agents={list(self.agents)})"
+
     @property
     def agents(self) -> tuple[str, ...]:
         return self.spec.agents
@@ -67,16 +71,20 @@ class ActingPolicy:
         """
         unknown = sorted(set(observations) - set(self._encode))
         if unknown:
-            raise KeyError(f"no agent {unknown[0]!r} in this team; its agents are {list(self.agents)}")
+            raise UserError(f"no agent {unknown[0]!r} in this team; its agents are {list(self.agents)}: is this the "
+                            "env (and env kwargs) it was trained on?")  # fmt: skip
         obs, legal = {}, {a: np.asarray(m, dtype=bool) for a, m in (masks or {}).items()}
         for agent, o in observations.items():
             if isinstance(o, Mapping) and "action_mask" in o:
                 legal.setdefault(agent, np.asarray(o["action_mask"], dtype=bool))
                 o = o["observation"]
             obs[agent] = self._encode[agent](o)[None]
-        actions, _ = select_actions(
-            self.policy, obs, self.rng, deterministic, {a: m[None] for a, m in legal.items() if a in obs}
-        )
+        try:
+            actions, _ = select_actions(
+                self.policy, obs, self.rng, deterministic, {a: m[None] for a, m in legal.items() if a in obs}
+            )
+        except (ValueError, RuntimeError) as exc:  # sizes that do not fit: another env, or other env kwargs
+            raise UserError(f"{exc}; is this the env (and env kwargs) the team was trained on?") from None
         return {a: self._env_action(a, x[0]) for a, x in actions.items()}
 
     def _env_action(self, agent: str, action: Any) -> Any:

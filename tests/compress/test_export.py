@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 from helpers import models_for
+from turn_worlds import EliminationGame
 from worlds import (
     ContinuousTarget,
-    EliminationGame,
     HeteroTargetGame,
     MaskedTargetGame,
     MixedObsTargetGame,

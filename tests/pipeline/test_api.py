@@ -50,5 +50,5 @@ def test_train_distill_evaluate_and_act_on_raw_observations(tmp_path):
     observations, _ = env.reset(seed=1)
     sampled = student.act(observations, deterministic=False)  # a draw from the student's distribution
     assert all(env.action_space(a).contains(x) for a, x in sampled.items())
-    with pytest.raises(KeyError, match="no agent 'nobody'"):
+    with pytest.raises(md.UserError, match="no agent 'nobody'"):
         student.act({"nobody": np.zeros(3)})
