@@ -29,7 +29,10 @@ def _examples() -> list[tuple[str, str]]:
     return out
 
 
-@pytest.mark.parametrize(("where", "code"), _examples(), ids=[w for w, _ in _examples()])
+EXAMPLES = _examples()
+
+
+@pytest.mark.parametrize(("where", "code"), EXAMPLES, ids=[w for w, _ in EXAMPLES])
 def test_python_examples_run_as_written_on_tiny_budgets(where, code, tmp_path):
     assert "md.run(" in code or "md.load_" in code, where
     tiny = re.sub(r"md\.run\(([^()]*)\)", rf"md.run(\1, overrides={TINY!r})", code)

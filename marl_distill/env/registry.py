@@ -114,11 +114,11 @@ def load_callable(target: str) -> Callable[..., Any]:
     return obj
 
 
-def declared_cooperative(env_id: str | None, env: Any) -> bool | None:
+def declared_cooperative(env_id: str | None, env: Any | None) -> bool | None:
     """Whether the agents share one goal, as the env declares it (``metadata["cooperative"]``, also on the env a
     wrapper holds) or its built-in registry entry does (also for a ``module:callable`` spec of that entry's
     module, e.g. ``mpe2.simple_spread_v3:parallel_env``); None where nothing says (evaluation then decides)."""
-    for obj in (env, getattr(env, "unwrapped", None), getattr(env, "env", None), getattr(env, "aec_env", None)):
+    for obj in () if env is None else (env, getattr(env, "unwrapped", None), getattr(env, "env", None)):
         meta = getattr(obj, "metadata", None)
         if isinstance(meta, Mapping) and "cooperative" in meta:
             return bool(meta["cooperative"])

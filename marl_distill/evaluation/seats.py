@@ -27,8 +27,8 @@ def shared_goal(declared: bool | None, rolls: Sequence[Rollouts]) -> dict[str, A
     every agent's episode returns are identical in ``rolls`` (the teachers' and random's plays)."""
     if declared is not None:
         return {"value": bool(declared), "why": "declared by env.cooperative, the env or its registry entry"}
-    same = all(all(np.allclose(r, first, atol=1e-6) for r in rest) for first, *rest in (
-        list(roll.per_agent.values()) for roll in rolls))  # fmt: skip
+    firsts = [next(iter(roll.per_agent.values())) for roll in rolls]  # within each play, every agent alike
+    same = all(np.allclose(r, first, atol=1e-6) for roll, first in zip(rolls, firsts) for r in roll.per_agent.values())
     why = (
         "every agent's return was identical"
         if same

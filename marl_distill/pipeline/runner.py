@@ -287,7 +287,7 @@ def stage_evaluate(
             cross_teachers=cross_teachers,
             progress=progress,
             workers=workers or usable_cpus(),
-            cooperative=cooperative(cfg, factory),
+            cooperative=cooperative(cfg),
         )
         for folder, other in extra_teachers(cfg, views).items():
             shared = metrics["_meta"]["shared_goal"]["value"]
@@ -317,15 +317,12 @@ def stage_evaluate(
     return metrics
 
 
-def cooperative(cfg: ExperimentConfig, factory: Any) -> bool | None:
-    """``env.cooperative`` where set, else what the env or its registry entry declares (None: nothing does)."""
+def cooperative(cfg: ExperimentConfig) -> bool | None:
+    """``env.cooperative`` where set, else what the env's registry entry declares; None leaves it to evaluation
+    (the env's own ``metadata``, then the rewards)."""
     if isinstance(cfg.env.cooperative, bool):
         return cfg.env.cooperative
-    env = make_parallel(factory)
-    try:
-        return declared_cooperative(cfg.env.id, env)
-    finally:
-        env.close()
+    return declared_cooperative(cfg.env.id, None)
 
 
 def comparable_setup(cfg: ExperimentConfig) -> dict[str, Any]:
