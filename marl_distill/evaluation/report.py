@@ -315,17 +315,19 @@ def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def write_report(run_dir: Path, metrics: Mapping[str, Any], title: str, notes: str = "") -> Path:
-    plot = plot_returns(metrics, Path(run_dir) / "plots" / "returns.png")
+def report_text(metrics: Mapping[str, Any], *, title: str = "", notes: str = "", plot: str = "") -> str:
+    """report.md from metrics.json alone, so that a results page renders the same text from a committed
+    metrics.json (docs/results/render.py) as the run wrote beside it; ``plot``: the returns plot's path."""
     if _by_seat(metrics):
         why = metrics["_meta"]["shared_goal"].get("why", "")
         head, reading = seat_table(metrics), SEATS.format(why=why)
     else:
         head, reading = table(metrics), TEAM
-    text = (
-        f"# {title}\n\n{notes}\n\n## Returns\n\n{head}\n{reading} {intervals()}\n"
-        f"![returns]({plot.relative_to(run_dir).as_posix()})\n\n{guards(metrics)}\n"
-        f"## Agreement, size and speed\n\n{details(metrics)}\n{COSTS}\n\n"
+    text = f"# {title}\n\n{notes}\n\n" if title else ""
+    text += (
+        f"## Returns\n\n{head}\n{reading} {intervals()}\n"
+        + (f"![returns]({plot})\n\n" if plot else "")
+        + f"{guards(metrics)}\n## Agreement, size and speed\n\n{details(metrics)}\n{COSTS}\n\n"
         f"{deployment_table(metrics)}"
     )
     mixed = "" if _by_seat(metrics) else mixed_table(metrics)  # team sums of mixes mean nothing there
@@ -334,4 +336,10 @@ def write_report(run_dir: Path, metrics: Mapping[str, Any], title: str, notes: s
             "## Mixed teams\n\nTeam return with its 95% CI (percentile bootstrap over episodes), normalized return, "
             "and the paired difference to the base team on the same episode seeds (Student-t over episodes).\n" + mixed
         )
+    return text
+
+
+def write_report(run_dir: Path, metrics: Mapping[str, Any], title: str, notes: str = "") -> Path:
+    plot = plot_returns(metrics, Path(run_dir) / "plots" / "returns.png")
+    text = report_text(metrics, title=title, notes=notes, plot=plot.relative_to(run_dir).as_posix())
     return write_text(Path(run_dir) / "report.md", text)

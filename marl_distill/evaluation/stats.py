@@ -171,7 +171,8 @@ def normalized(value: float, random: float, teacher: float) -> float:
 
 
 def iqm(values: np.ndarray) -> float:
-    """Interquartile mean (Agarwal et al. 2021): the mean of the middle 50%, robust to one odd seed."""
+    """Interquartile mean (Agarwal et al. 2021): the mean of the middle 50% (a quarter trimmed from each end, rounded
+    down: at 5 runs the middle three), robust to one odd seed."""
     return float(stats.trim_mean(np.asarray(values, dtype=float), IQM_TRIM))
 
 

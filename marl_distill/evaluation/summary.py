@@ -287,25 +287,25 @@ def _int(x: float | None) -> str:
     return "–" if x is None else f"{int(x):,}"
 
 
-def write_summary(
-    out: Path, title: str, runs: Sequence[Mapping[str, Any]], *, seeds: Sequence[int], command: str = ""
-) -> dict[str, Any]:
-    """results.json, results.csv, summary.json, plots/*.png and report.md for a finished grid (and privilege.json
-    where tasks differ in the teachers' view)."""
-    out = Path(out)
-    results = collect(runs)
-    summary = aggregate(results)
-    write_json(out / "results.json", results)
-    write_text(out / "results.csv", to_csv(results))
-    write_json(out / "summary.json", summary)
-    plots = benchmark_plots.write_all(out, summary, runs)
-    text = [f"# {title}\n"]
+def report_text(
+    summary: Mapping[str, Any],
+    comparisons: Sequence[Mapping[str, Any]],
+    *,
+    seeds: Sequence[int],
+    title: str = "",
+    command: str = "",
+    plots: Sequence[Path] = (),
+) -> str:
+    """report.md from summary.json and privilege.json alone, so that a results page renders the same text from
+    the committed JSON (docs/results/render.py) as the benchmark wrote beside its runs."""
+    text = [f"# {title}\n"] if title else []
     if command:
         text.append(f"Reproduce: `{command}`\n")
     text.append(
         f"Seeds {list(seeds)}: each seed trains its own teachers and distills its own students. Normalized return: "
         "(R − R_random) / (R_teacher − R_random) on the same episode seeds, 0 = random, 1 = teacher, null in a run "
-        "whose teachers are not significantly above random; IQM: the mean of the middle 50% of runs. − teachers: "
+        "whose teachers are not significantly above random; IQM: the mean of the middle 50% of runs, a quarter "
+        "trimmed from each end and rounded down (at 5 runs, the middle three). − teachers: "
         "the policy's team return minus its teachers' on the same episode seeds, per run. Agreement is measured on "
         "the states each student visits. Mixed-team min: the worst team of this student and the teachers; "
         "cross-seed min: the worst team of this student and the same setting's student of another seed, and on the "
@@ -334,11 +334,29 @@ def write_summary(
             sized = size_section(rows)
             if sized:
                 text.append(f"\n### {task}: size against return\n\n" + sized)
-    comparisons = privilege.comparisons(results, runs)
     if comparisons:  # tasks that differ in the teachers' view: what privilege is worth, what students keep
-        write_json(out / "privilege.json", comparisons)
         text.append(privilege.section(comparisons))
-    text.append("\n## Plots\n")
-    text += [f"\n![{p.stem}](plots/{p.name})\n" for p in plots]
-    write_text(out / "report.md", "\n".join(text))
+    if plots:
+        text.append("\n## Plots\n")
+        text += [f"\n![{p.stem}](plots/{p.name})\n" for p in plots]
+    return "\n".join(text)
+
+
+def write_summary(
+    out: Path, title: str, runs: Sequence[Mapping[str, Any]], *, seeds: Sequence[int], command: str = ""
+) -> dict[str, Any]:
+    """results.json, results.csv, summary.json, plots/*.png and report.md for a finished grid (and privilege.json
+    where tasks differ in the teachers' view)."""
+    out = Path(out)
+    results = collect(runs)
+    summary = aggregate(results)
+    write_json(out / "results.json", results)
+    write_text(out / "results.csv", to_csv(results))
+    write_json(out / "summary.json", summary)
+    plots = benchmark_plots.write_all(out, summary, runs)
+    comparisons = privilege.comparisons(results, runs)
+    if comparisons:
+        write_json(out / "privilege.json", comparisons)
+    text = report_text(summary, comparisons, seeds=seeds, title=title, command=command, plots=plots)
+    write_text(out / "report.md", text)
     return summary

@@ -1,0 +1,158 @@
+"""The results pages' tables, rendered from the runs' own JSON: never typed by hand.
+
+Each folder under docs/results/data/ holds what one command wrote (a benchmark's results.json, summary.json and
+privilege.json, or a run's metrics.json) and ``source.json``: the command, the commit it ran at, the date, its
+wall time and the machine. A page shows a folder's tables between two markers::
+
+    <!-- render: benchmark -->
+    ... everything here is rewritten by this script ...
+    <!-- end render: benchmark -->
+
+(``<!-- render: NAME, headings: 3 -->`` starts the block's headings at ``###``). The text is the report the lab
+writes beside its runs (``report.md``), made by the same functions from the same JSON, so a page cannot drift from
+its data: tests/test_results.py renders every block again and compares.
+
+    python docs/results/render.py                  # rewrite every page's blocks and plots from the data
+    python docs/results/render.py --check          # exit 1 if a page differs from its rendering
+    python docs/results/render.py collect NAME FOLDER --command "marl-distill benchmark ..." --wall "19 min"
+                                                   # copy a finished benchmark or run folder's JSON into data/NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from marl_distill.evaluation import benchmark_plots, report, summary
+from marl_distill.utils.files import read_json, write_json, write_text
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+BLOCK = re.compile(r"<!-- render: (?P<spec>(?P<name>[\w-]+)(?:, headings: (?P<depth>\d))?) -->\n(?P<body>.*?)"
+                   r"<!-- end render: (?P=name) -->", re.S)  # fmt: skip
+BENCHMARK_FILES = ("results.json", "summary.json", "privilege.json")
+MACHINE = "2 CPU cores"
+
+
+def _shift(text: str, depth: int) -> str:
+    """Headings of a rendered block start at ``depth`` (the report's own start at ``##``)."""
+    return re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + depth - 2) + " ", text, flags=re.M)
+
+
+def _provenance(name: str, source: dict[str, Any]) -> str:
+    main = "summary.json" if source["kind"] == "benchmark" else "metrics.json"
+    return (
+        f"*Made by `{source['command']}` at commit `{source['commit']}` on {source['date']} "
+        f"({source['wall']} of wall time on {source.get('machine', MACHINE)}). Data: "
+        f"[`data/{name}/`](data/{name}/{main}); rendered by `python docs/results/render.py`.*\n\n"
+    )
+
+
+def render(name: str, depth: int = 2) -> str:
+    """One data folder's block: where it came from, then its report text (plots linked, not embedded)."""
+    folder = DATA / name
+    source = read_json(folder / "source.json")
+    if source["kind"] == "benchmark":
+        rows = read_json(folder / "summary.json")
+        comparisons = read_json(folder / "privilege.json") if (folder / "privilege.json").is_file() else []
+        plots = sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []
+        text = summary.report_text(rows, comparisons, seeds=source["seeds"], plots=plots)
+        text = text.replace("](plots/", f"](data/{name}/plots/")
+    else:
+        plot = f"data/{name}/plots/returns.png" if (folder / "plots" / "returns.png").is_file() else ""
+        text = report.report_text(read_json(folder / "metrics.json"), plot=plot)
+    return _provenance(name, source) + _shift(text.strip(), depth) + "\n"
+
+
+def pages() -> list[Path]:
+    return sorted(p for p in HERE.glob("*.md") if BLOCK.search(p.read_text()))
+
+
+def rendered(page: Path) -> str:
+    """The page with every block rendered afresh from its data."""
+
+    def block(m: re.Match[str]) -> str:
+        name = m.group("name")
+        body = render(name, int(m.group("depth") or 2))
+        return f"<!-- render: {m.group('spec')} -->\n{body}<!-- end render: {name} -->"
+
+    return BLOCK.sub(block, page.read_text())
+
+
+def plot(name: str) -> None:
+    """The plots a folder's JSON can make (a benchmark's learning curves need its run folders, so not those)."""
+    folder = DATA / name
+    source = read_json(folder / "source.json")
+    if source["kind"] == "benchmark":
+        benchmark_plots.write_all(folder, read_json(folder / "summary.json"), [])
+    else:
+        report.plot_returns(read_json(folder / "metrics.json"), folder / "plots" / "returns.png")
+
+
+def collect(name: str, folder: Path, command: str, wall: str, commit: str | None, date: str | None) -> Path:
+    """Copy a finished benchmark folder's (or run folder's) JSON into data/NAME with its source.json."""
+    out = DATA / name
+    if (folder / "summary.json").is_file():
+        kind, files = "benchmark", [f for f in BENCHMARK_FILES if (folder / f).is_file()]
+        results = read_json(folder / "results.json")
+        seeds = sorted({int(s[5:]) for t in results.values() for p in t.values() for r in p.values() for s in r})
+    elif (folder / "metrics.json").is_file():
+        kind, files, seeds = "run", ["metrics.json"], None
+    else:
+        raise SystemExit(f"{folder} holds neither summary.json (a benchmark) nor metrics.json (a run)")
+    if out.exists():
+        shutil.rmtree(out)  # ours: rendered data, in git
+    out.mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(folder / f, out / f)
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
+    source = {
+        "kind": kind,
+        "command": command,
+        "commit": commit or head.stdout.strip(),
+        "date": date or datetime.date.today().isoformat(),
+        "wall": wall,
+        "machine": MACHINE,
+        **({"seeds": seeds} if seeds is not None else {}),
+    }
+    write_json(out / "source.json", source)
+    plot(name)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a page differs from its rendering")
+    c = sub.add_parser("collect", help="copy a finished folder's JSON into data/NAME")
+    c.add_argument("name")
+    c.add_argument("folder", type=Path)
+    c.add_argument("--command", required=True, help="the command that made the folder, as a user would type it")
+    c.add_argument("--wall", required=True, help="its wall time, e.g. '19 min 33 s'")
+    c.add_argument("--commit", help="the commit it ran at (default: HEAD)")
+    c.add_argument("--date", help="the day it ran, YYYY-MM-DD (default: today)")
+    args = parser.parse_args(argv)
+    if args.what == "collect":
+        print(collect(args.name, args.folder, args.command, args.wall, args.commit, args.date))
+        return 0
+    stale = [p for p in pages() if rendered(p) != p.read_text()]
+    if args.check:
+        for p in stale:
+            print(f"{p.name} differs from its rendering: run python docs/results/render.py", file=sys.stderr)
+        return 1 if stale else 0
+    for name in sorted(d.name for d in DATA.iterdir() if (d / "source.json").is_file()):
+        plot(name)
+    for p in stale:
+        write_text(p, rendered(p))
+        print(f"rendered {p.relative_to(HERE.parent.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
