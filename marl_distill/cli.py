@@ -120,13 +120,11 @@ def check_env(
     """Validate an env: PettingZoo's API and seed tests, then observations in their spaces, finite rewards,
     action masks and agents that leave. Exit 2 with the first violation."""
     from marl_distill.env.checker import check_env as run_check
+    from marl_distill.env.joint_vec_env import call_factory
     from marl_distill.env.registry import resolve
 
     factory = resolve(env, _json_kwargs(env_kwargs, "--env-kwargs"))
-    try:
-        factory()
-    except TypeError as exc:
-        raise UserError(f"the env factory rejected its arguments ({exc}); fix --env-kwargs") from None
+    call_factory(factory)
     typer.echo(run_check(factory, episodes=episodes, seed=seed).summary())
 
 
@@ -234,7 +232,10 @@ def distill(
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="Run folder with teachers and/or students.")],
-    episodes: Annotated[int | None, typer.Option(help="Episodes per policy (default: the run's own).")] = None,
+    episodes: Annotated[
+        int | None,
+        typer.Option(help="Episodes per policy (default: the run's own); mixed teams play as many at most."),
+    ] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write metrics to this file.")] = None,
     workers: Annotated[
         int, typer.Option(help="Processes that distill students and play episodes side by side (0: one per core).")

@@ -23,12 +23,17 @@ from marl_distill.policy.observations import encoder
 from marl_distill.policy.spec import EnvSpec
 
 
+def call_factory(factory: Callable[[], Any]) -> Any:
+    """One env from its factory; arguments it rejects (an unknown name, a value out of range) are the user's."""
+    try:
+        return factory()
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"the env factory rejected its arguments ({exc}); fix --env-kwargs / env.kwargs") from None
+
+
 def make_parallel(factory: Callable[[], Any]) -> ParallelEnv:
     """Build one env and check it is a ParallelEnv we can drive."""
-    try:
-        env = factory()
-    except TypeError as exc:
-        raise UserError(f"the env factory rejected its arguments ({exc}); fix --env-kwargs / env.kwargs") from None
+    env = call_factory(factory)
     if isinstance(env, AECEnv):
         try:
             return TurnBasedParallel(env)

@@ -214,8 +214,8 @@ def seat_table(rows: Mapping[str, Any]) -> str:
 
 
 def task_table(rows: Mapping[str, Any]) -> str:
-    """One row per policy of one task: what README's headline table shows (the cross-seed column only for tasks
-    that played it); per seat where the agents do not share one goal."""
+    """One row per policy of one task: the benchmark results page's table (the cross-seed column only for tasks that
+    played it); per seat where the agents do not share one goal."""
     if any("per_seat" in r for r in rows.values()):
         return seat_table(rows)
     cross = any("cross_seed_min" in r for r in rows.values())

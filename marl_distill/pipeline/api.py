@@ -165,7 +165,8 @@ def evaluate(
 
     Args:
         run_dir: a run folder with teachers and students.
-        episodes: episodes per policy (default: the run's ``evaluate.episodes``).
+        episodes: episodes per policy (default: the run's ``evaluate.episodes``); mixed and cross-seed teams play at
+            most as many.
         overrides: ``evaluate.*`` or ``env.cooperative`` settings, ``key=value``.
         workers: as in ``run``.
         progress: as in ``run``.

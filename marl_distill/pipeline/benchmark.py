@@ -232,7 +232,7 @@ def run_benchmark(
     log(
         f"{len(student_cells)} runs ({len(cfg.tasks)} tasks x {len(cfg.settings)} settings x {len(cfg.seeds)} "
         f"seeds): {len(student_cells) - len(todo_s)} finished and reused, {len(todo_s)} to run; "
-        f"teacher runs to train: {len(todo_t)} of {len(teacher_cells)}"
+        f"teacher runs to train: {len(todo_t)} of {len(teacher_cells)} ({len(todo_t) + len(todo_s)} jobs in all)"
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / FAILURES).unlink(missing_ok=True)  # our own record of the last call's failures
@@ -240,7 +240,7 @@ def run_benchmark(
     executor = _Ray(ray_address, cfg.ray_cpus_per_run) if ray_address else _Local(cfg.workers)
     waiting = {(c.task, c.seed): [s for s in todo_s if (s.task, s.seed) == (c.task, c.seed)] for c in teacher_cells}
     ready = [s for c in teacher_cells if c not in todo_t for s in waiting[(c.task, c.seed)]]
-    bar = progress_bar(total=len(todo_t) + len(todo_s), desc="benchmark", unit="run", progress=progress)
+    bar = progress_bar(total=len(todo_t) + len(todo_s), desc="benchmark", unit="job", progress=progress)
     stopped = True  # until the cells are all done: an interruption stops the running ones instead of waiting
     try:
         handles = {}

@@ -30,9 +30,11 @@ def notes(
     def n(x: Any) -> str:
         return f"{x:,}" if isinstance(x, int) else str(x)
 
+    trained = (teachers or {}).get("transitions_per_learner") or t.steps
+    asked = f" ({n(t.steps)} asked for, rounded up to whole rollouts)" if trained != t.steps else ""
     lines = [
         f"Teachers: {t.algo} per agent{' (' + str(t.agent_algo) + ')' if t.agent_algo else ''}, "
-        f"{t.steps} transitions per learner, {t.n_envs} envs, seed {t.seed}.",
+        f"{n(trained)} transitions per learner{asked}, {t.n_envs} envs, seed {t.seed}.",
     ]
     resumed = (teachers or {}).get("resumed_at_joint_step")
     if resumed:

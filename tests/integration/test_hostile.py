@@ -118,6 +118,12 @@ CASES: list[tuple[str, list[str], str, Callable[[Path], None] | None]] = [
         None,
     ),
     (
+        "env rejects a kwarg's value",
+        ["check-env", "navigation", "--env-kwargs", '{{"grid": 9}}'],
+        "set sight too",
+        None,
+    ),
+    (
         "bad JSON kwargs",
         ["train-teachers", SPEC, "--out", "{tmp}/o", "--env-kwargs", "{{rounds: 4"],
         "--env-kwargs",
