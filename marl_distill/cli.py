@@ -12,6 +12,7 @@ import shlex
 import signal
 import sys
 import traceback
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -259,7 +260,7 @@ def evaluate(
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="Experiment TOML, e.g. experiments/quickstart.toml.")],
-    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/CONFIG_NAME).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/ + the TOML's file name).")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Override a config key: key=value.")] = [],  # noqa: B006
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in OUT.")] = False,
     workers: Annotated[
@@ -277,7 +278,7 @@ def run(
 @app.command()
 def benchmark(
     config: Annotated[Path, typer.Argument(help="Benchmark TOML, e.g. experiments/benchmark.toml.")],
-    out: Annotated[Path | None, typer.Option(help="Benchmark folder (default runs/CONFIG_NAME).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Benchmark folder (default runs/ + the TOML's file name).")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Override a benchmark key: key=value.")] = [],  # noqa: B006
     ray_address: Annotated[
         str | None, typer.Option(help="Run the grid on this Ray cluster ('auto', 'ray://HOST:10001').")
@@ -363,9 +364,15 @@ def _stop(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM ends a command the way Ctrl-C does: workers stopped, one line, exit 130
 
 
+def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> str:
+    """A warning on the command line is one line that says what happened, not our source file and line."""
+    return f"warning: {message}\n"
+
+
 def main() -> None:
     """Console-script entry point."""
     signal.signal(signal.SIGTERM, _stop)
+    warnings.formatwarning = _warning_line
     sys.exit(cli())
 
 

@@ -54,7 +54,8 @@ class ExperimentConfig:
     """Shown in the report's title."""
     seed: int = 0
     """Run seed: the root of the run's one SeedSequence tree (stage, agent, copy); it is every stage's seed unless
-    that stage's own ``seed`` is set (e.g. to distill again from the same teachers with another seed)."""
+    that stage's own ``seed`` is set to another non-zero value (e.g. to distill again from the same teachers with
+    another seed); a stage seed left at 0 follows the run seed."""
     torch_threads: int = 1
     """CPU threads torch uses for distillation and evaluation (teachers.torch_threads: per learner process)."""
     teachers_from: str = ""
@@ -66,6 +67,13 @@ class ExperimentConfig:
     teachers: TeacherConfig = field(default_factory=TeacherConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        # ExperimentConfig(seed=3) in Python: stages left at their default seed follow the run, as in a TOML
+        for stage in SEEDED_STAGES:
+            table = getattr(self, stage)
+            if getattr(table, "seed", None) == 0 and isinstance(self.seed, int) and self.seed != 0:
+                setattr(self, stage, dataclasses.replace(table, seed=self.seed))
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:

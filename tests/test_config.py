@@ -8,6 +8,8 @@ import sys
 import pytest
 
 from marl_distill import config as config_mod
+from marl_distill.config import ExperimentConfig
+from marl_distill.distillation.config import DistillConfig
 from marl_distill.errors import UserError
 from marl_distill.pipeline.config import BenchmarkConfig, documented_benchmark
 
@@ -55,3 +57,13 @@ def test_config_benchmark_lists_every_benchmark_key_and_its_defaults_load():
     assert uncommented == {
         k: v for k, v in dataclasses.asdict(BenchmarkConfig()).items() if k not in ("base", "tasks", "settings")
     }
+
+
+def test_the_run_seed_reaches_every_stage_from_python_as_from_a_toml():
+    """ExperimentConfig(seed=3) seeds teachers, distillation and evaluation with 3, as `seed = 3` in a TOML does;
+    a stage seed set to another value still overrides it."""
+    build, to_dict = config_mod.build, config_mod.to_dict
+    for cfg in (ExperimentConfig(seed=3), build({"seed": 3}), build(to_dict(ExperimentConfig(seed=3)))):
+        assert (cfg.teachers.seed, cfg.distill.seed, cfg.evaluate.seed) == (3, 3, 3)
+    cfg = ExperimentConfig(seed=3, distill=DistillConfig(seed=7))
+    assert (cfg.teachers.seed, cfg.distill.seed) == (3, 7)

@@ -27,8 +27,8 @@ def ci_cell(block: Mapping[str, Any] | None, digits: int = 2, key: str = "mean")
     if not block or block.get(key) is None:
         return "–"
     mean = f"{block[key]:.{digits}f}"
-    if block.get("distinct_values") == 1:
-        n = block.get("episodes", block.get("runs"))
+    n = block.get("episodes", block.get("runs"))
+    if block.get("distinct_values") == 1 and n != 1:
         return f"{mean} (all {n} equal)"
     lo, hi = block.get("ci95") or (None, None)
     if lo is None or hi is None:

@@ -204,7 +204,8 @@ def benchmark(
 
     Args:
         config: a benchmark TOML (``marl-distill config --benchmark`` lists its keys).
-        out: the benchmark folder (default ``runs/CONFIG_NAME``); finished runs in it are reused.
+        out: the benchmark folder (default ``runs/NAME``, NAME: the TOML file's name); finished runs in it are
+            reused.
         overrides: ``key=value`` settings laid over the TOML.
         ray_address: run the grid on this Ray cluster instead of local processes.
         log: a function that takes each progress line (default: none).

@@ -234,10 +234,11 @@ def run_benchmark(
         f"seeds): {len(student_cells) - len(todo_s)} finished and reused, {len(todo_s)} to run; "
         f"teacher runs to train: {len(todo_t)} of {len(teacher_cells)} ({len(todo_t) + len(todo_s)} jobs in all)"
     )
+    # connect first: a cluster that cannot be reached leaves no folder behind
+    executor = _Ray(ray_address, cfg.ray_cpus_per_run) if ray_address else _Local(cfg.workers)
     out.mkdir(parents=True, exist_ok=True)
     (out / FAILURES).unlink(missing_ok=True)  # our own record of the last call's failures
     failed: dict[str, dict[str, Any]] = {}
-    executor = _Ray(ray_address, cfg.ray_cpus_per_run) if ray_address else _Local(cfg.workers)
     waiting = {(c.task, c.seed): [s for s in todo_s if (s.task, s.seed) == (c.task, c.seed)] for c in teacher_cells}
     ready = [s for c in teacher_cells if c not in todo_t for s in waiting[(c.task, c.seed)]]
     bar = progress_bar(total=len(todo_t) + len(todo_s), desc="benchmark", unit="job", progress=progress)
