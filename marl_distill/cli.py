@@ -113,7 +113,7 @@ def envs() -> None:
 
 @app.command("check-env")
 def check_env(
-    env: Annotated[str, typer.Argument(help="Registered id or package.module:callable.")],
+    env: Annotated[str, typer.Argument(help="Registered id, package.module:callable or file.py:callable.")],
     env_kwargs: Annotated[str, typer.Option(help="JSON object of env factory arguments.")] = "",
     episodes: Annotated[int, typer.Option(help="Random episodes to play.")] = 3,
     seed: Annotated[int, typer.Option()] = 0,
@@ -131,7 +131,7 @@ def check_env(
 
 @app.command("train-teachers")
 def train_teachers(
-    env: Annotated[str, typer.Argument(help="Registered id or package.module:callable.")],
+    env: Annotated[str, typer.Argument(help="Registered id, package.module:callable or file.py:callable.")],
     out: Annotated[Path, typer.Option(help="Run folder to create.")],
     algo: Annotated[Algo, typer.Option(help="SB3 algorithm for every agent.")] = Algo.ppo,
     agent_algo: Annotated[list[str], typer.Option(help="Per-agent override AGENT=ppo|dqn|maskable_ppo.")] = [],  # noqa: B006
@@ -238,9 +238,7 @@ def evaluate(
         typer.Option(help="Episodes per policy (default: the run's own); mixed teams play as many at most."),
     ] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write metrics to this file.")] = None,
-    workers: Annotated[
-        int, typer.Option(help="Processes that distill students and play episodes side by side (0: one per core).")
-    ] = 0,
+    workers: Annotated[int, typer.Option(help="Processes that play episodes side by side (0: one per core).")] = 0,
     set_: Annotated[
         list[str], typer.Option("--set", help="Override an evaluate.* key or env.cooperative: key=value.")
     ] = [],  # noqa: B006

@@ -37,9 +37,10 @@ class EnvConfig:
     """Which environment, and its arguments."""
 
     id: str = "simple_spread"
-    """A registered id (marl-distill envs) or a 'package.module:callable' spec."""
+    """A registered id (marl-distill envs), a 'package.module:callable' spec or a 'path/to/file.py:callable' one."""
     kwargs: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments for the env factory (override the registered defaults)."""
+    """Keyword arguments for the env factory (override the registered defaults). ``--set env.kwargs.N=4`` sets one;
+    ``--set 'env.kwargs={max_cycles=25}'`` replaces the whole table (e.g. with env.id, for another env)."""
     cooperative: bool | str = "auto"
     """Do the agents share one goal? true: the team return is the headline; false: per-seat figures (zero-sum or
     mixed games); auto: as the env declares (metadata["cooperative"]), else true only if every agent's return is

@@ -43,3 +43,13 @@ def test_the_docs_build_strict_and_list_every_key_and_option(tmp_path):
     assert len(commands) >= 9 and [o for o in options if o not in cli] == []
     api = (tmp_path / "site" / "reference" / "api" / "index.html").read_text()
     assert all(name in api for name in ("train_teachers", "load_student", "ActingPolicy", "DistillConfig"))
+
+
+def test_every_metrics_json_key_of_a_real_run_is_in_the_run_folder_reference():
+    """The committed quickstart run's metrics.json (docs/results/data): each policy key and each _meta key."""
+    import json
+
+    metrics = json.loads((ROOT / "docs" / "results" / "data" / "quickstart" / "metrics.json").read_text())
+    page = (ROOT / "docs" / "reference" / "run-folder.md").read_text()
+    keys = {k for name, m in metrics.items() if name != "_meta" for k in m} | set(metrics["_meta"])
+    assert len(keys) > 25 and sorted(k for k in keys if f"`{k}`" not in page) == []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import re
 import shutil
 import subprocess
@@ -38,6 +39,7 @@ BLOCK = re.compile(r"<!-- render: (?P<spec>(?P<name>[\w-]+)(?:, headings: (?P<de
                    r"<!-- end render: (?P=name) -->", re.S)  # fmt: skip
 BENCHMARK_FILES = ("results.json", "summary.json", "privilege.json")
 MACHINE = "2 CPU cores"
+RERENDER = "python docs/results/render.py"
 
 
 def _shift(text: str, depth: int) -> str:
@@ -45,33 +47,40 @@ def _shift(text: str, depth: int) -> str:
     return re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + depth - 2) + " ", text, flags=re.M)
 
 
-def _provenance(name: str, source: dict[str, Any]) -> str:
+def _provenance(name: str, source: dict[str, Any], at: str) -> str:
     main = "summary.json" if source["kind"] == "benchmark" else "metrics.json"
     return (
-        f"*Made by `{source['command']}` at commit `{source['commit']}` on {source['date']} "
-        f"({source['wall']} of wall time on {source.get('machine', MACHINE)}). Data: "
-        f"[`data/{name}/`](data/{name}/{main}); rendered by `python docs/results/render.py`.*\n\n"
+        f"*Made by `{source['command']}` at commit `{source['commit']}` on {source['date']}: {source['wall']} of "
+        f"wall time on {source.get('machine', MACHINE)}{'; ' + source['note'] if source.get('note') else ''}. Data: "
+        f"[`data/{name}/`]({at}/{name}/{main}); rendered by `python docs/results/render.py`.*\n\n"
     )
 
 
-def render(name: str, depth: int = 2) -> str:
-    """One data folder's block: where it came from, then its report text (plots linked, not embedded)."""
-    folder = DATA / name
+def render(name: str, depth: int = 2, page: Path = HERE / "index.md") -> str:
+    """One data folder's block for ``page``: where it came from, then its report text (plots linked from the page,
+    not embedded)."""
+    folder, at = DATA / name, os.path.relpath(DATA, page.parent).replace(os.sep, "/")
+    if not (folder / "source.json").is_file():
+        raise SystemExit(
+            f"docs/results/data/{name}/source.json is missing: run the command above its block, then "
+            f"python docs/results/render.py collect {name} OUTPUT_FOLDER --command '...' --wall '...'"
+        )
     source = read_json(folder / "source.json")
     if source["kind"] == "benchmark":
         rows = read_json(folder / "summary.json")
         comparisons = read_json(folder / "privilege.json") if (folder / "privilege.json").is_file() else []
         plots = sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []
         text = summary.report_text(rows, comparisons, seeds=source["seeds"], plots=plots)
-        text = text.replace("](plots/", f"](data/{name}/plots/")
+        text = text.replace("](plots/", f"]({at}/{name}/plots/")
     else:
-        plot = f"data/{name}/plots/returns.png" if (folder / "plots" / "returns.png").is_file() else ""
+        plot = f"{at}/{name}/plots/returns.png" if (folder / "plots" / "returns.png").is_file() else ""
         text = report.report_text(read_json(folder / "metrics.json"), plot=plot)
-    return _provenance(name, source) + _shift(text.strip(), depth) + "\n"
+    return _provenance(name, source, at) + _shift(text.strip(), depth) + "\n"
 
 
 def pages() -> list[Path]:
-    return sorted(p for p in HERE.glob("*.md") if BLOCK.search(p.read_text()))
+    """Every docs page with a rendered block."""
+    return sorted(p for p in HERE.parent.rglob("*.md") if BLOCK.search(p.read_text()))
 
 
 def rendered(page: Path) -> str:
@@ -79,7 +88,7 @@ def rendered(page: Path) -> str:
 
     def block(m: re.Match[str]) -> str:
         name = m.group("name")
-        body = render(name, int(m.group("depth") or 2))
+        body = render(name, int(m.group("depth") or 2), page)
         return f"<!-- render: {m.group('spec')} -->\n{body}<!-- end render: {name} -->"
 
     return BLOCK.sub(block, page.read_text())
@@ -95,7 +104,9 @@ def plot(name: str) -> None:
         report.plot_returns(read_json(folder / "metrics.json"), folder / "plots" / "returns.png")
 
 
-def collect(name: str, folder: Path, command: str, wall: str, commit: str | None, date: str | None) -> Path:
+def collect(
+    name: str, folder: Path, command: str, wall: str, commit: str | None, date: str | None, note: str = ""
+) -> Path:
     """Copy a finished benchmark folder's (or run folder's) JSON into data/NAME with its source.json."""
     out = DATA / name
     if (folder / "summary.json").is_file():
@@ -119,6 +130,7 @@ def collect(name: str, folder: Path, command: str, wall: str, commit: str | None
         "date": date or datetime.date.today().isoformat(),
         "wall": wall,
         "machine": MACHINE,
+        **({"note": note} if note else {}),
         **({"seeds": seeds} if seeds is not None else {}),
     }
     write_json(out / "source.json", source)
@@ -137,21 +149,30 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--wall", required=True, help="its wall time, e.g. '19 min 33 s'")
     c.add_argument("--commit", help="the commit it ran at (default: HEAD)")
     c.add_argument("--date", help="the day it ran, YYYY-MM-DD (default: today)")
+    c.add_argument("--note", default="", help="what a reader of its timings should know, e.g. other load")
     args = parser.parse_args(argv)
     if args.what == "collect":
-        print(collect(args.name, args.folder, args.command, args.wall, args.commit, args.date))
+        print(collect(args.name, args.folder, args.command, args.wall, args.commit, args.date, args.note))
         return 0
-    stale = [p for p in pages() if rendered(p) != p.read_text()]
+    fresh, missing = {}, []
+    for page in pages():
+        try:
+            fresh[page] = rendered(page)
+        except SystemExit as exc:  # a block whose command has not been collected yet: the others still render
+            missing.append(f"{page.relative_to(HERE.parent)}: {exc}")
+    stale = [p for p, text in fresh.items() if text != p.read_text()]
     if args.check:
         for p in stale:
-            print(f"{p.name} differs from its rendering: run python docs/results/render.py", file=sys.stderr)
-        return 1 if stale else 0
-    for name in sorted(d.name for d in DATA.iterdir() if (d / "source.json").is_file()):
-        plot(name)
-    for p in stale:
-        write_text(p, rendered(p))
-        print(f"rendered {p.relative_to(HERE.parent.parent)}")
-    return 0
+            print(f"{p.relative_to(HERE.parent)} differs from its rendering: run {RERENDER}", file=sys.stderr)
+    else:
+        for name in sorted(d.name for d in DATA.iterdir() if (d / "source.json").is_file()):
+            plot(name)
+        for p in stale:
+            write_text(p, fresh[p])
+            print(f"rendered {p.relative_to(HERE.parent.parent)}")
+    for line in missing:
+        print(line, file=sys.stderr)
+    return 1 if missing or (args.check and stale) else 0
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ def call_factory(factory: Callable[[], Any]) -> Any:
     try:
         return factory()
     except (TypeError, ValueError) as exc:
-        raise UserError(f"the env factory rejected its arguments ({exc}); fix --env-kwargs / env.kwargs") from None
+        raise UserError(
+            f"the env factory rejected its arguments ({exc}); fix --env-kwargs / env.kwargs (for another env, replace "
+            "the whole table: --set 'env.kwargs={...}')"
+        ) from None
 
 
 def make_parallel(factory: Callable[[], Any]) -> ParallelEnv:

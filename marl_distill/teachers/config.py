@@ -38,7 +38,8 @@ class TeacherConfig:
     env_workers: int = 1
     """Processes that step the env copies (1: in this process; 2+ spreads the copies, like SubprocVecEnv)."""
     seed: int = 0
-    """Run seed: root of the run's SeedSequence tree; learners and env copies get their own branches."""
+    """The teachers' seed: learners and env copies get their own branches of its SeedSequence tree; left at 0 (or
+    unset in a config), it is the run's seed."""
     ppo: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for stable_baselines3.PPO and MaskablePPO (n_steps, batch_size, learning_rate, ...)."""
     dqn: dict[str, Any] = field(default_factory=dict)
@@ -49,7 +50,7 @@ class TeacherConfig:
     torch_threads: int = 1
     """CPU threads each learner process gives torch (small MLPs run fastest on one)."""
     tensorboard: bool = True
-    """Write each teacher's SB3 TensorBoard log under tb/AGENT_1."""
+    """Write each teacher's SB3 TensorBoard log under tb/AGENT_N (SB3 numbers its runs: tb/agent_0_1)."""
     view: str = "local"
     """What each teacher observes: local (its own observation), global (its observation then the env's state():
     privileged teachers), history:K (its last K observations) or 'package.module:callable' mapping (env, agent,

@@ -1,4 +1,4 @@
-"""Deployment without the lab: a venv with no torch and no SB3, set up by the recipe README gives, plays a run's
+"""Deployment without the lab: a venv with no torch and no SB3, set up by the recipe docs/guides/onnx.md gives, plays a run's
 ONNX exports and gets evaluate's returns."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def test_exports_play_in_a_venv_without_torch(tmp_path, capsys):
     quiet = {"capture_output": True, "text": True, "timeout": 600}
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.pop("PYTHONPATH", None)
-    steps = [  # README's recipe, word for word
+    steps = [  # the ONNX guide's recipe, word for word
         [sys.executable, "-m", "venv", str(venv)],
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)],
         [str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "experiments" / "deploy_requirements.txt")],
