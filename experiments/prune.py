@@ -122,24 +122,34 @@ def main() -> None:
                 row["minus_scratch_ft"] = t_ci(np.array(diff, dtype=float))
         rows[name] = row
     result = {"task": args.task, "from": args.source, "finetune_epochs": args.finetune_epochs, "rows": rows}
+    result["seeds"] = [s.name for s in seeds]
     write_json(args.sweep / f"prune_{args.task}_{args.source}.json", result)
-    print(f"{args.task}: students of {args.source} pruned; {len(per_seed)} seeds; IQM [95% CI] over seeds")
-    print("| policy | normalized return | joint agreement | params (non-zero) | MACs | gradient steps | "
-          "pruned+ft − scratch+ft |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
-    for name, r in rows.items():
+    print(table(result))
+    print(json.dumps({"written": str(args.sweep / f"prune_{args.task}_{args.source}.json")}))
+
+
+def table(result: dict[str, Any]) -> str:
+    """The printed table, from the JSON alone (docs/results/render.py renders the results page with it)."""
+    seeds = len(result.get("seeds", [])) or "?"
+    lines = [
+        f"{result['task']}: students of {result['from']} pruned; {seeds} seeds; IQM [95% CI] over seeds\n",
+        "| policy | normalized return | joint agreement | params (non-zero) | MACs | gradient steps | "
+        "pruned+ft − scratch+ft |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in result["rows"].items():
         nr = r["normalized_return"]
         ci = "[{:.2f}, {:.2f}]".format(*nr["ci95"]) if nr["ci95"][0] is not None else ""
         vs = ""
         if "minus_scratch_ft" in r:
             d = r["minus_scratch_ft"]
             vs = "{:+.2f} [{:+.2f}, {:+.2f}]".format(d["mean"], *d["ci95"])
-        print(
+        lines.append(
             f"| {name} | {nr['iqm']:.2f} {ci} | {r['joint_action_agreement']:.3f} | "
             f"{r['params']:,} ({r['nonzero_params']:,}) | {r['macs_per_joint_step']:,} | "
             f"{', '.join(f'{x:,}' for x in r['grad_steps'])} | {vs} |"
         )
-    print(json.dumps({"written": str(args.sweep / f"prune_{args.task}_{args.source}.json")}))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

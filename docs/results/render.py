@@ -1,8 +1,9 @@
 """The results pages' tables, rendered from the runs' own JSON: never typed by hand.
 
 Each folder under docs/results/data/ holds what one command wrote (a benchmark's results.json, summary.json and
-privilege.json, or a run's metrics.json) and ``source.json``: the command, the commit it ran at, the date, its
-wall time and the machine. A page shows a folder's tables between two markers::
+privilege.json, a run's metrics.json, or experiments/prune.py's prune_TASK_FROM.json as prune.json) and
+``source.json``: the command, the commit it ran at, the date, its wall time and the machine. A page shows a
+folder's tables between two markers::
 
     <!-- render: benchmark -->
     ... everything here is rewritten by this script ...
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 import re
 import shutil
@@ -48,7 +50,7 @@ def _shift(text: str, depth: int) -> str:
 
 
 def _provenance(name: str, source: dict[str, Any], at: str) -> str:
-    main = "summary.json" if source["kind"] == "benchmark" else "metrics.json"
+    main = {"benchmark": "summary.json", "run": "metrics.json", "prune": "prune.json"}[source["kind"]]
     return (
         f"*Made by `{source['command']}` at commit `{source['commit']}` on {source['date']}: {source['wall']} of "
         f"wall time on {source.get('machine', MACHINE)}{'; ' + source['note'] if source.get('note') else ''}. Data: "
@@ -72,10 +74,20 @@ def render(name: str, depth: int = 2, page: Path = HERE / "index.md") -> str:
         plots = sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []
         text = summary.report_text(rows, comparisons, seeds=source["seeds"], plots=plots)
         text = text.replace("](plots/", f"]({at}/{name}/plots/")
+    elif source["kind"] == "prune":
+        text = _prune_table()(read_json(folder / "prune.json"))
     else:
         plot = f"{at}/{name}/plots/returns.png" if (folder / "plots" / "returns.png").is_file() else ""
         text = report.report_text(read_json(folder / "metrics.json"), plot=plot)
     return _provenance(name, source, at) + _shift(text.strip(), depth) + "\n"
+
+
+def _prune_table() -> Any:
+    """experiments/prune.py's own table function (the script is not part of the package)."""
+    spec = importlib.util.spec_from_file_location("prune", HERE.parent.parent / "experiments" / "prune.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.table
 
 
 def pages() -> list[Path]:
@@ -100,7 +112,7 @@ def plot(name: str) -> None:
     source = read_json(folder / "source.json")
     if source["kind"] == "benchmark":
         benchmark_plots.write_all(folder, read_json(folder / "summary.json"), [])
-    else:
+    elif source["kind"] == "run":
         report.plot_returns(read_json(folder / "metrics.json"), folder / "plots" / "returns.png")
 
 
@@ -115,13 +127,17 @@ def collect(
         seeds = sorted({int(s[5:]) for t in results.values() for p in t.values() for r in p.values() for s in r})
     elif (folder / "metrics.json").is_file():
         kind, files, seeds = "run", ["metrics.json"], None
+    elif folder.is_file() and folder.name.startswith("prune_") and folder.suffix == ".json":
+        kind, files, seeds = "prune", [], read_json(folder)["seeds"]
     else:
-        raise SystemExit(f"{folder} holds neither summary.json (a benchmark) nor metrics.json (a run)")
+        raise SystemExit(f"{folder} is neither a benchmark folder, a run folder nor a prune_*.json file")
     if out.exists():
         shutil.rmtree(out)  # ours: rendered data, in git
     out.mkdir(parents=True)
     for f in files:
         shutil.copyfile(folder / f, out / f)
+    if kind == "prune":
+        shutil.copyfile(folder, out / "prune.json")
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
     source = {
         "kind": kind,
