@@ -55,8 +55,8 @@ class ExperimentConfig:
     """Shown in the report's title."""
     seed: int = 0
     """Run seed: the root of the run's one SeedSequence tree (stage, agent, copy); it is every stage's seed unless
-    that stage's own ``seed`` is set to another non-zero value (e.g. to distill again from the same teachers with
-    another seed); a stage seed left at 0 follows the run seed."""
+    that stage's own ``seed`` is set (e.g. to distill again from the same teachers with another seed). In Python, an
+    ExperimentConfig's stage seed left at 0 follows it when the config is run."""
     torch_threads: int = 1
     """CPU threads torch uses for distillation and evaluation (teachers.torch_threads: per learner process)."""
     teachers_from: str = ""
@@ -68,13 +68,6 @@ class ExperimentConfig:
     teachers: TeacherConfig = field(default_factory=TeacherConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
-
-    def __post_init__(self) -> None:
-        # ExperimentConfig(seed=3) in Python: stages left at their default seed follow the run, as in a TOML
-        for stage in SEEDED_STAGES:
-            table = getattr(self, stage)
-            if getattr(table, "seed", None) == 0 and isinstance(self.seed, int) and self.seed != 0:
-                setattr(self, stage, dataclasses.replace(table, seed=self.seed))
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
@@ -189,6 +182,17 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 SEEDED_STAGES = ("teachers", "distill", "evaluate")
 """Config tables whose ``seed`` defaults to the run seed."""
+
+
+def from_python(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """An ExperimentConfig built in Python, as run: its stage seeds left at 0 follow its run seed (as stage seeds a
+    TOML leaves out do), so ``ExperimentConfig(seed=3)`` and ``dataclasses.replace(cfg, seed=s)`` seed every stage;
+    ``overrides`` (``key=value``) come after, so ``teachers.seed=0`` there pins a stage to 0."""
+    data = to_dict(cfg)
+    for stage in SEEDED_STAGES:
+        if data.get(stage, {}).get("seed") == 0:
+            del data[stage]["seed"]
+    return build(apply_overrides(data, overrides))
 
 
 def build(data: dict[str, Any], base: Path | None = None, *, run_folder: bool = False) -> ExperimentConfig:

@@ -60,10 +60,13 @@ def test_config_benchmark_lists_every_benchmark_key_and_its_defaults_load():
 
 
 def test_the_run_seed_reaches_every_stage_from_python_as_from_a_toml():
-    """ExperimentConfig(seed=3) seeds teachers, distillation and evaluation with 3, as `seed = 3` in a TOML does;
-    a stage seed set to another value still overrides it."""
-    build, to_dict = config_mod.build, config_mod.to_dict
-    for cfg in (ExperimentConfig(seed=3), build({"seed": 3}), build(to_dict(ExperimentConfig(seed=3)))):
+    """ExperimentConfig(seed=3), run from Python, seeds teachers, distillation and evaluation with 3, as `seed = 3`
+    in a TOML does, also after dataclasses.replace; a stage seed set otherwise still overrides it, and a TOML's
+    explicit stage seed 0 is kept."""
+    from_python, build = config_mod.from_python, config_mod.build
+    swept = dataclasses.replace(ExperimentConfig(seed=1), seed=3)
+    for cfg in (from_python(ExperimentConfig(seed=3), []), build({"seed": 3}), from_python(swept, [])):
         assert (cfg.teachers.seed, cfg.distill.seed, cfg.evaluate.seed) == (3, 3, 3)
-    cfg = ExperimentConfig(seed=3, distill=DistillConfig(seed=7))
-    assert (cfg.teachers.seed, cfg.distill.seed) == (3, 7)
+    cfg = from_python(ExperimentConfig(seed=3, distill=DistillConfig(seed=7)), ["teachers.seed=0"])
+    assert (cfg.teachers.seed, cfg.distill.seed, cfg.evaluate.seed) == (0, 7, 3)
+    assert build({"seed": 3, "distill": {"seed": 0}}).distill.seed == 0

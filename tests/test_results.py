@@ -35,6 +35,8 @@ def test_each_data_folder_says_where_it_came_from_and_is_shown(folder, tmp_path)
     assert f"<!-- render: {folder.name}" in shown, f"data/{folder.name} is on no results page"
     if source["kind"] == "benchmark":
         results = json.loads((folder / "results.json").read_text())
+        seeds = {int(s[5:]) for tasks in results.values() for t in tasks.values() for p in t.values() for s in p}
+        assert sorted(seeds) == source["seeds"]
         write_json(tmp_path / "summary.json", aggregate(results))  # as the benchmark writes it (NaN as null)
         assert read_json(tmp_path / "summary.json") == read_json(folder / "summary.json")
 

@@ -9,7 +9,8 @@ folder's tables between two markers::
     ... everything here is rewritten by this script ...
     <!-- end render: benchmark -->
 
-(``<!-- render: NAME, headings: 3 -->`` starts the block's headings at ``###``). The text is the report the lab
+(``<!-- render: NAME, headings: 3 -->`` starts the block's headings at ``###``; ``<!-- render: NAME, pairs: A vs B;
+C vs D -->`` renders a benchmark's paired differences between those policies instead). The text is the report the lab
 writes beside its runs (``report.md``), made by the same functions from the same JSON, so a page cannot drift from
 its data: tests/test_results.py renders every block again and compares.
 
@@ -27,17 +28,17 @@ import importlib.util
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from marl_distill.evaluation import benchmark_plots, report, summary
 from marl_distill.utils.files import read_json, write_json, write_text
+from marl_distill.utils.provenance import provenance
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
-BLOCK = re.compile(r"<!-- render: (?P<spec>(?P<name>[\w-]+)(?:, headings: (?P<depth>\d))?) -->\n(?P<body>.*?)"
+BLOCK = re.compile(r"<!-- render: (?P<spec>(?P<name>[\w-]+)(?P<options>(?:, [^>]*?)?)) -->\n(?P<body>.*?)"
                    r"<!-- end render: (?P=name) -->", re.S)  # fmt: skip
 BENCHMARK_FILES = ("results.json", "summary.json", "privilege.json")
 MACHINE = "2 CPU cores"
@@ -51,11 +52,28 @@ def _shift(text: str, depth: int) -> str:
 
 def _provenance(name: str, source: dict[str, Any], at: str) -> str:
     main = {"benchmark": "summary.json", "run": "metrics.json", "prune": "prune.json"}[source["kind"]]
+    made = source.get("provenance") or {}
+    versions = ", ".join(f"{k} {v}" for k, v in made.get("versions", {}).items() if k != "marl-distill")
+    where = f"{made['cpu']}, {made['cores']} cores" if made.get("cpu") else source.get("machine", MACHINE)
     return (
         f"*Made by `{source['command']}` at commit `{source['commit']}` on {source['date']}: {source['wall']} of "
-        f"wall time on {source.get('machine', MACHINE)}{'; ' + source['note'] if source.get('note') else ''}. Data: "
-        f"[`data/{name}/`]({at}/{name}/{main}); rendered by `python docs/results/render.py`.*\n\n"
+        f"wall time on {where}{'; ' + source['note'] if source.get('note') else ''}."
+        + (f" Python {made['python']}, {versions}." if versions else "")
+        + f" Data: [`data/{name}/`]({at}/{name}/{main}); tables rendered from it by `{RERENDER}`.*\n\n"
     )
+
+
+def _options(text: str) -> dict[str, str]:
+    """``, headings: 3, pairs: A vs B; C vs D`` -> {"headings": "3", "pairs": "A vs B; C vs D"}."""
+    return dict(part.split(": ", 1) for part in text.split(", ")[1:])
+
+
+def render_pairs(name: str, pairs: str, page: Path) -> str:
+    """A benchmark's paired differences between policies (``A vs B; ...``), from its results.json."""
+    folder, at = DATA / name, os.path.relpath(DATA, page.parent).replace(os.sep, "/")
+    chosen = [tuple(pair.split(" vs ")) for pair in pairs.split("; ")]
+    text = summary.paired_table(read_json(folder / "results.json"), chosen)  # type: ignore[arg-type]
+    return f"*Paired differences from [`data/{name}/results.json`]({at}/{name}/results.json).*\n\n{text}"
 
 
 def render(name: str, depth: int = 2, page: Path = HERE / "index.md") -> str:
@@ -99,8 +117,11 @@ def rendered(page: Path) -> str:
     """The page with every block rendered afresh from its data."""
 
     def block(m: re.Match[str]) -> str:
-        name = m.group("name")
-        body = render(name, int(m.group("depth") or 2), page)
+        name, options = m.group("name"), _options(m.group("options"))
+        if "pairs" in options:
+            body = render_pairs(name, options["pairs"], page)
+        else:
+            body = render(name, int(options.get("headings", 2)), page)
         return f"<!-- render: {m.group('spec')} -->\n{body}<!-- end render: {name} -->"
 
     return BLOCK.sub(block, page.read_text())
@@ -138,20 +159,30 @@ def collect(
         shutil.copyfile(folder / f, out / f)
     if kind == "prune":
         shutil.copyfile(folder, out / "prune.json")
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
+    made = _recorded(folder if folder.is_dir() else folder.parent) or {**provenance(), "recorded": "when collected"}
     source = {
         "kind": kind,
         "command": command,
-        "commit": commit or head.stdout.strip(),
+        "commit": commit or made.get("commit") or "unknown",
         "date": date or datetime.date.today().isoformat(),
         "wall": wall,
         "machine": MACHINE,
         **({"note": note} if note else {}),
+        "provenance": made,
         **({"seeds": seeds} if seeds is not None else {}),
     }
     write_json(out / "source.json", source)
     plot(name)
     return out
+
+
+def _recorded(folder: Path) -> dict[str, Any] | None:
+    """What the runs themselves recorded (metrics.json ``_meta.provenance``); the first run's, for a grid."""
+    for metrics in sorted(folder.glob("**/metrics.json")):
+        made = read_json(metrics).get("_meta", {}).get("provenance")
+        if made:
+            return made
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("folder", type=Path)
     c.add_argument("--command", required=True, help="the command that made the folder, as a user would type it")
     c.add_argument("--wall", required=True, help="its wall time, e.g. '19 min 33 s'")
-    c.add_argument("--commit", help="the commit it ran at (default: HEAD)")
+    c.add_argument("--commit", help="the commit it ran at (default: what its metrics.json recorded)")
     c.add_argument("--date", help="the day it ran, YYYY-MM-DD (default: today)")
     c.add_argument("--note", default="", help="what a reader of its timings should know, e.g. other load")
     args = parser.parse_args(argv)

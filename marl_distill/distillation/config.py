@@ -78,7 +78,7 @@ class DistillConfig:
     """Per-agent students start as copies of their PPO teachers' actors (needs hidden = the teachers' net_arch)."""
     seed: int = 0
     """The seed whose tree's distill branch seeds collection, the held-out split, initialisation and minibatch
-    order; left at 0 (or unset in a config), it is the run's seed."""
+    order; unset in a config (in Python: left at 0), it is the run's seed."""
 
     def validate(self) -> None:
         if self.init_from_teacher and "shared" in self.students:

@@ -14,8 +14,8 @@ class EvalConfig:
     episodes: int = 200
     """Episodes per policy; every policy plays the same episode seeds."""
     seed: int = 0
-    """The evaluation's seed (left at 0, or unset in a config: the run's): episode seeds and the sampling policies'
-    draws come from its tree, the same for every policy of a run and different between runs."""
+    """The evaluation's seed (unset in a config, in Python left at 0: the run's): episode seeds and the sampling
+    policies' draws come from its tree, the same for every policy of a run and different between runs."""
     n_envs: int = 16
     """Episodes played at once (batched forward passes)."""
     mixed_teams: bool = True

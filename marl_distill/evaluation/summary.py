@@ -220,8 +220,8 @@ def task_table(rows: Mapping[str, Any]) -> str:
         return seat_table(rows)
     cross = any("cross_seed_min" in r for r in rows.values())
     head = ["policy", "normalized return, IQM [95% CI]", "normalized, mean [95% CI]", "team return, mean [95% CI]"]
-    head += ["− teachers, paired, mean [95% CI]", "joint agreement", "mixed-team min, mean [95% CI]"]
-    head += ["cross-seed min, mean [95% CI]"] if cross else []
+    head += ["− teachers, paired, mean [95% CI]", "joint agreement", "mixed-team min, normalized, mean [95% CI]"]
+    head += ["cross-seed min, normalized, mean [95% CI]"] if cross else []
     head += ["acting params", "MACs / joint step", "bytes on disk", "µs / joint step", "× faster"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for policy, r in rows.items():
@@ -271,6 +271,22 @@ def task_notes(rows: Mapping[str, Any]) -> str:
     return "\nDistillation budget (gradient steps, labelled states per agent) and flags:\n\n" + "\n".join(lines) + "\n"
 
 
+def paired_table(results: Mapping[str, Any], pairs: Sequence[tuple[str, str]]) -> str:
+    """Per pair (A, B) of policies of one task: A − B team return per seed (each seed's cells share its teachers and
+    its evaluation episode seeds), mean with a Student-t interval over seeds. Not corrected for the number of pairs:
+    with many pairs, some intervals exclude 0 by chance."""
+    lines = ["| task | difference | team return, A − B, mean over seeds [95% CI] | seeds |", "|---|---|---|---|"]
+    for a, b in pairs:
+        for tasks in results.values():
+            for task, policies in tasks.items():
+                if a not in policies or b not in policies:
+                    continue
+                seeds = [s for s in policies[a] if s in policies[b]]
+                diff = [policies[a][s]["team_return"] - policies[b][s]["team_return"] for s in seeds]
+                lines.append(f"| {task} | {a} − {b} | {ci_cell(t_ci(np.array(diff)))} | {len(seeds)} |")
+    return "\n".join(lines) + "\n"
+
+
 def headline(summary: Mapping[str, Any]) -> list[str]:
     """What ``marl-distill benchmark`` prints: per task, each student's normalized return (IQM over seeds), per
     seat where the agents do not share one goal."""
@@ -307,9 +323,10 @@ def report_text(
         "whose teachers are not significantly above random; IQM: the mean of the middle 50% of runs, a quarter "
         "trimmed from each end and rounded down (at 5 runs, the middle three). − teachers: "
         "the policy's team return minus its teachers' on the same episode seeds, per run. Agreement is measured on "
-        "the states each student visits. Mixed-team min: the worst team of this student and the teachers; "
-        "cross-seed min: the worst team of this student and the same setting's student of another seed, and on the "
-        "teacher row the worst team of this seed's teachers with another seed's (tasks listed in cross_seed), so "
+        "the states each student visits. Mixed-team min: the normalized return (0 = random, 1 = teachers, on the "
+        "first mixed_episodes episode seeds) of the worst team of this student and the teachers; cross-seed min: "
+        "the same for the worst team of this student and the same setting's student of another seed, and on the "
+        "teacher row of this seed's teachers with another seed's (tasks listed in cross_seed), so "
         "conventions that drifted between teacher seeds are told apart from what distillation lost. Latency: batch "
         "1, one CPU thread, every policy through the same numpy acting path (teachers' actor networks included); "
         "× faster is like for like: the median over seeds of teacher latency / policy latency, both through that "

@@ -36,7 +36,7 @@ ConfigLike = ExperimentConfig | str | Path
 
 def _config(config: ConfigLike, overrides: Sequence[str]) -> ExperimentConfig:
     if isinstance(config, ExperimentConfig):
-        return config_mod.build(config_mod.apply_overrides(config_mod.to_dict(config), list(overrides)))
+        return config_mod.from_python(config, list(overrides))
     return config_mod.load(Path(config), list(overrides))
 
 

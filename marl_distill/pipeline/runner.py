@@ -32,6 +32,7 @@ from marl_distill.teachers import TeacherTeam, train_teachers
 from marl_distill.teachers.train import MANIFEST
 from marl_distill.utils.files import read_json, write_json
 from marl_distill.utils.progress import stage
+from marl_distill.utils.provenance import provenance
 from marl_distill.utils.workers import usable_cpus
 
 CONFIG = "config.toml"
@@ -307,6 +308,7 @@ def stage_evaluate(
             **metrics.get("_meta", {}),
             "students": described,
             **({"differs_from_run": differs_from_run} if differs_from_run else {}),
+            "provenance": provenance(),
         }
         write_json(Path(run_dir) / "metrics.json", metrics)
         manifest = teachers_dir(cfg, run_dir) / "teachers" / MANIFEST

@@ -38,8 +38,8 @@ class TeacherConfig:
     env_workers: int = 1
     """Processes that step the env copies (1: in this process; 2+ spreads the copies, like SubprocVecEnv)."""
     seed: int = 0
-    """The teachers' seed: learners and env copies get their own branches of its SeedSequence tree; left at 0 (or
-    unset in a config), it is the run's seed."""
+    """The teachers' seed: learners and env copies get their own branches of its SeedSequence tree; unset in a config
+    (in Python: left at 0), it is the run's seed."""
     ppo: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for stable_baselines3.PPO and MaskablePPO (n_steps, batch_size, learning_rate, ...)."""
     dqn: dict[str, Any] = field(default_factory=dict)

@@ -1,5 +1,5 @@
-"""Deployment without the lab: a venv with no torch and no SB3, set up by the recipe docs/guides/onnx.md gives, plays a run's
-ONNX exports and gets evaluate's returns."""
+"""Deployment without the lab: a venv with no torch and no SB3, set up by the recipe docs/guides/onnx.md gives,
+plays a run's ONNX exports and gets evaluate's returns."""
 
 from __future__ import annotations
 
