@@ -234,8 +234,10 @@ def run_benchmark(
         f"seeds): {len(student_cells) - len(todo_s)} finished and reused, {len(todo_s)} to run; "
         f"teacher runs to train: {len(todo_t)} of {len(teacher_cells)} ({len(todo_t) + len(todo_s)} jobs in all)"
     )
-    # connect first: a cluster that cannot be reached leaves no folder behind
-    executor = _Ray(ray_address, cfg.ray_cpus_per_run) if ray_address else _Local(cfg.workers)
+    # connect first: a cluster that cannot be reached leaves no folder behind (and none is needed to rebuild the
+    # report of a grid whose runs are all finished)
+    remote = ray_address and (todo_t or todo_s)
+    executor = _Ray(ray_address, cfg.ray_cpus_per_run) if remote else _Local(cfg.workers)
     out.mkdir(parents=True, exist_ok=True)
     (out / FAILURES).unlink(missing_ok=True)  # our own record of the last call's failures
     failed: dict[str, dict[str, Any]] = {}
