@@ -32,6 +32,7 @@ from marl_distill.teachers import TeacherTeam, train_teachers
 from marl_distill.teachers.train import MANIFEST
 from marl_distill.utils.files import read_json, write_json
 from marl_distill.utils.progress import stage
+from marl_distill.utils.provenance import commit as provenance_commit
 from marl_distill.utils.provenance import provenance
 from marl_distill.utils.workers import usable_cpus
 
@@ -351,6 +352,7 @@ def run(
 ) -> dict:
     """The pipeline's ``stages`` into ``run_dir``; with ``resume`` finished stages are kept, not redone.
     ``workers``: processes for distillation and evaluation (default: one per usable core)."""
+    provenance_commit()  # the checkout as this run starts, not as it ends
     run_dir = Path(run_dir)
     check_dir(run_dir, resume)  # nothing is written before every check has passed
     saved = run_dir / CONFIG

@@ -3,6 +3,7 @@ so that a published figure says what it came from (docs/results/render.py shows 
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 from importlib import metadata
@@ -31,9 +32,11 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.cache
 def commit() -> str | None:
     """``git describe --always --dirty`` of the lab's own checkout (None when installed from elsewhere): a
-    ``-dirty`` suffix says the tree had uncommitted changes."""
+    ``-dirty`` suffix says the tree had uncommitted changes. Read once per process (runner.run asks at its start),
+    so a checkout that changes while a run goes on does not relabel it."""
     try:
         done = subprocess.run(
             ["git", "describe", "--always", "--dirty"],
