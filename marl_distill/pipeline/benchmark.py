@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from marl_distill import config as config_mod
+from marl_distill.env.registry import stored
 from marl_distill.errors import UserError
 from marl_distill.evaluation.summary import write_summary
 from marl_distill.pipeline import runner
@@ -281,7 +282,7 @@ def run_benchmark(
             "setting": c.setting,
             "seed": c.seed,
             "folder": c.folder.relative_to(out.resolve()).as_posix(),
-            "metrics": read_json(c.folder / "metrics.json"),
+            "metrics": _shareable(read_json(c.folder / "metrics.json"), out),
             "setup": runner.comparable_setup(config_mod.build(c.config)),
         }
         for c in student_cells
@@ -297,6 +298,15 @@ def run_benchmark(
             f"covers the {len(runs)} finished runs, and the same command retries the failed ones"
         )
     return summary
+
+
+def _shareable(metrics: dict[str, Any], out: Path) -> dict[str, Any]:
+    """A run's metrics with an env file's path relative to the benchmark folder, so that results.json, results.csv
+    and the report name no path of this machine, and keep their keys when the folder and the file move together."""
+    meta = metrics.get("_meta", {})
+    if isinstance(meta.get("env"), str):
+        meta["env"] = stored(meta["env"], out)
+    return metrics
 
 
 def _failure(cell: Cell, error: BaseException, because: str = "") -> dict[str, Any]:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import CONTRACT, untimed
 
 from marl_distill.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 GRID = """
 name = "tiny grid"
@@ -99,6 +103,32 @@ def test_benchmark_reuses_finished_runs_and_refuses_to_overwrite_others(grid, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "another config" in err[0], err
     assert metrics.stat().st_mtime_ns == stamp
+
+
+def test_a_grid_on_an_env_file_names_no_path_of_this_machine(tmp_path):
+    """results.json, results.csv and report.md key a file-spec env by its path relative to the benchmark folder."""
+    shutil.copy(ROOT / "envs" / "template" / "my_env.py", tmp_path / "my_env.py")
+    grid = (
+        GRID.split("[[tasks]]")[0]
+        + f"""
+[[tasks]]
+name = "meet"
+env = {{ id = "{(tmp_path / "my_env.py").as_posix()}:parallel_env" }}
+teachers = {{ steps = 1000, n_envs = 4, ppo = {{ n_steps = 50, batch_size = 100 }} }}
+
+[[settings]]
+name = "kl"
+distill = {{ students = ["shared"], samples = 500, epochs = 2 }}
+"""
+    )
+    grid = grid.replace("seeds = [0, 1]", "seeds = [0]").replace('cross_seed = ["penalty"]\n', "")
+    (tmp_path / "grid.toml").write_text(grid)
+    assert cli(["benchmark", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "out")]) == 0
+    report = [line for line in (tmp_path / "out" / "report.md").read_text().splitlines() if line.startswith("#")]
+    for name, text in [(n, (tmp_path / "out" / n).read_text()) for n in ("results.json", "results.csv")] + [
+        ("report.md headings", "\n".join(report))
+    ]:
+        assert str(tmp_path) not in text and "../my_env.py:parallel_env" in text, name
 
 
 def test_benchmark_settings_may_not_change_the_shared_teachers(grid, capsys):
