@@ -63,6 +63,11 @@ def _provenance(name: str, source: dict[str, Any], at: str) -> str:
     )
 
 
+def _data_from(page: Path) -> str:
+    """The data folder as a link from ``page``."""
+    return os.path.relpath(DATA, page.parent).replace(os.sep, "/")
+
+
 def _options(text: str) -> dict[str, str]:
     """``, headings: 3, pairs: A vs B; C vs D`` -> {"headings": "3", "pairs": "A vs B; C vs D"}."""
     return dict(part.split(": ", 1) for part in text.split(", ")[1:])
@@ -70,7 +75,7 @@ def _options(text: str) -> dict[str, str]:
 
 def render_pairs(name: str, pairs: str, page: Path) -> str:
     """A benchmark's paired differences between policies (``A vs B; ...``), from its results.json."""
-    folder, at = DATA / name, os.path.relpath(DATA, page.parent).replace(os.sep, "/")
+    folder, at = DATA / name, _data_from(page)
     chosen = [tuple(pair.split(" vs ")) for pair in pairs.split("; ")]
     text = summary.paired_table(read_json(folder / "results.json"), chosen)  # type: ignore[arg-type]
     return f"*Paired differences from [`data/{name}/results.json`]({at}/{name}/results.json).*\n\n{text}"
@@ -79,7 +84,7 @@ def render_pairs(name: str, pairs: str, page: Path) -> str:
 def render(name: str, depth: int = 2, page: Path = HERE / "index.md") -> str:
     """One data folder's block for ``page``: where it came from, then its report text (plots linked from the page,
     not embedded)."""
-    folder, at = DATA / name, os.path.relpath(DATA, page.parent).replace(os.sep, "/")
+    folder, at = DATA / name, _data_from(page)
     if not (folder / "source.json").is_file():
         raise SystemExit(
             f"docs/results/data/{name}/source.json is missing: run the command above its block, then "

@@ -27,6 +27,7 @@ from marl_distill.errors import UserError
 from marl_distill.pipeline import runner
 from marl_distill.policy.act import ActingPolicy
 from marl_distill.policy.joint import JointPolicy
+from marl_distill.students import StudentTeam
 from marl_distill.students.mlp import META
 from marl_distill.teachers.config import TeacherConfig
 from marl_distill.utils.files import read_json
@@ -241,10 +242,14 @@ class Run:
     students: dict[str, ActingPolicy]
 
 
-def _acting(cfg: ExperimentConfig, team: JointPolicy, what: str, view: str) -> ActingPolicy:
+def _local_only(view: str, what: str) -> None:
+    """A team acts on raw env observations only if it was trained on them (the local view)."""
     if view != LOCAL:
         raise UserError(f"{what} acts on the {view!r} view, which a raw env observation does not hold; play it "
                         "through marl_distill.env.ViewEnv")  # fmt: skip
+
+
+def _acting(cfg: ExperimentConfig, team: JointPolicy) -> ActingPolicy:
     env = resolve(cfg.env.id, cfg.env.kwargs)()
     agents = list(env.possible_agents)
     obs = {a: env.observation_space(a) for a in agents}
@@ -257,8 +262,8 @@ def load_teachers(run_dir: str | Path) -> ActingPolicy:
     """A run's teachers as one team that acts on raw observations: ``team.act(observations)``."""
     cfg = runner.load_run_config(Path(run_dir))
     factory, spec = runner.env_factory(cfg)
-    view = runner.trained_view(runner.teachers_dir(cfg, Path(run_dir))) or LOCAL
-    return _acting(cfg, runner.load_teachers(cfg, Path(run_dir), spec), f"the teachers of {run_dir}", view)
+    _local_only(runner.trained_view(runner.teachers_dir(cfg, Path(run_dir))) or LOCAL, f"the teachers of {run_dir}")
+    return _acting(cfg, runner.load_teachers(cfg, Path(run_dir), spec))
 
 
 def load_student(student_dir: str | Path) -> ActingPolicy:
@@ -275,14 +280,10 @@ def load_student(student_dir: str | Path) -> ActingPolicy:
         found = sorted(p.name for p in (folder / "students").glob("*") if (p / META).is_file())
         hint = f"; this run's students: {', '.join(found)}" if found else ""
         raise UserError(f"{folder} holds no student ({META} missing); pass RUN/students/NAME{hint}")
-    view = read_json(folder / META).get("view", LOCAL)
-    if view != LOCAL:
-        raise UserError(f"the student in {folder} acts on the {view!r} view, which a raw env observation does not "
-                        "hold; play it through marl_distill.env.ViewEnv")  # fmt: skip
+    _local_only(read_json(folder / META).get("view", LOCAL), f"the student in {folder}")
     cfg = runner.load_run_config(folder.parent.parent)
     _, spec = runner.env_factory(cfg)
-    team = runner.load_students(cfg, folder.parent.parent, spec, view=None)[folder.name]
-    return _acting(cfg, team, f"the student in {folder}", view)
+    return _acting(cfg, StudentTeam.load(folder, spec))  # this student alone, not every one of its run
 
 
 def load_run(path: str | Path) -> Run:

@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from marl_distill.utils.workers import usable_cpus
+
 PACKAGES = ("marl-distill", "torch", "stable-baselines3", "pettingzoo", "mpe2", "gymnasium", "numpy", "onnxruntime")
 """Distributions whose versions decide a run's figures."""
 
@@ -52,13 +54,10 @@ def commit() -> str | None:
 
 def provenance() -> dict[str, Any]:
     """The commit, Python, package versions, CPU model and usable cores of this process."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "commit": commit(),
         "python": platform.python_version(),
         "versions": {name: v for name in PACKAGES if (v := _version(name)) is not None},
         "cpu": _cpu(),
-        "cores": cores,
+        "cores": usable_cpus(),
     }
