@@ -274,16 +274,22 @@ def load_student(student_dir: str | Path) -> ActingPolicy:
         ``reset`` or ``step`` returns and gives each agent's action for ``env.step``.
     """
     folder = Path(student_dir)
-    if not folder.is_dir():
-        raise UserError(f"{folder} does not exist; pass a student folder, RUN/students/NAME")
+    if not folder.is_dir():  # a misspelt name: list the students beside it
+        raise UserError(f"{folder} does not exist; pass a student folder, RUN/students/NAME"
+                        f"{_students_in(folder.parent)}")  # fmt: skip
     if not (folder / META).is_file():
-        found = sorted(p.name for p in (folder / "students").glob("*") if (p / META).is_file())
-        hint = f"; this run's students: {', '.join(found)}" if found else ""
-        raise UserError(f"{folder} holds no student ({META} missing); pass RUN/students/NAME{hint}")
+        raise UserError(f"{folder} holds no student ({META} missing); pass RUN/students/NAME"
+                        f"{_students_in(folder / 'students')}")  # fmt: skip
     _local_only(read_json(folder / META).get("view", LOCAL), f"the student in {folder}")
     cfg = runner.load_run_config(folder.parent.parent)
     _, spec = runner.env_factory(cfg)
     return _acting(cfg, StudentTeam.load(folder, spec))  # this student alone, not every one of its run
+
+
+def _students_in(folder: Path) -> str:
+    """``; this run's students: a, b`` where ``folder`` holds students, else nothing."""
+    found = sorted(p.name for p in folder.glob("*") if (p / META).is_file())
+    return f"; this run's students: {', '.join(found)}" if found else ""
 
 
 def load_run(path: str | Path) -> Run:

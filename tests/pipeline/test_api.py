@@ -52,3 +52,5 @@ def test_train_distill_evaluate_and_act_on_raw_observations(tmp_path):
     assert all(env.action_space(a).contains(x) for a, x in sampled.items())
     with pytest.raises(md.UserError, match="no agent 'nobody'"):
         student.act({"nobody": np.zeros(3)})
+    with pytest.raises(md.UserError, match="this run's students: per-agent"):  # a misspelt student is named
+        md.load_student(run / "students" / "per-agnet")
