@@ -36,7 +36,7 @@ from marl_distill.compress.prune import magnitude, nonzero_params, structured
 from marl_distill.distillation.trainer import RECORD, distill_one, student_seeds
 from marl_distill.evaluation import evaluate_all
 from marl_distill.evaluation.stats import iqm_ci, t_ci
-from marl_distill.pipeline.runner import env_factory, load_run_config, load_students, load_teachers
+from marl_distill.pipeline.runner import cooperative, env_factory, load_run_config, load_students, load_teachers
 from marl_distill.students import StudentTeam
 from marl_distill.utils.files import read_json, write_json
 from marl_distill.utils.workers import run_jobs, usable_cpus
@@ -74,7 +74,9 @@ def one_seed(run: Path, widths: list[int], sparsities: list[float], epochs: int)
     for (name, before, _), result in zip(tunes, run_jobs([job for *_, job in tunes], usable_cpus())):
         policies[name], steps[name] = result.student, before + result.summary["grad_steps"]
     eval_cfg = dataclasses.replace(cfg.evaluate, mixed_teams=False, onnx=False, int8=False, cross_play=[])
-    metrics = evaluate_all(factory, teachers, policies, eval_cfg, progress=False, workers=usable_cpus())
+    metrics = evaluate_all(  # whether the agents share a goal, as the run itself decided (normalized returns need it)
+        factory, teachers, policies, eval_cfg, progress=False, workers=usable_cpus(), cooperative=cooperative(cfg)
+    )
     out = {}
     for name, team in policies.items():
         m = metrics[name]
