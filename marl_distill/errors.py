@@ -8,3 +8,8 @@ class UserError(Exception):
 class RunFailed(Exception):
     """A run stopped by something outside the user's input (a worker process killed, out of memory): the CLI says
     it in one line with exit code 1, and how to continue where the command can (``--resume`` keeps what finished)."""
+
+
+class DiskFull(RunFailed):
+    """A write found no space left on the disk: one line naming the folder, the free space and how to go on (exit
+    code 1, like any run stopped by its machine)."""

@@ -22,7 +22,7 @@ from pettingzoo import ParallelEnv
 
 
 class MyEnv(ParallelEnv):
-    metadata = {"name": "my_env_v0", "render_modes": []}
+    metadata = {"name": "my_env_v0", "render_modes": [], "cooperative": True}  # one team goal: see the guide
 
     def __init__(self, size: int = 5, max_cycles: int = 25, render_mode: str | None = None) -> None:
         self.size, self.max_cycles, self.render_mode = size, max_cycles, render_mode

@@ -31,9 +31,14 @@ def load_round(path: Path | None, key: dict[str, Any], rng: np.random.Generator)
     try:
         record = pickle.loads(path.read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise UserError(f"{path} is damaged ({exc}); delete it to distill this student afresh") from None
+        raise UserError(
+            f"{path} is damaged ({exc}); move it out of the run folder to distill this student afresh"
+        ) from None
     if record.pop("key") != key:
-        raise UserError(f"{path} was saved with other distillation settings; delete it to distill this student afresh")
+        raise UserError(
+            f"{path} was saved with other distillation settings; restore them, or move it out of the run folder to "
+            "distill this student afresh"
+        )
     rng.bit_generator.state = record.pop("rng")
     torch.set_rng_state(record.pop("torch"))
     for buf in (record["train_buf"], record["held_buf"]):

@@ -27,8 +27,10 @@ from marl_distill.errors import UserError
 from marl_distill.evaluation.summary import write_summary
 from marl_distill.pipeline import runner
 from marl_distill.pipeline.config import BenchmarkConfig
+from marl_distill.pipeline.writing import writing
 from marl_distill.teachers.train import MANIFEST
 from marl_distill.utils.files import read_json, write_json
+from marl_distill.utils.folder_lock import LOCK, check_free
 from marl_distill.utils.progress import progress_bar
 from marl_distill.utils.workers import die_with_parent, stop_pool
 
@@ -218,8 +220,10 @@ def run_benchmark(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder; pass another --out")
-    if out.is_dir() and any(out.iterdir()) and not ((out / "runs").is_dir() or (out / "teachers").is_dir()):
+    ours = (out / "runs").is_dir() or (out / "teachers").is_dir()
+    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not ours:
         raise UserError(f"{out} already holds files and is not a benchmark folder; pass a new --out")
+    check_free(out)
     teacher_cells, student_cells = cells(cfg, out)
     checked = set()
     for cell in teacher_cells:  # each task's env and teacher settings, before anything is written
@@ -239,7 +243,22 @@ def run_benchmark(
     # report of a grid whose runs are all finished)
     remote = ray_address and (todo_t or todo_s)
     executor = _Ray(ray_address, cfg.ray_cpus_per_run) if remote else _Local(cfg.workers)
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out):
+        return _run_cells(cfg, out, executor, teacher_cells, student_cells, todo_t, todo_s, progress, command)
+
+
+def _run_cells(
+    cfg: BenchmarkConfig,
+    out: Path,
+    executor: Any,
+    teacher_cells: list[Cell],
+    student_cells: list[Cell],
+    todo_t: list[Cell],
+    todo_s: list[Cell],
+    progress: bool | None,
+    command: str,
+) -> dict[str, Any]:
+    """``run_benchmark`` once its folder is checked and held."""
     (out / FAILURES).unlink(missing_ok=True)  # our own record of the last call's failures
     failed: dict[str, dict[str, Any]] = {}
     waiting = {(c.task, c.seed): [s for s in todo_s if (s.task, s.seed) == (c.task, c.seed)] for c in teacher_cells}

@@ -8,8 +8,10 @@ from typing import Any
 
 from marl_distill.errors import UserError
 from marl_distill.pipeline.runner import CONFIG, load_run_config, load_students, load_teachers, teachers_dir, views_of
+from marl_distill.pipeline.writing import writing
 from marl_distill.students import StudentTeam
 from marl_distill.students.mlp import META
+from marl_distill.utils.folder_lock import check_free
 
 
 def export_onnx(path: Path, *, quantize: str | None = None, out: Path | None = None) -> list[dict[str, Any]]:
@@ -23,6 +25,8 @@ def export_onnx(path: Path, *, quantize: str | None = None, out: Path | None = N
     from marl_distill.compress.paths import raw_obs_spaces, team_paths
 
     path = Path(path)
+    holder = path.parent.parent if (path / META).is_file() else path
+    check_free(holder)
     suffix = f".{quantize}.onnx" if quantize else ".onnx"
     jobs: list[tuple[str, Any, Path, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -61,9 +65,10 @@ def export_onnx(path: Path, *, quantize: str | None = None, out: Path | None = N
         for name, team, file, factory in jobs
     ]
     records = []  # every team exported and checked before the first file is written
-    for name, file, model, report in done:
-        write_model(model, file)
-        records.append({"policy": name, "file": str(file), **report, "onnx_bytes": file.stat().st_size})
+    with writing(holder):
+        for name, file, model, report in done:
+            write_model(model, file)
+            records.append({"policy": name, "file": str(file), **report, "onnx_bytes": file.stat().st_size})
     return records + skipped
 
 

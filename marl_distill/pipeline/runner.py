@@ -24,6 +24,7 @@ from marl_distill.evaluation import evaluate_all
 from marl_distill.evaluation.metrics import score_against
 from marl_distill.evaluation.report import write_report
 from marl_distill.pipeline import run_notes
+from marl_distill.pipeline.writing import writing
 from marl_distill.policy.joint import JointPolicy, TeacherEnsemble
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.students import KINDS, StudentTeam
@@ -31,6 +32,7 @@ from marl_distill.students.mlp import META
 from marl_distill.teachers import TeacherTeam, train_teachers
 from marl_distill.teachers.train import MANIFEST
 from marl_distill.utils.files import read_json, write_json
+from marl_distill.utils.folder_lock import LOCK, check_free
 from marl_distill.utils.progress import stage
 from marl_distill.utils.provenance import commit as provenance_commit
 from marl_distill.utils.provenance import provenance
@@ -49,8 +51,9 @@ def check_dir(run_dir: Path, resume: bool, *, can_resume: bool = True) -> None:
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir} exists and is not a folder; pass another --out")
-    if not (run_dir.is_dir() and any(run_dir.iterdir())):
+    if not (run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir())):
         return
+    check_free(run_dir)
     ours = (run_dir / CONFIG).is_file()
     if not ours:
         raise UserError(f"{run_dir} already holds files and is not a marl-distill run folder ({CONFIG} missing); "
@@ -137,7 +140,7 @@ def stage_teachers(cfg: ExperimentConfig, run_dir: Path, *, progress: bool | Non
     if cfg.teachers_from or (Path(run_dir) / "teachers" / MANIFEST).exists():
         return
     factory = view_factory(resolve(cfg.env.id, cfg.env.kwargs), cfg.teachers.view)
-    with stage("teachers", progress):
+    with writing(run_dir), stage("teachers", progress):
         train_teachers(factory, cfg.teachers, out_dir=Path(run_dir), progress=progress)
 
 
@@ -190,7 +193,7 @@ def stage_distill(
     views = views_of(cfg, run_dir)
     teachers = distill_source(cfg, run_dir, views)
     sub = config_mod.from_dict(type(cfg.distill), {**config_mod.to_dict(cfg)["distill"], "students": todo})
-    with stage("distill", progress):
+    with writing(run_dir), stage("distill", progress):
         distill(views.play, teachers, sub, views=views, out_dir=Path(run_dir), progress=progress,
                 workers=workers or usable_cpus(), names=names, note=note)  # fmt: skip
 
@@ -204,6 +207,7 @@ def distill_into(
     student's distill record (and so its report); they are returned as ``key: run's -> this``. A named student
     draws the seeds of its kind, so two students of one kind differ by their settings alone (a paired comparison);
     one with the run's own settings would be an exact copy and is refused."""
+    check_free(out)  # a busy folder first: what else is wrong may be the other command's work in progress
     name = name or kind
     taken = RESERVED | {k for k in KINDS if k != kind}  # another kind's folder would pass for that kind's student
     if name in taken or name.endswith("-int8") or not all(c.isalnum() or c in "-_." for c in name or "-"):
@@ -231,11 +235,13 @@ def distill_into(
     check_views(cfg, views)
     distill_source(cfg, run_dir, views)  # missing or damaged teachers (extra ones too): refused before OUT
     if not same:
-        prepare_dir(out, resume=False, can_resume=False)
-        cfg.teachers_from = str(teachers_dir(cfg, run_dir).resolve())
-        config_mod.save(cfg, Path(out) / CONFIG)
-    note = {"differs_from_run": changed} if changed else None
-    stage_distill(cfg, Path(out), names={kind: name}, note=note, progress=progress)
+        check_dir(out, resume=False, can_resume=False)
+    with writing(out):
+        if not same:
+            cfg.teachers_from = str(teachers_dir(cfg, run_dir).resolve())
+            config_mod.save(cfg, Path(out) / CONFIG)
+        note = {"differs_from_run": changed} if changed else None
+        stage_distill(cfg, Path(out), names={kind: name}, note=note, progress=progress)
     return changed
 
 
@@ -264,6 +270,7 @@ def stage_evaluate(
 ) -> dict[str, Any]:
     """metrics.json and report.md; ``workers`` processes (default: one per usable core) play episodes side by side.
     ``differs_from_run``: settings (``key: run's -> used``) other than the run's config.toml, said in both."""
+    check_free(run_dir)  # before minutes of loading; the lock itself is taken once everything loaded
     torch.set_num_threads(cfg.torch_threads)
     views = views_of(cfg, run_dir)
     factory = views.play
@@ -279,7 +286,7 @@ def stage_evaluate(
             cross_teachers[folder] = other_teachers(teachers_dir(other_cfg, Path(folder)), views, other_cfg)
     # exported graphs read one view: with two, evaluation does not export (marl-distill export does, per view)
     eval_cfg = cfg.evaluate if views.same else dataclasses.replace(cfg.evaluate, onnx=False)
-    with stage("evaluate", progress):
+    with writing(run_dir), stage("evaluate", progress):
         metrics = evaluate_all(
             factory,
             teachers,
@@ -363,11 +370,11 @@ def run(
         shown = "; ".join(changed[:3]) + (f" (and {len(changed) - 3} more)" if len(changed) > 3 else "")
         raise UserError(f"{saved} differs from this config in {shown}; resume with the same config or use a new --out")
     check_runnable(cfg, stages)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not saved.exists():
-        config_mod.save(cfg, saved)
-    if "teachers" in stages:
-        stage_teachers(cfg, run_dir, progress=progress)
-    if "distill" in stages:
-        stage_distill(cfg, run_dir, progress=progress, workers=workers)
-    return stage_evaluate(cfg, run_dir, progress=progress, workers=workers) if "evaluate" in stages else {}
+    with writing(run_dir):
+        if not saved.exists():
+            config_mod.save(cfg, saved)
+        if "teachers" in stages:
+            stage_teachers(cfg, run_dir, progress=progress)
+        if "distill" in stages:
+            stage_distill(cfg, run_dir, progress=progress, workers=workers)
+        return stage_evaluate(cfg, run_dir, progress=progress, workers=workers) if "evaluate" in stages else {}

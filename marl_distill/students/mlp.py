@@ -20,6 +20,7 @@ from torch import nn
 from marl_distill.errors import UserError
 from marl_distill.policy.numpy_mlp import NumpyMLP
 from marl_distill.policy.spec import EnvSpec
+from marl_distill.utils import faults
 from marl_distill.utils.files import atomic_write, read_json, write_json
 
 KINDS = ("shared", "per-agent")
@@ -197,6 +198,7 @@ class StudentTeam:
         """Weights (a plain state_dict) and student.json metadata, each written atomically."""
         folder = Path(folder)
         atomic_write(folder / WEIGHTS, lambda tmp: torch.save(self.net.state_dict(), tmp))
+        faults.point("student-weights")
         write_json(folder / META, asdict(self.meta))
 
     @classmethod

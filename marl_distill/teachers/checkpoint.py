@@ -37,6 +37,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from marl_distill.errors import UserError
+from marl_distill.utils import faults
 from marl_distill.utils.files import atomic_write
 
 MARK = "checkpoint.json"
@@ -92,7 +93,8 @@ def latest(folder: str | Path | None) -> dict[str, Any] | None:
         return json.loads((Path(folder) / MARK).read_text())
     except (OSError, ValueError) as exc:
         raise UserError(
-            f"{Path(folder) / MARK} is damaged ({exc}); delete the checkpoints folder to train afresh"
+            f"{Path(folder) / MARK} is damaged ({exc}); move {folder} out of the run folder to train the teachers "
+            "afresh"
         ) from None
 
 
@@ -113,8 +115,14 @@ def save_learner(model: BaseAlgorithm, extra: dict[str, Any], folder: str, agent
     """Everything ``load_learner`` needs to continue ``model`` (each file atomic; the mark comes later)."""
     files = paths(folder, agent, step)
     atomic_write(files["model"], lambda t: model.save(t), suffix=".tmp.zip", durable=True)
+    faults.point("checkpoint-model")
     if isinstance(model, OffPolicyAlgorithm):
-        atomic_write(files["replay"], lambda t: model.save_replay_buffer(t), suffix=".tmp.pkl", durable=True)
+
+        def replay(tmp: Path) -> None:
+            model.save_replay_buffer(tmp)
+            faults.point("checkpoint-replay", partial=tmp)
+
+        atomic_write(files["replay"], replay, suffix=".tmp.pkl", durable=True)
     state = {
         **extra,
         "torch": torch.get_rng_state(),
@@ -136,7 +144,7 @@ def load_learner(algo_cls: type, env: Any, folder: str, agent: str, step: int, *
     except Exception as exc:  # noqa: BLE001 - any damage reads as one line, not SB3's traceback
         raise UserError(
             f"the teacher checkpoint of {agent} at joint step {step} cannot be loaded ({type(exc).__name__}: "
-            f"{exc}); delete {folder} to train the teachers afresh"
+            f"{exc}); move {folder} out of the run folder to train the teachers afresh"
         ) from None
     torch.set_rng_state(state.pop("torch"))  # SB3's load re-seeds everything with the model's first seed
     np.random.set_state(state.pop("numpy"))
@@ -213,6 +221,7 @@ class Keeper:
         del self._saved[step]
         folder = Path(self.plan.folder)
         mark = {"joint_steps": step, **self.record(step)}
+        faults.point("checkpoint-mark")
         atomic_write(folder / MARK, lambda t: t.write_text(json.dumps(mark)), durable=True)
         tidy(folder, self.agents, mark)  # no learner writes now: each waits for its step answer
 

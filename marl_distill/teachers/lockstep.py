@@ -17,6 +17,7 @@ policy to a state its agent was not in.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
 import time
 import traceback
@@ -43,6 +44,7 @@ from marl_distill.teachers.checkpoint import (
     non_finite,
 )
 from marl_distill.teachers.pipe_vec_env import PipeAgentVecEnv
+from marl_distill.utils.disk_full import is_disk_full
 from marl_distill.utils.workers import ignore_stop_signals, preload
 
 
@@ -111,8 +113,10 @@ def _learner(spec: LearnerSpec, conn: Any, stop: Any) -> None:
         conn.send(("done", model.num_timesteps))
     except UserError as exc:
         conn.send(("user_error", str(exc)))
-    except Exception:  # noqa: BLE001 - reported to the coordinator, which raises it
-        if model is not None and non_finite(model):  # e.g. torch refusing NaN logits mid-update
+    except Exception as exc:  # noqa: BLE001 - reported to the coordinator, which raises it
+        if is_disk_full(exc):  # said once by the coordinator, for the run folder, not as a traceback per learner
+            conn.send(("disk_full", f"{type(exc).__name__}: {exc}"))
+        elif model is not None and non_finite(model):  # e.g. torch refusing NaN logits mid-update
             conn.send(("user_error", diverged(spec.agent, model.num_timesteps)))
         else:
             conn.send(("error", traceback.format_exc()))
@@ -242,6 +246,8 @@ def run_learners(coordinator: Coordinator, specs: Sequence[LearnerSpec], keeper:
             for agent, (kind, payload) in msgs.items():
                 if kind == "user_error":
                     raise UserError(payload)
+                if kind == "disk_full":
+                    raise OSError(errno.ENOSPC, f"learner {agent}: {payload}")
                 if kind == "error":
                     raise RuntimeError(f"learner {agent} failed:\n{payload}")
             if kinds == {"done"}:

@@ -22,6 +22,7 @@ from marl_distill.policy.spec import EnvSpec
 from marl_distill.teachers.checkpoint import Keeper, Plan, every_steps, latest, tidy
 from marl_distill.teachers.config import ALGOS, SETTINGS, TeacherConfig
 from marl_distill.teachers.lockstep import Coordinator, LearnerSpec, run_learners
+from marl_distill.utils import faults
 from marl_distill.utils.files import atomic_write, write_json
 from marl_distill.utils.progress import progress_bar
 from marl_distill.utils.seeding import ENV_COPY, LEARNER, TEACHERS, int_seed, int_seeds
@@ -179,7 +180,11 @@ def train_teachers(
             Keeper(plan, list(venv.agents), record) as keeper,
         ):
             specs = learner_specs(cfg, venv.spec, vec_steps, Path(tmp), tb_dir, plan)
-            run_learners(coordinator, specs, keeper)
+            try:
+                run_learners(coordinator, specs, keeper)
+            except BaseException:  # the learners are stopped: what a cut-off save left is not a checkpoint
+                tidy(folder, list(venv.agents), latest(folder))
+                raise
             seconds = before + time.perf_counter() - start
             bar.close()
             models = {s.agent: s.algo_cls.load(s.save_path, device="cpu") for s in specs}
@@ -190,6 +195,7 @@ def train_teachers(
                         lambda t, src=s.save_path: shutil.copyfile(src, t),
                         suffix=".tmp.zip",
                     )
+                    faults.point("teacher-saved")
     finally:
         venv.close()
     joint = coordinator.joint_steps
@@ -212,7 +218,8 @@ def _resumable(mark: dict[str, Any] | None, vec_steps: int, agents: tuple[str, .
     if (mark.get("vec_steps"), mark.get("agents"), mark.get("n_envs")) != (vec_steps, list(agents), n_envs):
         raise UserError(
             "the teacher checkpoint in this run folder was made with another budget, agents or n_envs; restore the "
-            f"settings it was made with, or delete the folder {CHECKPOINTS} to train the teachers afresh"
+            f"settings it was made with, or move the folder {CHECKPOINTS} out of the run folder to train the teachers "
+            "afresh"
         )
     return mark
 

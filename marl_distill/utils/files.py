@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from marl_distill.utils import faults
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -36,6 +38,7 @@ def atomic_write(
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        faults.point(f"write:{path.name}", partial=tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; artifacts get the user's usual permissions
         if durable:
             with open(tmp, "rb") as f:

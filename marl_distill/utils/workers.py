@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from marl_distill.errors import RunFailed
+
 T = TypeVar("T")
 PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal this process gets when the thread that forked it exits."""
@@ -95,7 +97,7 @@ def _call(i: int) -> Any:
 
 def run_jobs(jobs: Sequence[Callable[[], T]], workers: int, on_done: Callable[[], None] | None = None) -> list[T]:
     """Every job's result, in the jobs' order; up to ``workers`` at once (``on_done`` after each one finishes).
-    A worker that dies (killed, out of memory) raises ``BrokenProcessPool`` here instead of hanging."""
+    A worker that dies (killed, out of memory) raises ``RunFailed`` here instead of hanging."""
     global _JOBS
     done = on_done or (lambda: None)
     if workers <= 1 or len(jobs) <= 1 or not can_fork():
@@ -116,6 +118,9 @@ def run_jobs(jobs: Sequence[Callable[[], T]], workers: int, on_done: Callable[[]
             done()
         pool.shutdown()
         return results
+    except cf.process.BrokenProcessPool:  # a worker killed (out of memory, kill -9): one line, not a traceback
+        stop_pool(pool, before)
+        raise RunFailed("a worker process died (killed, or out of memory?)") from None
     except BaseException:  # Ctrl-C, SIGTERM or a failed job: stop the workers now, not after the queued jobs
         stop_pool(pool, before)
         raise
