@@ -27,6 +27,7 @@ from marl_distill.evaluation.report import summary_lines
 from marl_distill.pipeline import api
 from marl_distill.students.mlp import KINDS
 from marl_distill.teachers.config import ALGOS, TeacherConfig
+from marl_distill.utils.disk_full import is_disk_full, quiet_full_disk_threads
 
 app = typer.Typer(
     help="Distill per-agent SB3 teachers of a PettingZoo env into compact shared or per-agent students.",
@@ -348,6 +349,11 @@ def cli(argv: list[str] | None = None) -> int:
         elif type(exc).__name__ == "Abort":
             typer.echo(_interrupted(), err=True)
             code = 130
+        elif is_disk_full(exc):  # a write outside a run folder's guard (e.g. --json): still one line
+            typer.echo(f"error: {exc.strerror if isinstance(exc, OSError) else 'no space left on device'}"
+                       f"{f' writing {exc.filename}' if getattr(exc, 'filename', None) else ''}: free some space, "
+                       "then run the command again", err=True)  # fmt: skip
+            code = 1
         else:  # an internal failure: keep the traceback for the bug report
             traceback.print_exc()
             code = 1
@@ -371,6 +377,7 @@ def main() -> None:
     """Console-script entry point."""
     signal.signal(signal.SIGTERM, _stop)
     warnings.formatwarning = _warning_line
+    quiet_full_disk_threads()
     sys.exit(cli())
 
 

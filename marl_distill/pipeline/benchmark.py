@@ -23,7 +23,7 @@ from typing import Any
 
 from marl_distill import config as config_mod
 from marl_distill.env.registry import stored
-from marl_distill.errors import UserError
+from marl_distill.errors import DiskFull, UserError
 from marl_distill.evaluation.summary import write_summary
 from marl_distill.pipeline import runner
 from marl_distill.pipeline.config import BenchmarkConfig
@@ -230,8 +230,10 @@ def run_benchmark(
         if cell.task not in checked:
             runner.check_runnable(config_mod.build(cell.config), cell.stages)
             checked.add(cell.task)
-    for cell in student_cells:
-        _follow_move(cell)
+    if out.is_dir():  # a moved grid: its cells' configs follow, under the grid's lock
+        with writing(out):
+            for cell in student_cells:
+                _follow_move(cell)
     todo_t = [c for c in teacher_cells if not c.finished()]
     todo_s = [c for c in student_cells if not c.finished()]
     log(
@@ -273,6 +275,8 @@ def _run_cells(
             for handle, error in executor.wait_any(list(handles)):
                 cell = handles.pop(handle)
                 bar.update(1)
+                if isinstance(error, DiskFull):  # every other cell would meet the same full disk: stop the grid
+                    raise error
                 if error is not None:  # reported at the end; the other cells go on
                     failed[str(cell.folder)] = _failure(cell, error)
                     followers = waiting[(cell.task, cell.seed)] if cell.stages == TEACHER_STAGES else []

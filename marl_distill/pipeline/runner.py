@@ -348,6 +348,20 @@ def _bytes(folder: Path, pattern: str) -> int:
     return sum(p.stat().st_size for p in folder.glob(pattern))
 
 
+def check_continuable(cfg: ExperimentConfig, run_dir: Path, resume: bool) -> None:
+    """``check_dir``, and with ``resume`` a saved config that must equal ``cfg`` (the keys that differ are named)."""
+    check_dir(run_dir, resume)
+    saved = run_dir / CONFIG
+    if not saved.exists():
+        return
+    borrowed = trained_view(Path(cfg.teachers_from)) if cfg.teachers_from else None  # auto follows their view
+    same = config_mod.comparable(config_mod.to_dict(load_run_config(run_dir)), borrowed)
+    changed = config_mod.differences(same, config_mod.comparable(config_mod.to_dict(cfg), borrowed))
+    if changed:
+        shown = "; ".join(changed[:3]) + (f" (and {len(changed) - 3} more)" if len(changed) > 3 else "")
+        raise UserError(f"{saved} differs from this config in {shown}; resume with the same config or use a new --out")
+
+
 def run(
     cfg: ExperimentConfig,
     run_dir: Path,
@@ -361,16 +375,11 @@ def run(
     ``workers``: processes for distillation and evaluation (default: one per usable core)."""
     provenance_commit()  # the checkout as this run starts, not as it ends
     run_dir = Path(run_dir)
-    check_dir(run_dir, resume)  # nothing is written before every check has passed
     saved = run_dir / CONFIG
-    borrowed = trained_view(Path(cfg.teachers_from)) if cfg.teachers_from else None  # auto follows their view
-    same = config_mod.comparable(config_mod.to_dict(load_run_config(run_dir)), borrowed) if saved.exists() else None
-    changed = config_mod.differences(same, config_mod.comparable(config_mod.to_dict(cfg), borrowed)) if same else []
-    if changed:
-        shown = "; ".join(changed[:3]) + (f" (and {len(changed) - 3} more)" if len(changed) > 3 else "")
-        raise UserError(f"{saved} differs from this config in {shown}; resume with the same config or use a new --out")
+    check_continuable(cfg, run_dir, resume)  # nothing is written before every check has passed
     check_runnable(cfg, stages)
     with writing(run_dir):
+        check_continuable(cfg, run_dir, resume)  # again, held: another command may have written it meanwhile
         if not saved.exists():
             config_mod.save(cfg, saved)
         if "teachers" in stages:

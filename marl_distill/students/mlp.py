@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +28,13 @@ KINDS = ("shared", "per-agent")
 _NO_RNG = np.random.default_rng(0)  # greedy acting draws nothing
 WEIGHTS = "weights.pt"
 META = "student.json"
+
+
+def _save(state: dict[str, Any], path: Path) -> None:
+    """torch.save through a Python file: a full disk then raises the OSError (ENOSPC) that says so, where torch's
+    own writer reports only "unexpected pos"."""
+    with open(path, "wb") as f:
+        torch.save(state, f)
 
 
 @dataclass
@@ -197,7 +205,7 @@ class StudentTeam:
     def save(self, folder: Path) -> None:
         """Weights (a plain state_dict) and student.json metadata, each written atomically."""
         folder = Path(folder)
-        atomic_write(folder / WEIGHTS, lambda tmp: torch.save(self.net.state_dict(), tmp))
+        atomic_write(folder / WEIGHTS, lambda tmp: _save(self.net.state_dict(), tmp))
         faults.point("student-weights")
         write_json(folder / META, asdict(self.meta))
 

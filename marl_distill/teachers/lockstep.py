@@ -44,7 +44,7 @@ from marl_distill.teachers.checkpoint import (
     non_finite,
 )
 from marl_distill.teachers.pipe_vec_env import PipeAgentVecEnv
-from marl_distill.utils.disk_full import is_disk_full
+from marl_distill.utils.disk_full import is_disk_full, quiet_full_disk_threads
 from marl_distill.utils.workers import ignore_stop_signals, preload
 
 
@@ -75,6 +75,7 @@ def _learner(spec: LearnerSpec, conn: Any, stop: Any) -> None:
     """Body of one learner process: build (or load a checkpoint), learn, save, report. It ignores Ctrl-C and
     SIGTERM: the coordinator alone decides when learners stop, so they can save a last checkpoint first."""
     ignore_stop_signals()
+    quiet_full_disk_threads()
     import torch
 
     torch.set_num_threads(spec.torch_threads)

@@ -28,6 +28,8 @@ from marl_distill.utils.progress import progress_bar
 from marl_distill.utils.seeding import ENV_COPY, LEARNER, TEACHERS, int_seed, int_seeds
 
 MANIFEST = "teachers.json"
+LEARNER_SAVES = ".learners-"
+"""Prefix of the folder in RUN where learners save their final models before they are copied into teachers/."""
 CHECKPOINTS = "checkpoints/teachers"
 """Where a run folder keeps the teacher stage's checkpoints until its teachers are saved."""
 
@@ -175,8 +177,12 @@ def train_teachers(
             return {"episodes": coordinator.episodes, "seconds": round(seconds, 3), "resumed_at": resumed,
                     "vec_steps": vec_steps, "n_envs": cfg.n_envs, "agents": list(venv.agents)}  # fmt: skip
 
-        with (
-            tempfile.TemporaryDirectory(prefix="marl-distill-") as tmp,
+        if out_dir is not None:  # learners' final saves left by a command killed outright (this one holds the lock)
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            for stale in Path(out_dir).glob(f"{LEARNER_SAVES}*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        with (  # final saves on the run's own disk: a full-disk line names the disk that filled
+            tempfile.TemporaryDirectory(prefix=LEARNER_SAVES, dir=out_dir) as tmp,
             Keeper(plan, list(venv.agents), record) as keeper,
         ):
             specs = learner_specs(cfg, venv.spec, vec_steps, Path(tmp), tb_dir, plan)
@@ -194,6 +200,7 @@ def train_teachers(
                         Path(out_dir) / "teachers" / f"{s.agent}.zip",
                         lambda t, src=s.save_path: shutil.copyfile(src, t),
                         suffix=".tmp.zip",
+                        durable=True,  # the checkpoints are deleted next: a crash must not lose both
                     )
                     faults.point("teacher-saved")
     finally:
@@ -237,4 +244,5 @@ def write_manifest(cfg: TeacherConfig, out_dir: Path, result: TrainResult) -> No
             "resumed_at_joint_step": result.resumed_at,
             "view": cfg.view,
         },
+        durable=True,
     )

@@ -1,7 +1,8 @@
 """Fault points for the fault tests, at moments a test could not hit by timing: ``MARL_DISTILL_FAULT=kill:NAME[@K]``
 makes the process that reaches point ``NAME`` for the K-th time (default 1) kill itself with SIGKILL, as a machine
 crash or ``kill -9`` would; ``enospc:NAME[@K]`` raises the ``OSError`` a full disk raises there (for platforms
-where a test cannot make a small file system). Unset, a point costs one environment lookup."""
+where a test cannot make a small file system). Unset, a point costs one environment lookup; a setting of another
+form is ignored."""
 
 from __future__ import annotations
 
@@ -22,13 +23,18 @@ def point(name: str, partial: Path | None = None) -> None:
         return
     kind, _, rest = spec.partition(":")
     want, _, nth = rest.partition("@")
-    if want != name:
+    if want != name or kind not in ("kill", "enospc"):
         return
-    _REACHED[name] = _REACHED.get(name, 0) + 1
-    if _REACHED[name] != int(nth or 1):
+    _REACHED[spec] = _REACHED.get(spec, 0) + 1  # counted per setting: a test that sets another starts afresh
+    if str(_REACHED[spec]) != (nth or "1"):
         return
     if kind == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(partial or name))
     if partial is not None and partial.is_file():
         os.truncate(partial, partial.stat().st_size // 2)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def reset() -> None:
+    """Forget how often each point was reached (a test process that sets the same fault twice)."""
+    _REACHED.clear()

@@ -56,8 +56,8 @@ def atomic_write(
     return path
 
 
-def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def write_text(path: str | os.PathLike[str], text: str, *, durable: bool = False) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), durable=durable)
 
 
 def _finite(data: Any) -> Any:
@@ -72,8 +72,10 @@ def _finite(data: Any) -> Any:
     return data
 
 
-def write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    return write_text(path, json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+def write_json(path: str | os.PathLike[str], data: Any, *, durable: bool = False) -> Path:
+    return write_text(
+        path, json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False) + "\n", durable=durable
+    )
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

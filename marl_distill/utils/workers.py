@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from marl_distill.errors import RunFailed
+from marl_distill.utils.disk_full import quiet_full_disk_threads
 
 T = TypeVar("T")
 PR_SET_PDEATHSIG = 1
@@ -91,6 +92,14 @@ def preload() -> None:
     torch.optim.Adam([weight]).step()
 
 
+def _start_worker() -> None:
+    """A pool worker: quiet on Ctrl-C, killed with its parent (it holds the run folder's lock too, so it must not
+    outlive a command killed outright), and quiet about a full disk in background threads."""
+    quiet_on_interrupt()
+    die_with_parent()
+    quiet_full_disk_threads()
+
+
 def _call(i: int) -> Any:
     return _JOBS[i]()
 
@@ -110,7 +119,7 @@ def run_jobs(jobs: Sequence[Callable[[], T]], workers: int, on_done: Callable[[]
     preload()
     before = set(multiprocessing.active_children())
     context = multiprocessing.get_context("fork")
-    pool = cf.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=quiet_on_interrupt)
+    pool = cf.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_start_worker)
     try:
         results = []
         for result in pool.map(_call, range(len(jobs))):
