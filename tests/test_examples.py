@@ -37,6 +37,8 @@ def test_python_examples_run_as_written_on_tiny_budgets(where, code, tmp_path):
     assert "md.run(" in code or "md.load_" in code, where
     tiny = re.sub(r"md\.run\(([^()]*)\)", rf"md.run(\1, overrides={TINY!r})", code)
     shutil.copytree(ROOT / "experiments", tmp_path / "experiments")
+    (tmp_path / "runs" / "quickstart").mkdir(parents=True)  # as after README command 1, which ran the quickstart
+    shutil.copy(ROOT / "experiments" / "quickstart.toml", tmp_path / "runs" / "quickstart" / "config.toml")
     (tmp_path / "example.py").write_text(tiny)
     done = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (where, done.stderr[-3000:])
