@@ -27,7 +27,7 @@ from marl_distill.evaluation.report import summary_lines
 from marl_distill.pipeline import api
 from marl_distill.students.mlp import KINDS
 from marl_distill.teachers.config import ALGOS, TeacherConfig
-from marl_distill.utils.disk_full import is_disk_full, quiet_full_disk_threads
+from marl_distill.utils.disk_full import disk_full_line, is_disk_full, quiet_full_disk_threads
 
 app = typer.Typer(
     help="Distill per-agent SB3 teachers of a PettingZoo env into compact shared or per-agent students.",
@@ -350,9 +350,8 @@ def cli(argv: list[str] | None = None) -> int:
             typer.echo(_interrupted(), err=True)
             code = 130
         elif is_disk_full(exc):  # a write outside a run folder's guard (e.g. --json): still one line
-            typer.echo(f"error: {exc.strerror if isinstance(exc, OSError) else 'no space left on device'}"
-                       f"{f' writing {exc.filename}' if getattr(exc, 'filename', None) else ''}: free some space, "
-                       "then run the command again", err=True)  # fmt: skip
+            name = getattr(exc, "filename", None)
+            typer.echo(f"error: {disk_full_line(Path(name).parent if name else Path.cwd())}", err=True)
             code = 1
         else:  # an internal failure: keep the traceback for the bug report
             traceback.print_exc()

@@ -18,12 +18,12 @@ def writing(folder: str | os.PathLike[str]) -> Iterator[Path]:
     """Create ``folder`` if needed, hold its lock for the block, and turn a full disk met inside it into
     ``DiskFull`` (exit 1, one line). Atomic writes leave no half-written file behind, so the same command with
     ``--resume`` goes on from what is whole once space is freed."""
-    with locked(folder) as held:
-        try:
+    try:
+        with locked(folder) as held:  # a disk too full for the folder or its lock file is met here too
             yield held
-        except (UserError, RunFailed):
-            raise
-        except Exception as exc:
-            if is_disk_full(exc):
-                raise DiskFull(disk_full_line(folder)) from None
-            raise
+    except (UserError, RunFailed):
+        raise
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise DiskFull(disk_full_line(folder)) from None
+        raise

@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from marl_distill.errors import DiskFull, UserError
-from marl_distill.utils.disk_full import disk_full_line, is_disk_full
+from marl_distill.errors import UserError
 
 try:
     import fcntl
@@ -104,8 +103,7 @@ def _acquire(folder: Path) -> int | None:
 
 @contextmanager
 def locked(folder: str | os.PathLike[str]) -> Iterator[Path]:
-    """Create ``folder`` if needed and hold its lock until the block ends; a live holder is refused in one line,
-    and a disk too full to create the folder or its lock file is ``DiskFull``."""
+    """Create ``folder`` if needed and hold its lock until the block ends; a live holder is refused in one line."""
     folder = Path(folder)
     key = str(folder.resolve())
     if key in _HELD:
@@ -115,13 +113,8 @@ def locked(folder: str | os.PathLike[str]) -> Iterator[Path]:
         finally:
             _HELD[key][1] -= 1
         return
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = _acquire(folder) if fcntl is not None else None
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise DiskFull(disk_full_line(folder)) from None
-        raise
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = _acquire(folder) if fcntl is not None else None
     if fd is None:
         yield folder
         return
