@@ -26,6 +26,7 @@ from marl_distill.errors import RunFailed, UserError
 from marl_distill.evaluation.report import summary_lines
 from marl_distill.pipeline import api
 from marl_distill.students.mlp import KINDS
+from marl_distill.students.recurrent import ARCHS
 from marl_distill.teachers.config import ALGOS, TeacherConfig
 from marl_distill.utils.disk_full import disk_full_line, is_disk_full, quiet_full_disk_threads
 
@@ -52,6 +53,7 @@ def _choices(name: str, values: Any) -> Any:
 
 Algo = _choices("Algo", ALGOS)
 StudentKind = _choices("StudentKind", KINDS)
+StudentArch = _choices("StudentArch", ARCHS)
 Loss = _choices("Loss", LOSSES)
 Sampling = _choices("Sampling", (*SAMPLINGS, AUTO))
 
@@ -182,6 +184,10 @@ def distill(
     student: Annotated[StudentKind, typer.Option(help="Student kind.")] = StudentKind.shared,
     name: Annotated[str | None, typer.Option(help="Folder name under OUT/students (default: the kind).")] = None,
     hidden: Annotated[str | None, typer.Option(help="Hidden sizes, e.g. 32,32.")] = None,
+    student_arch: Annotated[
+        StudentArch | None, typer.Option(help="mlp, or gru: a recurrent student (the last hidden size is the GRU's).")
+    ] = None,
+    seq_len: Annotated[int | None, typer.Option(help="gru: steps per training sequence.")] = None,
     loss: Annotated[Loss | None, typer.Option()] = None,
     temperature: Annotated[float | None, typer.Option(help="KL softening temperature.")] = None,
     alpha: Annotated[float | None, typer.Option(help="kl loss: weight of soft KL vs hard cross-entropy.")] = None,
@@ -212,6 +218,8 @@ def distill(
         raise UserError(f"--hidden {hidden!r} is not a comma-separated list of integers, e.g. 32,32") from None
     given = {
         "hidden": hidden_sizes,
+        "arch": student_arch and student_arch.value,
+        "seq_len": seq_len,
         "loss": loss and loss.value,
         "temperature": temperature,
         "alpha": alpha,

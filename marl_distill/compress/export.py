@@ -192,6 +192,11 @@ def exported(
     """(model, report): the team's graph, its fp32 parity checked (refused beyond ``PARITY_TOL``) and, with
     ``quantize``, the quantized graph and its agreement with the fp32 one on the same observations."""
     require_export()
+    if getattr(team, "recurrent", False):
+        raise UserError(
+            "ONNX export of recurrent (gru) students is not available yet (their graphs need state inputs and "
+            "outputs); act them through marl_distill.load, or distill an mlp student to export"
+        )
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise UserError(f"--quantize {quantize!r} is not supported; use one of {list(QUANTIZATIONS)}")
     raw = raw_obs_spaces(factory)

@@ -21,6 +21,8 @@ from marl_distill.students import StudentNet
 
 
 def _mlps(net: StudentNet) -> list[nn.Sequential]:
+    if net.recurrent:
+        raise UserError("pruning applies to mlp students; this one is recurrent (distill.arch = 'gru')")
     return [net.shared] if net.meta.kind == "shared" else list(net.nets.values())
 
 

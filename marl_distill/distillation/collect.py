@@ -16,6 +16,7 @@ import torch
 
 from marl_distill.env.joint_vec_env import JointVecEnv
 from marl_distill.policy.joint import JointPolicy, masked_logits, select_actions
+from marl_distill.policy.memory import Carried
 
 
 @dataclass
@@ -35,12 +36,18 @@ class Dataset:
     teacher_obs: dict[str, np.ndarray] = field(default_factory=dict)
     """Where teachers see another view than students (``views``): the teachers' view of each row, which the labels
     came from (``obs`` then holds the students' view; empty when both see the same)."""
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+    """A recurrent student's hidden state entering each row (zero at an episode's first step), where sequences
+    start their burn-in (``sequences``); empty for memoryless students."""
 
-    FIELDS = ("obs", "teacher_logits", "masks", "acting", "teacher_obs")
+    FIELDS = ("obs", "teacher_logits", "masks", "acting", "teacher_obs", "state")
     """The per-agent fields (dicts keyed by agent)."""
 
     def __len__(self) -> int:
         return len(next(iter(self.obs.values())))
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        self.__dict__.update({"state": {}, **saved})  # a checkpoint written before ``state`` existed
 
     def take(self, idx: np.ndarray) -> Dataset:
         per_agent = {f: {a: v[idx] for a, v in getattr(self, f).items()} for f in self.FIELDS}
@@ -83,15 +90,25 @@ class Dataset:
 
 class Buffer:
     """Aggregated distillation data with a hard cap: reservoir sampling keeps a uniform sample of everything
-    seen, so memory stays bounded however many DAgger iterations run."""
+    seen, so memory stays bounded however many DAgger iterations run.
 
-    def __init__(self, capacity: int, rng: np.random.Generator) -> None:
+    With ``whole_episodes`` (recurrent students, which learn from sequences) the sample is of episodes, not rows:
+    every episode draws a uniform key when it arrives and the episodes with the largest keys that fit in
+    ``capacity`` rows are kept, each whole and in time order (a uniform sample of episodes; at least one is kept)."""
+
+    def __init__(self, capacity: int, rng: np.random.Generator, *, whole_episodes: bool = False) -> None:
         self.capacity = capacity
         self.rng = rng
         self.data: Dataset | None = None
         self.seen = 0
+        self.whole_episodes = whole_episodes
+        self.keys: dict[int, float] = {}
+        """Per episode id kept (whole-episode mode): its random key."""
 
     def add(self, new: Dataset) -> None:
+        if getattr(self, "whole_episodes", False):  # absent from checkpoints written before it existed
+            self._add_episodes(new)
+            return
         for start in range(0, len(new), 4096):
             self._add(new.take(np.arange(start, min(start + 4096, len(new)))))
 
@@ -110,6 +127,23 @@ class Buffer:
             slot = int(self.rng.integers(self.seen))
             if slot < self.capacity:
                 self.data.put(slot, new, row)
+
+    def _add_episodes(self, new: Dataset) -> None:
+        assert new.episode is not None
+        ids, first = np.unique(new.episode, return_index=True)
+        self.keys.update(zip(ids[np.argsort(first)].tolist(), self.rng.random(len(ids)).tolist()))
+        self.seen += len(new)
+        data = new if self.data is None else self.data.concat(new)
+        assert data.episode is not None
+        if len(data) > self.capacity:
+            ids, sizes = np.unique(data.episode, return_counts=True)
+            order = np.argsort([-self.keys[int(i)] for i in ids], kind="stable")
+            fits = np.cumsum(sizes[order]) <= self.capacity
+            fits[0] = True
+            keep = ids[order[fits]]
+            self.keys = {int(i): self.keys[int(i)] for i in keep}
+            data = data.take(np.flatnonzero(np.isin(data.episode, keep)))
+        self.data = data
 
 
 @dataclass
@@ -142,6 +176,10 @@ def collect(
     (``beta`` is 1 when there is no student). ``sample_actions`` makes the teachers sample from their
     distribution (wider state coverage); the student acts by argmax, as it will when deployed.
 
+    Recurrent parties (``policy.memory``) carry their states through every step: teachers label, and a recurrent
+    student steps its state even where the teachers act, so each row records the state the student enters it with
+    (``Dataset.state``, the start of a sequence's burn-in).
+
     Copy ``i``'s ``j``-th episode gets the id ``first_episode + j * n_envs + i``; copy ``i`` resets from
     ``seed + i`` (mod 2^32).
     """
@@ -149,6 +187,11 @@ def collect(
         beta = 1.0
     venv = JointVecEnv(factory, n_envs, autoreset=True)
     obs = venv.reset([(seed + i) % 2**32 for i in range(n_envs)])  # 32 bits, as legacy numpy seeding wants
+    teachers = Carried(teachers, n_envs)
+    labeller = Carried(labeller, n_envs) if labeller is not None else None
+    student = Carried(student, n_envs) if student is not None else None
+    carried = [p for p in (teachers, labeller, student) if p is not None]
+    states: dict[str, list[np.ndarray]] = {a: [] for a in venv.agents} if student and student.recurrent else {}
     rows: dict[str, list[np.ndarray]] = {a: [] for a in venv.agents}
     labels: dict[str, list[torch.Tensor]] = {a: [] for a in venv.agents}
     legal: dict[str, list[np.ndarray]] = {a: [] for a in venv.spec.masked}
@@ -163,7 +206,10 @@ def collect(
         if labeller is not None:  # targets in another view of the same teachers (an ensemble's mean raw outputs)
             teacher_logits = masked_logits(labeller.logits(obs), masks)
         teacher_acts = rng.random(n_envs) < beta
-        if student is not None and not teacher_acts.all():
+        if states and student is not None:
+            for a, h in student.current().items():
+                states[a].append(h)
+        if student is not None and (student.recurrent or not teacher_acts.all()):
             student_actions, _ = select_actions(student, obs, rng, deterministic=True, masks=masks)
             actions = {
                 a: np.where(teacher_acts.reshape(-1, *[1] * (act.ndim - 1)), act, student_actions[a])
@@ -178,6 +224,9 @@ def collect(
             legal[a].append(masks[a])
         episodes.append(first_episode + counter * n_envs + np.arange(n_envs))
         step = venv.step(actions)
+        for party in carried:
+            party.advance(acting)
+            party.reset(step.done)
         obs, counter = step.obs, counter + step.done
         if on_step is not None:
             on_step(n_envs)
@@ -188,6 +237,7 @@ def collect(
         {a: np.concatenate(m) for a, m in legal.items()},
         {a: np.concatenate(m) for a, m in acted.items()},
         np.concatenate(episodes),
+        state={a: np.concatenate(s) for a, s in states.items()},
     )
     keep = np.arange(samples)  # the last joint step may overshoot: every scheme labels exactly ``samples``
     return Collected(data.take(keep), float(np.concatenate(by_teacher)[keep].mean()))

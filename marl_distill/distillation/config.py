@@ -10,6 +10,7 @@ from marl_distill.distillation.losses import LOSSES
 from marl_distill.distillation.schedule import SCHEDULES, BetaSchedule, betas
 from marl_distill.errors import UserError
 from marl_distill.students import KINDS
+from marl_distill.students.recurrent import ARCHS
 
 SAMPLINGS = ("teacher", "student", "mixed")
 AUTO = "auto"
@@ -23,7 +24,15 @@ class DistillConfig:
     students: list[str] = field(default_factory=lambda: ["shared", "per-agent"])
     """Which students to build: shared (one net, agent id input) and/or per-agent."""
     hidden: list[int] = field(default_factory=lambda: [32])
-    """Hidden layer widths of the student MLPs."""
+    """Hidden layer widths of the students (with arch gru, the last width is the GRU cell's size)."""
+    arch: str = "mlp"
+    """mlp (memoryless) or gru (a recurrent student: tanh layers for all widths of hidden but the last, then a GRU
+    cell of the last width, then the head; its state starts at zero each episode, one per agent)."""
+    seq_len: int = 16
+    """arch gru: steps of one episode per training sequence (truncated back-propagation through time)."""
+    burn_in: int = 8
+    """arch gru: steps before each sequence replayed without gradients from the state stored when they were
+    collected, so a sequence starts from the current weights' own state (0: start from the stored state)."""
     loss: str = "kl"
     """kl (soft targets with temperature), ce (teacher argmax) or mse (logits; DQN teachers: raw Q-values)."""
     temperature: float = 1.0
@@ -81,6 +90,17 @@ class DistillConfig:
     order; unset in a config (in Python: left at 0), it is the run's seed."""
 
     def validate(self) -> None:
+        if self.arch not in ARCHS:
+            raise UserError(f"unknown distill.arch {self.arch!r}; use one of {list(ARCHS)}")
+        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or self.seq_len < 1:
+            raise UserError(f"distill.seq_len must be an integer >= 1 (steps per sequence), got {self.seq_len}")
+        if isinstance(self.burn_in, bool) or not isinstance(self.burn_in, int) or self.burn_in < 0:
+            raise UserError(f"distill.burn_in must be an integer >= 0, got {self.burn_in}")
+        if self.init_from_teacher and self.arch != "mlp":
+            raise UserError(
+                f"distill.init_from_teacher copies MLP teacher actors into MLP students; a {self.arch} student starts "
+                "fresh: set init_from_teacher = false, or arch = 'mlp'"
+            )
         if self.init_from_teacher and "shared" in self.students:
             raise UserError('distill.init_from_teacher applies to per-agent students; set students = ["per-agent"]')
         for kind in self.students:

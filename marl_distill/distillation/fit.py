@@ -1,5 +1,7 @@
 """Fit a student to teacher-labelled states: a fixed number of minibatch Adam steps, scored on held-out episodes
-every epoch-sized chunk of steps, keeping the best chunk's weights."""
+every epoch-sized chunk of steps, keeping the best chunk's weights. A recurrent student is fitted on sequences
+(``sequences``): a minibatch is ``batch_size // seq_len`` chunks, about ``batch_size`` steps, and held-out
+episodes are played from their first step."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 
 from marl_distill.distillation.collect import Dataset
 from marl_distill.distillation.losses import LossFn
+from marl_distill.distillation.sequences import Sequences, whole_episodes
 from marl_distill.errors import UserError
 from marl_distill.policy.distributions import DiagGaussian, Head, apply_mask
 from marl_distill.students import StudentNet
@@ -29,15 +32,21 @@ def held_out(
 ) -> dict[str, float | None]:
     """Held-out loss, argmax agreement (Discrete agents) and action MSE (Box agents) against the teachers."""
     loss, hits, n_cat, sq, n_box = 0.0, 0, 0, 0.0, 0
+    episodes = whole_episodes(data) if net.recurrent else None
     with torch.no_grad():
         for agent, obs in data.obs.items():
-            rows = data.acting[agent] if agent in data.acting else np.ones(len(obs), dtype=bool)
-            if not rows.any():
+            if episodes is not None:  # each episode from its first step and a zero state, as the student acts
+                raw, rows = episodes.unroll(net, agent, net.encode(agent, obs), np.arange(len(episodes)))
+            else:
+                acted = data.acting[agent] if agent in data.acting else np.ones(len(obs), dtype=bool)
+                rows = np.flatnonzero(acted)
+                raw = net(agent, net.encode(agent, obs[rows])) if len(rows) else None
+            if raw is None or not len(rows):
                 continue
             mask = data.masks[agent][rows] if agent in data.masks else None
-            pred = apply_mask(net(agent, net.encode(agent, obs[rows])), mask)
-            target = apply_mask(data.teacher_logits[agent][torch.as_tensor(rows)], mask)
-            n = int(rows.sum())
+            pred = apply_mask(raw, mask)
+            target = apply_mask(data.teacher_logits[agent][torch.from_numpy(rows)], mask)
+            n = len(rows)
             loss += float(loss_fns[agent](pred, target))
             head = heads[agent]
             if isinstance(head, DiagGaussian):
@@ -101,6 +110,8 @@ def fit(
     patience: int,
     rng: np.random.Generator,
     on_chunk: Callable[[dict[str, Any]], None] | None = None,
+    seq_len: int = 16,
+    burn_in: int = 0,
 ) -> Fitted:
     """Train ``net`` in place for ``steps`` gradient steps, scored on ``held`` after every ``chunk`` steps.
 
@@ -108,12 +119,17 @@ def fit(
     equal. ``net`` ends with the weights of the chunk with the lowest held-out loss; with ``patience`` > 0 it stops
     after that many chunks without a lower one, leaving the rest of ``steps`` unspent (``Fitted.steps`` says how
     many were taken). ``held`` None turns scoring and early stopping off: the final weights are the last ones and
-    the rows' held-out fields are None.
+    the rows' held-out fields are None. A recurrent ``net`` draws chunks of ``seq_len`` steps with up to
+    ``burn_in`` steps replayed before each (``sequences``).
     """
     inputs = {a: net.encode(a, o) for a, o in train.obs.items()}
     masks = {a: torch.as_tensor(m, dtype=torch.bool) for a, m in train.masks.items()}
     acting = {a: torch.as_tensor(m, dtype=torch.bool) for a, m in train.acting.items()}
-    batches = minibatches(len(train), batch_size, list(inputs), rng)
+    chunks = Sequences(train, seq_len, burn_in) if net.recurrent else None
+    if chunks is not None:
+        batches = minibatches(len(chunks), max(1, batch_size // seq_len), list(inputs), rng)
+    else:
+        batches = minibatches(len(train), batch_size, list(inputs), rng)
     best, best_at, best_state, stale, taken, history = math.inf, 0, None, 0, 0, []
     while taken < steps:
         net.train()
@@ -122,13 +138,20 @@ def fit(
             order = next(batches)
             loss = None  # gathers (index_select) and no zero to start from: the same numbers in fewer, cheaper ops
             for agent, x in inputs.items():
-                idx = torch.from_numpy(order[agent])
-                if agent in acting:  # only the rows where this agent acted
-                    idx = idx[acting[agent].index_select(0, idx)]
-                    if len(idx) == 0:
+                if chunks is not None:  # the steps of the drawn chunks this agent acted on, unrolled
+                    raw, rows = chunks.unroll(net, agent, x, order[agent])
+                    if raw is None:
                         continue
+                    idx = torch.from_numpy(rows)
+                else:
+                    idx = torch.from_numpy(order[agent])
+                    if agent in acting:  # only the rows where this agent acted
+                        idx = idx[acting[agent].index_select(0, idx)]
+                        if len(idx) == 0:
+                            continue
+                    raw = net(agent, x.index_select(0, idx))
                 mask = masks[agent].index_select(0, idx) if agent in masks else None
-                pred = apply_mask(net(agent, x.index_select(0, idx)), mask)
+                pred = apply_mask(raw, mask)
                 target = apply_mask(train.teacher_logits[agent].index_select(0, idx), mask)
                 term = loss_fns[agent](pred, target)
                 loss = term if loss is None else loss + term

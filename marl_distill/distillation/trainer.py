@@ -52,6 +52,9 @@ RECORD = "distill.json"
 SUMMARY_KEYS = (
     "kind",
     "hidden",
+    "arch",
+    "seq_len",
+    "burn_in",
     "loss",
     "temperature",
     "alpha",
@@ -120,6 +123,8 @@ def distill_one(
     spec = views.student_spec if views is not None else teachers.spec
     team = StudentTeam(spec, net)
     actor = views.students(team) if views is not None else team
+    # a recurrent student steps its state along every collected episode, acting or not (``collect``)
+    rides_along = team.recurrent
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, foreach=True)  # on CPU the same numbers as the loop, faster
     labels = label_policy(teachers, cfg.loss)
     heads = {a: teachers.spec.head(a) for a in meta.agents}
@@ -127,8 +132,9 @@ def distill_one(
     scale = scale or (lambda _: 1.0)
     loss_fns = {a: make_loss(cfg.loss, cfg.temperature, cfg.alpha, heads[a], scale(a)) for a in meta.agents}
     schedule, samples, steps = cfg.schedule(), cfg.round_samples(), cfg.round_grad_steps()
-    train_buf = Buffer(cfg.buffer_size, rng)
-    held_buf = Buffer(max(1, int(cfg.buffer_size * cfg.holdout)), rng) if cfg.holdout > 0 else None
+    train_buf = Buffer(cfg.buffer_size, rng, whole_episodes=net.recurrent)
+    held = max(1, int(cfg.buffer_size * cfg.holdout))
+    held_buf = Buffer(held, rng, whole_episodes=net.recurrent) if cfg.holdout > 0 else None
     writer = _writer(log_dir)
     history: list[dict[str, Any]] = []
     rounds: list[dict[str, Any]] = []
@@ -137,6 +143,9 @@ def distill_one(
     key["cfg"].pop("students")  # a resumed stage lists only the students still to do
     if key["cfg"]["student_view"] == "local":  # the key of checkpoints made before views existed
         key["cfg"].pop("student_view")
+    if key["cfg"]["arch"] == "mlp":  # the key of checkpoints made before recurrent students existed
+        for name in ("arch", "seq_len", "burn_in"):
+            key["cfg"].pop(name)
     saved = load_round(checkpoint, key, rng)
     if saved is not None:
         net.load_state_dict(saved["net"])
@@ -160,7 +169,7 @@ def distill_one(
                 n_envs=cfg.n_envs,
                 seed=reset_seeds[k],
                 rng=rng,
-                student=actor if beta < 1 else None,
+                student=actor if beta < 1 or rides_along else None,
                 beta=beta,
                 sample_actions=cfg.sample_actions,
                 first_episode=next_episode,
@@ -203,6 +212,8 @@ def distill_one(
             patience=cfg.patience,
             rng=rng,
             on_chunk=log,
+            seq_len=cfg.seq_len,
+            burn_in=cfg.burn_in,
         )
         taken += fitted.steps
         best_epoch = len(history) - len(fitted.history) + fitted.best + 1
@@ -216,6 +227,9 @@ def distill_one(
     summary = {
         "kind": meta.kind,
         "hidden": list(meta.hidden),
+        "arch": meta.arch,
+        "seq_len": cfg.seq_len if net.recurrent else None,
+        "burn_in": cfg.burn_in if net.recurrent else None,
         "loss": cfg.loss,
         "temperature": cfg.temperature,
         "alpha": cfg.alpha,
@@ -319,6 +333,7 @@ def distill(
                 kind,
                 cfg.hidden,
                 views.student_view if views is not None else "local",
+                cfg.arch,
             ),
             cfg,
             **student_seeds(cfg, kind),

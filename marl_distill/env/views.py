@@ -263,6 +263,10 @@ class Sliced:
     def logits(self, obs: Mapping[str, np.ndarray]) -> Any:
         return self.inner.logits(self.own_view(obs))
 
+    def step(self, obs: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]) -> Any:
+        """A recurrent policy's step (``policy.memory``) on its own columns."""
+        return self.inner.step(self.own_view(obs), state)
+
     def __getattr__(self, name: str) -> Any:
         if name in Sliced.ACTING or name == "inner" or name.startswith("__"):
             raise AttributeError(name)

@@ -19,6 +19,7 @@ import torch
 from marl_distill.env.joint_vec_env import JointVecEnv
 from marl_distill.policy.distributions import DiagGaussian
 from marl_distill.policy.joint import JointPolicy, masked_logits, select_actions
+from marl_distill.policy.memory import Carried
 from marl_distill.policy.spec import EnvSpec
 
 
@@ -66,7 +67,8 @@ def run_episodes(
 ) -> Rollouts:
     """Play one episode per reset seed in ``seeds`` (the first ``episodes`` of them when both are given),
     ``n_envs`` at a time. Without ``seeds``, episode k uses ``seed + k`` (a shorthand for tests and scripts;
-    evaluation passes the run's tree seeds)."""
+    evaluation passes the run's tree seeds). Recurrent policies and references start each episode from a zero
+    state and carry it through the episode (``policy.memory``)."""
     if seeds is None:
         if episodes is None:
             raise ValueError("run_episodes needs seeds or episodes")
@@ -81,6 +83,8 @@ def run_episodes(
         raise ValueError("run_episodes needs at least one episode")
     venv = JointVecEnv(factory, min(n_envs, episodes), autoreset=False)
     agents = venv.agents
+    policy = Carried(policy, venv.n_envs)
+    reference = Carried(reference, venv.n_envs) if reference is not None else None
     out = Rollouts(
         {a: np.zeros(episodes) for a in agents},
         acted=dict.fromkeys(agents, 0),
@@ -94,8 +98,14 @@ def run_episodes(
         ids = list(range(first, min(first + venv.n_envs, episodes)))
         obs = venv.reset([seeds[k] for k in ids] + [None] * (venv.n_envs - len(ids)))
         venv.finished[len(ids) :] = True
+        for party in (policy, reference):
+            if party is not None:
+                party.reset()
         while not venv.finished.all():
             live = np.flatnonzero(~venv.finished)
+            policy.rows = live
+            if reference is not None:
+                reference.rows = live
             live_obs = {a: o[live] for a, o in obs.items()}
             live_masks = {a: m[live] for a, m in venv.masks.items()}
             acting = {a: m[live] for a, m in venv.acting.items()}
@@ -113,6 +123,9 @@ def run_episodes(
                 actions[a] = np.zeros((venv.n_envs, *actions_live[a].shape[1:]), dtype=actions_live[a].dtype)
                 actions[a][live] = actions_live[a]
             step = venv.step(actions)
+            for party in (policy, reference):
+                if party is not None:
+                    party.advance(acting)
             for a in agents:
                 out.per_agent[a][[first + i for i in live]] += step.rewards[a][live]
             out.steps += len(live)

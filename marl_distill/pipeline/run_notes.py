@@ -67,8 +67,11 @@ def notes(
             warn = " No held-out episodes (holdout = 0): whether it was still improving is unknown."
         if d.get("differs_from_run"):
             warn += f" Distilled with settings other than the run's: {'; '.join(d['differs_from_run'])}."
+        arch = ""
+        if d.get("arch") == "gru":
+            arch = f", gru (sequences of {d.get('seq_len')} steps, burn-in {d.get('burn_in')})"
         lines.append(
-            f"- **{name}**: {d['kind']}, hidden {d['hidden']}, loss {loss}, {d.get('sampling')}-driven sampling, "
+            f"- **{name}**: {d['kind']}{arch}, hidden {d['hidden']}, loss {loss}, {d.get('sampling')}-driven sampling, "
             f"{d.get('rounds')} round(s); budget {n(d['grad_steps'])} gradient steps (batch {d.get('batch_size')}), "
             f"{n(d.get('labelled_states_per_agent'))} labelled states per agent; best epoch {d.get('best_epoch')} "
             f"of {d.get('epochs_run')} run.{warn}"

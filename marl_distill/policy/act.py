@@ -3,7 +3,8 @@
 Inside the lab policies read encoded observations (``observations.encoder``) in batches and index Discrete
 actions from 0. A user who loads a trained team and plays it in their own loop should not have to know that:
 ``ActingPolicy.act`` encodes each agent's raw observation, takes the legal actions from a Dict observation's
-``action_mask`` (PettingZoo's convention), acts, and adds each Discrete space's ``start`` back.
+``action_mask`` (PettingZoo's convention), acts, and adds each Discrete space's ``start`` back. A recurrent team
+carries its state from call to call; ``reset`` starts a new episode.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from marl_distill.errors import UserError
 from marl_distill.policy.joint import JointPolicy, select_actions
+from marl_distill.policy.memory import Carried
 from marl_distill.policy.observations import encoder, has_mask
 
 
@@ -40,6 +42,7 @@ class ActingPolicy:
         seed: int | None = None,
     ) -> None:
         self.policy = policy
+        self._carried = Carried(policy, 1)
         self.spec = policy.spec
         self._encode = {a: encoder(s["observation"] if has_mask(s) else s) for a, s in observation_spaces.items()}
         self._start = {a: int(s.start) for a, s in action_spaces.items() if isinstance(s, gym.spaces.Discrete)}
@@ -52,6 +55,10 @@ class ActingPolicy:
     def agents(self) -> tuple[str, ...]:
         return self.spec.agents
 
+    def reset(self) -> None:
+        """A new episode: a recurrent team's state returns to zero (a memoryless team has nothing to forget)."""
+        self._carried.reset()
+
     def act(
         self,
         observations: Mapping[str, Any],
@@ -59,7 +66,8 @@ class ActingPolicy:
         deterministic: bool = True,
     ) -> dict[str, Any]:
         """The action of every agent in ``observations`` (one observation each, as ``env.reset`` / ``env.step``
-        return them).
+        return them). A recurrent team's agents in ``observations`` step their states; call ``reset`` when the env
+        is reset.
 
         Args:
             observations: agent -> its raw observation; a Dict observation's ``action_mask`` is used as its mask.
@@ -81,8 +89,9 @@ class ActingPolicy:
             obs[agent] = self._encode[agent](o)[None]
         try:
             actions, _ = select_actions(
-                self.policy, obs, self.rng, deterministic, {a: m[None] for a, m in legal.items() if a in obs}
+                self._carried, obs, self.rng, deterministic, {a: m[None] for a, m in legal.items() if a in obs}
             )
+            self._carried.advance({})
         except (ValueError, RuntimeError) as exc:  # sizes that do not fit: another env, or other env kwargs
             raise UserError(f"{exc}; is this the env (and env kwargs) the team was trained on?") from None
         return {a: self._env_action(a, x[0]) for a, x in actions.items()}

@@ -16,6 +16,7 @@ import torch
 
 from marl_distill.errors import UserError
 from marl_distill.policy.distributions import apply_mask
+from marl_distill.policy.memory import State, is_recurrent, step_of
 from marl_distill.policy.spec import EnvSpec
 
 
@@ -77,7 +78,9 @@ class RandomPolicy:
 
 
 class MixedTeam:
-    """Agents in ``students`` act by ``student``, the rest by ``teacher``: do the two still coordinate?"""
+    """Agents in ``students`` act by ``student``, the rest by ``teacher``: do the two still coordinate?
+
+    Recurrent when either side is: each agent carries the state of the policy it acts by (``policy.memory``)."""
 
     def __init__(self, teacher: JointPolicy, student: JointPolicy, students: Sequence[str]) -> None:
         self.spec = teacher.spec
@@ -87,11 +90,25 @@ class MixedTeam:
         # each agent acts as its own policy does: a random agent among greedy teachers still samples
         per_agent = {a: greedy(student if a in self.students else teacher, a) for a in self.spec.agents}
         self.deterministic = per_agent if len(set(per_agent.values())) > 1 else next(iter(per_agent.values()))
+        self.recurrent = is_recurrent(student) or is_recurrent(teacher)
 
     def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         from_student = self.student.logits({a: o for a, o in obs.items() if a in self.students})
         from_teacher = self.teacher.logits({a: o for a, o in obs.items() if a not in self.students})
         return {a: (from_student[a] if a in self.students else from_teacher[a]) for a in self.spec.agents}
+
+    def initial_state(self, n: int) -> State:
+        out = {}
+        for side, mine in ((self.student, True), (self.teacher, False)):
+            if is_recurrent(side):
+                out.update({a: s for a, s in side.initial_state(n).items() if (a in self.students) == mine})
+        return out
+
+    def step(self, obs: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]) -> tuple[dict, State]:
+        from_student, s_next = step_of(self.student, {a: o for a, o in obs.items() if a in self.students}, state)
+        from_teacher, t_next = step_of(self.teacher, {a: o for a, o in obs.items() if a not in self.students}, state)
+        logits = {a: (from_student[a] if a in self.students else from_teacher[a]) for a in obs}
+        return logits, {**s_next, **t_next}
 
 
 class TeacherEnsemble:
@@ -108,6 +125,8 @@ class TeacherEnsemble:
     def __init__(self, members: Sequence[JointPolicy], *, raw: bool = False) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
+        if any(is_recurrent(m) for m in members):
+            raise UserError("an ensemble of recurrent teams is not supported yet: distill from one run's teachers")
         self.members = list(members)
         self.spec = members[0].spec
         self.deterministic = members[0].deterministic

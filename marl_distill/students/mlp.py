@@ -1,10 +1,13 @@
-"""Compact student networks: one per agent, or one shared by every agent.
+"""Compact student networks: one per agent, or one shared by every agent; memoryless (MLP) or recurrent (GRU).
 
 The shared student follows Terry et al. 2020's agent indication: each agent's flattened observation is
 zero-padded to the largest observation size and the agent's one-hot id is appended, so one trunk serves
 agents with different observation sizes. The head has as many outputs as the largest action space; agent
 ``a`` reads only its first ``n_actions[a]`` outputs, so a padded action can never be chosen (a masked shared
 head, cheaper than one head per agent and still exact for heterogeneous action counts).
+
+A recurrent student (``arch = "gru"``, ``students.recurrent``) has the same inputs and heads around a GRU cell, and
+carries one hidden state per agent (``policy.memory``): the shared student's agents share weights, not states.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import torch
 from torch import nn
 
 from marl_distill.errors import UserError
+from marl_distill.policy.memory import State
 from marl_distill.policy.numpy_mlp import NumpyMLP
 from marl_distill.policy.spec import EnvSpec
+from marl_distill.students.recurrent import ARCHS, GRUNet
 from marl_distill.utils import faults
 from marl_distill.utils.files import atomic_write, read_json, write_json
 
@@ -52,11 +57,17 @@ class StudentMeta:
     """Hidden layer widths of every MLP."""
     view: str = "local"
     """What the student observes (``views``): local, global or a 'module:callable' view; obs_dims are its sizes."""
+    arch: str = "mlp"
+    """mlp (memoryless) or gru (the last hidden width is a GRU cell carrying a state per agent through an episode)."""
 
     @classmethod
-    def for_spec(cls, spec: EnvSpec, kind: str, hidden: Sequence[int], view: str = "local") -> StudentMeta:
+    def for_spec(
+        cls, spec: EnvSpec, kind: str, hidden: Sequence[int], view: str = "local", arch: str = "mlp"
+    ) -> StudentMeta:
         if kind not in KINDS:
             raise UserError(f"unknown student kind {kind!r}; use one of {list(KINDS)}")
+        if arch not in ARCHS:
+            raise UserError(f"unknown student arch {arch!r}; use one of {list(ARCHS)}")
         if not hidden or any(h < 1 for h in hidden):
             raise UserError(f"hidden sizes must be positive integers, got {list(hidden)}")
         return cls(
@@ -66,6 +77,7 @@ class StudentMeta:
             {a: spec.n_actions(a) for a in spec.agents},
             [int(h) for h in hidden],
             view,
+            arch,
         )
 
 
@@ -79,19 +91,29 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
 
 
 class StudentNet(nn.Module):
-    """Logits for any agent's observations: per-agent MLPs or one agent-indicated shared MLP."""
+    """Logits for any agent's observations: per-agent nets or one agent-indicated shared net (MLP or GRU)."""
 
     def __init__(self, meta: StudentMeta) -> None:
         super().__init__()
         self.meta = meta
         self.index = {a: i for i, a in enumerate(meta.agents)}
+        make = GRUNet if meta.arch == "gru" else mlp
         if meta.kind == "shared":
             self.max_obs = max(meta.obs_dims.values())
-            self.shared = mlp(self.max_obs + len(meta.agents), meta.hidden, max(meta.n_actions.values()))
+            self.shared = make(self.max_obs + len(meta.agents), meta.hidden, max(meta.n_actions.values()))
         else:
             self.nets = nn.ModuleDict(
-                {str(i): mlp(meta.obs_dims[a], meta.hidden, meta.n_actions[a]) for i, a in enumerate(meta.agents)}
+                {str(i): make(meta.obs_dims[a], meta.hidden, meta.n_actions[a]) for i, a in enumerate(meta.agents)}
             )
+
+    @property
+    def recurrent(self) -> bool:
+        return self.meta.arch == "gru"
+
+    @property
+    def state_size(self) -> int:
+        """Hidden-state values per agent (0: memoryless)."""
+        return int(self.meta.hidden[-1]) if self.recurrent else 0
 
     def encode(self, agent: str, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Flattened float32 input for ``agent``'s batch of observations (padded + id for the shared net)."""
@@ -109,6 +131,8 @@ class StudentNet(nn.Module):
 
     def joint_logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """Logits for every agent in ``obs``; the shared net answers all agents in one batched forward pass."""
+        if self.recurrent:
+            raise TypeError("a recurrent student needs its state: use joint_step")
         if self.meta.kind != "shared":
             return {a: self(a, self.encode(a, o)) for a, o in obs.items()}
         agents = list(obs)
@@ -116,8 +140,26 @@ class StudentNet(nn.Module):
         out = self.shared(x).split([len(obs[a]) for a in agents])
         return {a: o[:, : self.meta.n_actions[a]] for a, o in zip(agents, out)}
 
+    def joint_step(
+        self, obs: Mapping[str, np.ndarray], state: Mapping[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """A recurrent student's logits and next states for every agent in ``obs``, from ``state``."""
+        out, nxt = {}, {}
+        for a, o in obs.items():
+            out[a], nxt[a] = self.step(a, self.encode(a, o), torch.as_tensor(state[a]))
+        return out, nxt
+
+    def step(self, agent: str, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A recurrent student's logits and next state for encoded inputs ``x`` of ``agent`` in states ``h``."""
+        if self.meta.kind == "shared":
+            out, h = self.shared(x, h)
+            return out[:, : self.meta.n_actions[agent]], h
+        return self.nets[str(self.index[agent])](x, h)
+
     def forward(self, agent: str, x: torch.Tensor) -> torch.Tensor:
-        """Logits for already encoded inputs ``x`` of ``agent``."""
+        """Logits for already encoded inputs ``x`` of ``agent`` (memoryless students)."""
+        if self.recurrent:
+            raise TypeError("a recurrent student needs its state: use step")
         if self.meta.kind == "shared":
             return self.shared(x)[:, : self.meta.n_actions[agent]]
         return self.nets[str(self.index[agent])](x)
@@ -138,10 +180,15 @@ class StudentTeam:
         self.deterministic = deterministic
         self._heads = {a: spec.head(a) for a in spec.agents}  # built once: acting time is the network's, not setup
         meta = net.meta
-        if meta.kind == "shared":  # the same numpy runtime as teachers' actors (marl_distill.policy.numpy_mlp)
-            self._shared = NumpyMLP.of(net.shared)
+        self.recurrent = net.recurrent
+        # the same numpy runtime as teachers' actors (marl_distill.policy.numpy_mlp; numpy_gru for GRU students)
+        run = (lambda m: m.numpy()) if self.recurrent else NumpyMLP.of
+        if meta.kind == "shared":
+            self._shared = run(net.shared)
         else:
-            self._nets = {a: NumpyMLP.of(net.nets[str(i)]) for i, a in enumerate(meta.agents)}
+            self._nets = {a: run(net.nets[str(i)]) for i, a in enumerate(meta.agents)}
+        self._acting_state: State = {}
+        """A recurrent student's own state while it is timed or deployed through ``act_single`` / ``act_batch``."""
 
     @property
     def meta(self) -> StudentMeta:
@@ -151,11 +198,19 @@ class StudentTeam:
         with torch.no_grad():
             return self.net.joint_logits(obs)
 
-    def numpy_logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``logits`` through the numpy runtime: the shared net stacks every agent's rows into one matrix."""
+    def initial_state(self, n: int) -> State:
+        """Zero states for ``n`` env copies, per agent (a recurrent student; ``policy.memory``)."""
+        return {a: np.zeros((n, self.net.state_size), dtype=np.float32) for a in self.meta.agents}
+
+    def step(self, obs: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], State]:
+        """A recurrent student's logits (torch) and next states (numpy) for the agents in ``obs``."""
+        with torch.no_grad():
+            out, nxt = self.net.joint_step(obs, {a: torch.from_numpy(np.asarray(state[a])) for a in obs})
+        return out, {a: h.numpy() for a, h in nxt.items()}
+
+    def _rows(self, obs: Mapping[str, np.ndarray]) -> tuple[list[str], list[int], np.ndarray]:
+        """The shared net's input: every agent's rows, padded and agent-indicated, stacked into one matrix."""
         meta, agents = self.net.meta, list(obs)
-        if meta.kind != "shared":
-            return {a: self._nets[a](np.asarray(obs[a], dtype=np.float32).reshape(len(obs[a]), -1)) for a in agents}
         sizes = [len(obs[a]) for a in agents]
         x = np.zeros((sum(sizes), self.net.max_obs + len(meta.agents)), dtype=np.float32)
         start = 0
@@ -164,20 +219,65 @@ class StudentTeam:
             x[start : start + n, : flat.shape[1]] = flat
             x[start : start + n, self.net.max_obs + self.net.index[a]] = 1.0
             start += n
+        return agents, sizes, x
+
+    def numpy_logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``logits`` through the numpy runtime: the shared net stacks every agent's rows into one matrix."""
+        if self.recurrent:
+            raise TypeError("a recurrent student needs its state: use numpy_step")
+        meta = self.net.meta
+        if meta.kind != "shared":
+            return {a: self._nets[a](np.asarray(o, dtype=np.float32).reshape(len(o), -1)) for a, o in obs.items()}
+        agents, sizes, x = self._rows(obs)
         out = self._shared(x)
         bounds = np.cumsum(sizes)[:-1]
         return {a: o[:, : meta.n_actions[a]] for a, o in zip(agents, np.split(out, bounds))}
 
+    def numpy_step(
+        self, obs: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], State]:
+        """``step`` through the numpy runtime: logits and next states, per agent."""
+        meta = self.net.meta
+        if meta.kind != "shared":
+            out, nxt = {}, {}
+            for a, o in obs.items():
+                out[a], nxt[a] = self._nets[a](np.asarray(o, dtype=np.float32).reshape(len(o), -1), state[a])
+            return out, nxt
+        agents, sizes, x = self._rows(obs)
+        out, h = self._shared(x, np.concatenate([state[a] for a in agents]))
+        bounds = np.cumsum(sizes)[:-1]
+        logits = {a: o[:, : meta.n_actions[a]] for a, o in zip(agents, np.split(out, bounds))}
+        return logits, dict(zip(agents, np.split(h, bounds)))
+
+    def reset_acting(self) -> None:
+        """A new episode for ``act_single`` / ``act_batch``: a recurrent student forgets its acting state."""
+        self._acting_state = {}
+
+    def _numpy_acting(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Logits for acting through numpy; a recurrent student threads its own acting state from call to call."""
+        if not self.recurrent:
+            return self.numpy_logits(obs)
+        state = {}
+        for a, o in obs.items():
+            held = self._acting_state.get(a)
+            fresh = held is None or len(held) != len(o)  # first call, or another batch size: a new episode
+            state[a] = np.zeros((len(o), self.net.state_size), np.float32) if fresh else held
+        out, self._acting_state = self.numpy_step(obs, state)
+        return out
+
     def act_batch(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A batch of observations per agent -> greedy actions through numpy (no action masks: this times the
-        network; evaluation and ``select_actions`` apply masks)."""
-        return {a: self._heads[a].act(lg, True, _NO_RNG) for a, lg in self.numpy_logits(obs).items()}
+        network; evaluation and ``select_actions`` apply masks). A recurrent student steps its acting state."""
+        return {a: self._heads[a].act(lg, True, _NO_RNG) for a, lg in self._numpy_acting(obs).items()}
 
     def act_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One observation per agent -> greedy actions: what a deployed student costs per joint step (the same
-        numbers as ``act_batch`` on one row per agent, without its bookkeeping for many rows)."""
+        numbers as ``act_batch`` on one row per agent, without its bookkeeping for many rows). A recurrent student
+        steps its acting state (``reset_acting`` starts an episode)."""
         meta, agents = self.net.meta, list(obs)
-        if meta.kind == "shared":
+        if self.recurrent:
+            rows = self._numpy_acting({a: np.asarray(obs[a], dtype=np.float32).reshape(1, -1) for a in agents})
+        elif meta.kind == "shared":
             x = np.zeros((len(agents), self.net.max_obs + len(meta.agents)), dtype=np.float32)
             for i, a in enumerate(agents):
                 flat = np.asarray(obs[a], dtype=np.float32).reshape(-1)

@@ -204,6 +204,35 @@ CASES: list[tuple[str, list[str], str, Callable[[Path], None] | None]] = [
         None,
     ),  # fmt: skip
     ("student distilled for another view", ["evaluate", "{tmp}/s"], "view", other_view_student),
+    (
+        "sequence length 0",
+        ["distill", "{tmp}/s", "--out", "{tmp}/o", "--student-arch", "gru", "--seq-len", "0"],
+        "distill.seq_len",
+        None,
+    ),  # fmt: skip
+    (
+        "gru student from a copied MLP teacher",
+        [
+            "run",
+            "{tmp}/good.toml",
+            "--out",
+            "{tmp}/o",
+            "--set",
+            "distill.arch=gru",
+            "--set",
+            'distill.students=["per-agent"]',
+            "--set",
+            "distill.init_from_teacher=true",
+        ],
+        "init_from_teacher",
+        None,
+    ),  # fmt: skip
+    (
+        "unknown student arch",
+        ["run", "{tmp}/good.toml", "--out", "{tmp}/o", "--set", "distill.arch=lstm"],
+        "lstm",
+        None,
+    ),  # fmt: skip
 ]
 
 
