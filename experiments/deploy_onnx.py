@@ -54,7 +54,8 @@ def _n_actions(space) -> int:
 
 def play(sess: ort.InferenceSession, factory, seeds: list[int], view: str = LOCAL) -> np.ndarray:
     """Team return of each episode, summed the way evaluate sums it (float32 rewards into float64 per agent).
-    ``view``: what the team observes (a privileged teacher team reads its global view; students their own)."""
+    ``view``: what the team observes (a privileged teacher team reads its global view; students their own).
+    A recurrent (GRU) team's states start at zero each episode and move only for the agents that acted."""
     meta = json.loads(sess.get_modelmeta().custom_metadata_map["marl_distill"])
     per = meta["per_agent"]
     env = factory()
@@ -65,8 +66,11 @@ def play(sess: ort.InferenceSession, factory, seeds: list[int], view: str = LOCA
     agents = list(meta["agents"])
     returns = {a: np.zeros(len(seeds)) for a in agents}
     action_outputs = [per[a]["action_output"] for a in agents]
+    carried = [a for a in agents if per[a].get("state_input")]
+    outputs = action_outputs + [per[a]["state_output"] for a in carried]
     for k, seed in enumerate(seeds):
-        obs, _ = env.reset(seed=seed)
+        obs, infos = env.reset(seed=seed)
+        state = {a: np.zeros((1, per[a]["state_size"]), np.float32) for a in carried}
         last = {a: placeholder(env, a, per[a]) for a in agents}
         masks = {a: np.ones(_n_actions(env.action_space(a)), bool) for a in agents}
         while env.agents:
@@ -80,8 +84,14 @@ def play(sess: ort.InferenceSession, factory, seeds: list[int], view: str = LOCA
                 feeds[per[a]["obs_input"]] = last[a][None]
                 if per[a]["mask_input"]:
                     feeds[per[a]["mask_input"]] = masks[a][None]
-            actions = dict(zip(agents, (x[0] for x in sess.run(action_outputs, feeds))))
-            obs, rewards, *_ = env.step({a: actions[a] for a in env.agents})
+                if a in state:
+                    feeds[per[a]["state_input"]] = state[a]
+            result = sess.run(outputs, feeds)
+            actions = dict(zip(agents, (x[0] for x in result[: len(agents)])))
+            for a, new in zip(carried, result[len(agents) :]):  # only an agent that acts moves its state
+                if a in env.agents and (infos.get(a) or {}).get("acting", True):
+                    state[a] = new
+            obs, rewards, _, _, infos = env.step({a: actions[a] for a in env.agents})
             for a in agents:
                 returns[a][k] += np.float32(rewards.get(a, 0.0))
     env.close()

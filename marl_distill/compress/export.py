@@ -2,7 +2,8 @@
 
 Parity is measured on real observations (random play of the env from the given seed, raw as the env hands them
 out): the graph in onnxruntime against the team's own torch forward on the lab's encoding of the same
-observations. fp32 must agree within ``PARITY_TOL`` on every legal output, or the export is refused. int8 is
+observations. fp32 must agree within ``PARITY_TOL`` on every legal output, or the export is refused; a recurrent
+student is checked over whole episodes, its state threaded through both step by step. int8 is
 onnxruntime's dynamic quantization (``quantize_dynamic``: int8 weights, activations quantized per call), the
 path onnxruntime maintains; torch's eager quantizer is being deprecated.
 """
@@ -45,6 +46,8 @@ class Samples:
     raw: dict[str, np.ndarray]
     encoded: dict[str, np.ndarray]
     masks: dict[str, np.ndarray]
+    starts: dict[str, np.ndarray]
+    """Per agent and row: is it the agent's first observation of an episode (rows of an episode are in order)."""
 
 
 def sample_observations(factory: Callable[[], Any], *, rows: int = 256, seed: int = 0) -> Samples:
@@ -53,6 +56,7 @@ def sample_observations(factory: Callable[[], Any], *, rows: int = 256, seed: in
     rng = np.random.default_rng(seed)
     raw: dict[str, list[Any]] = {a: [] for a in env.possible_agents}
     masks: dict[str, list[np.ndarray]] = {a: [] for a in env.possible_agents}
+    starts: dict[str, list[bool]] = {a: [] for a in env.possible_agents}
     encode = {}
     for i, a in enumerate(env.possible_agents):
         env.action_space(a).seed(seed + i)  # Box actions: space.sample(), reproducible
@@ -62,9 +66,12 @@ def sample_observations(factory: Callable[[], Any], *, rows: int = 256, seed: in
     while min(len(v) for v in raw.values()) < rows and episode < 10 * rows:
         obs, _ = env.reset(seed=seed + episode)
         episode += 1
+        fresh = set(env.possible_agents)
         while env.agents:
             actions = {}
             for a in env.agents:
+                starts[a].append(a in fresh)
+                fresh.discard(a)
                 o = obs[a]
                 mask = None
                 if isinstance(o, dict) and "action_mask" in o:
@@ -84,6 +91,7 @@ def sample_observations(factory: Callable[[], Any], *, rows: int = 256, seed: in
         raw_arr,
         {a: np.stack([encode[a](x) for x in v]) for a, v in raw_arr.items()},
         {a: np.stack(v[:rows]) for a, v in masks.items() if v},
+        {a: np.array(v[:rows], dtype=bool) for a, v in starts.items()},
     )
 
 
@@ -110,8 +118,11 @@ def parity(
     graph's outputs on the samples."""
     ort_team = OnnxTeam(team.spec, model, raw)
     n = min(len(v) for v in samples.raw.values())
-    outputs = ort_team.run(graph_feeds(model, samples))
-    ref = reference_params(team, {a: e[:n] for a, e in samples.encoded.items()})
+    outputs = graph_outputs(ort_team, model, samples)
+    if isinstance(team, StudentTeam) and team.recurrent:
+        ref = _torch_sequences(team, samples, n)
+    else:
+        ref = reference_params(team, {a: e[:n] for a, e in samples.encoded.items()})
     worst, excess, same = {}, {}, {}
     for a, m in ort_team.meta["per_agent"].items():
         got, want = outputs[m["params_output"]], ref[a]
@@ -134,6 +145,39 @@ def parity(
     # excess: how far the worst difference goes beyond PARITY_TOL + PARITY_REL x its row's largest |output| (<= 0 holds)
     check = {"max_abs_diff": max(worst.values()), "excess": max(excess.values()), "by_agent": worst}
     return {**check, "action_match": same, "rows": n}, outputs
+
+
+def _starts(samples: Samples, t: int, state: dict[str, np.ndarray]) -> None:
+    """Zero the state of every agent whose episode starts at row ``t``."""
+    for a, first in samples.starts.items():
+        if first[t] and a in state:
+            state[a][:] = 0
+
+
+def graph_outputs(ort_team: OnnxTeam, model: Any, samples: Samples) -> dict[str, np.ndarray]:
+    """The graph's outputs on the sampled rows: one run for a memoryless graph; for a recurrent one, one step
+    at a time over the sampled episodes, each agent's state zero at its episodes' first rows and fed back."""
+    n = min(len(v) for v in samples.raw.values())
+    if not ort_team.recurrent:
+        return ort_team.run(graph_feeds(model, samples))
+    state, got = ort_team.initial_state(1), {}
+    for t in range(n):
+        _starts(samples, t, state)
+        out, state = ort_team.run_step(graph_feeds(model, samples, rows=slice(t, t + 1)), state)
+        for name, value in out.items():
+            got.setdefault(name, []).append(value)
+    return {k: np.concatenate(v) for k, v in got.items()}
+
+
+def _torch_sequences(team: StudentTeam, samples: Samples, n: int) -> dict[str, np.ndarray]:
+    """A recurrent student's torch outputs over the same episodes, its state threaded as ``graph_outputs`` does."""
+    state, want = team.initial_state(1), {a: [] for a in samples.raw}
+    for t in range(n):
+        _starts(samples, t, state)
+        logits, state = team.step({a: e[t : t + 1] for a, e in samples.encoded.items()}, state)
+        for a, lg in logits.items():
+            want[a].append(lg.numpy())
+    return {a: np.concatenate(v) for a, v in want.items()}
 
 
 def _normalized(logits: np.ndarray, legal: np.ndarray) -> np.ndarray:
@@ -192,10 +236,10 @@ def exported(
     """(model, report): the team's graph, its fp32 parity checked (refused beyond ``PARITY_TOL``) and, with
     ``quantize``, the quantized graph and its agreement with the fp32 one on the same observations."""
     require_export()
-    if getattr(team, "recurrent", False):
+    if isinstance(team, TeacherTeam) and team.recurrent:
         raise UserError(
-            "ONNX export of recurrent (gru) students is not available yet (their graphs need state inputs and "
-            "outputs); act them through marl_distill.load, or distill an mlp student to export"
+            "ONNX export of recurrent (recurrent_ppo) teachers is not available yet; export their students, which "
+            "may be recurrent (gru) themselves"
         )
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise UserError(f"--quantize {quantize!r} is not supported; use one of {list(QUANTIZATIONS)}")
@@ -212,7 +256,7 @@ def exported(
     report: dict[str, Any] = {"parity_fp32": check, "precision": "fp32"}
     if quantize == "int8":
         q = quantize_int8(model)
-        int8_out = OnnxTeam(team.spec, q, raw).run(graph_feeds(model, samples))
+        int8_out = graph_outputs(OnnxTeam(team.spec, q, raw), q, samples)
         report.update(precision="int8", int8_vs_fp32=action_match(int8_out, fp32_out, team.spec.agents))
         model = q
     return model, report

@@ -14,6 +14,9 @@ what the env hands out and steps the env with what comes back:
 - outputs, per agent: ``params_<agent>`` (logits; Q-values for DQN teachers; ``[mean, log_std]`` for Box actions)
   with illegal actions at -1e9, and ``action_<agent>``: the greedy action, ready for ``env.step`` (a Discrete
   space's ``start`` added, a Box mean clipped to its bounds).
+- recurrent (GRU) students, per agent: input ``state_in_<agent>`` and output ``state_out_<agent>`` (float32, batch x
+  state size). A deployment feeds zeros when an episode starts, then each step feeds back ``state_out`` as the
+  next ``state_in`` for the agents that acted, keeping the state of an agent that did not (waiting, or gone).
 
 The ``marl_distill`` metadata entry (JSON) repeats this per agent, with the shared student's layout.
 """
@@ -29,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 
 from marl_distill.policy.distributions import MASKED_LOGIT, Categorical, DiagGaussian, Head
+from marl_distill.policy.numpy_gru import NumpyGRU
 from marl_distill.policy.numpy_mlp import NumpyMLP
 from marl_distill.policy.observations import _is_image, encoded_space
 
@@ -61,6 +65,8 @@ class AgentPath:
     """Shared student: length of the one-hot id."""
     log_std: np.ndarray | None = field(default=None, compare=False)
     action_start: int = 0
+    state_size: int = 0
+    """Recurrent network: the agent's hidden-state width (0: memoryless)."""
 
 
 def obs_input_dtype(space: gym.Space) -> np.dtype:
@@ -150,6 +156,26 @@ def _mlp(b: _Builder, x: str, mlp: NumpyMLP, stem: str) -> str:
     return x
 
 
+def _gru(b: _Builder, x: str, h: str, gru: NumpyGRU, stem: str) -> tuple[str, str]:
+    """(outputs, next state) of a GRU network, torch's GRUCell equations: r and z gates, n = tanh(x_n + r * h_n),
+    h' = n + z * (h - n)."""
+    if gru.pre is not None:
+        x = _mlp(b, x, gru.pre, f"{stem}_pre")
+    gi = b.op("Add", [b.op("MatMul", [x, b.const(np.asarray(gru.w_ih, np.float32), f"{stem}_Wih")]),
+                      b.const(np.asarray(gru.b_ih, np.float32), f"{stem}_bih")])  # fmt: skip
+    gh = b.op("Add", [b.op("MatMul", [h, b.const(np.asarray(gru.w_hh, np.float32), f"{stem}_Whh")]),
+                      b.const(np.asarray(gru.b_hh, np.float32), f"{stem}_bhh")])  # fmt: skip
+    sizes = b.const(np.array([gru.size] * 3, np.int64))
+    i_parts, h_parts = [b.name("gi") for _ in range(3)], [b.name("gh") for _ in range(3)]
+    b.nodes.append(b.helper.make_node("Split", [gi, sizes], i_parts, axis=1))
+    b.nodes.append(b.helper.make_node("Split", [gh, sizes], h_parts, axis=1))
+    r = b.op("Sigmoid", [b.op("Add", [i_parts[0], h_parts[0]])])
+    z = b.op("Sigmoid", [b.op("Add", [i_parts[1], h_parts[1]])])
+    n = b.op("Tanh", [b.op("Add", [i_parts[2], b.op("Mul", [r, h_parts[2]])])])
+    h_next = b.op("Add", [n, b.op("Mul", [z, b.op("Sub", [h, n])])])
+    return _mlp(b, h_next, gru.head, f"{stem}_head"), h_next
+
+
 def _head(b: _Builder, out: str, path: AgentPath, mask: str | None) -> tuple[str, str]:
     """(params, action) of one agent from its network output rows."""
     head = path.head
@@ -182,8 +208,19 @@ def _head(b: _Builder, out: str, path: AgentPath, mask: str | None) -> tuple[str
     return params, action
 
 
+def _split_rows(b: _Builder, out: str, count: int) -> list[str]:
+    """Equal parts of stacked rows, one batch per agent."""
+    parts = [b.name("rows") for _ in range(count)]
+    b.nodes.append(b.helper.make_node("Split", [out], parts, axis=0))
+    return parts
+
+
 def build_model(
-    nets: Sequence[NumpyMLP], paths: Sequence[AgentPath], *, source: str, extra: Mapping[str, Any] | None = None
+    nets: Sequence[NumpyMLP | NumpyGRU],
+    paths: Sequence[AgentPath],
+    *,
+    source: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> Any:
     """The team's ONNX model (an ``onnx.ModelProto``), checked by ``onnx.checker``."""
     import onnx
@@ -214,15 +251,23 @@ def build_model(
             inputs.append(helper.make_tensor_value_info(masks[path.agent], TensorProto.BOOL, ["batch", path.head.size]))
         rows.setdefault(path.net, []).append((path, x))
     net_out: dict[str, str] = {}
+    state_out: dict[str, str] = {}
     for net, members in rows.items():
-        if len(members) == 1:
-            (path, x), = members  # fmt: skip
-            net_out[path.agent] = _mlp(b, x, nets[net], f"net{net}")
-            continue
-        stacked = b.op("Concat", [x for _, x in members], axis=0)  # (agents x batch, in): every agent's rows
-        out = _mlp(b, stacked, nets[net], f"net{net}")  # one MatMul per layer for all of them
-        parts = [b.name("rows") for _ in members]
-        b.nodes.append(b.helper.make_node("Split", [out], parts, axis=0))  # equal parts: one batch per agent
+        stacked = b.op("Concat", [x for _, x in members], axis=0) if len(members) > 1 else members[0][1]
+        # (agents x batch, in): every agent's rows through one MatMul per layer
+        if isinstance(nets[net], NumpyGRU):
+            for path, _ in members:
+                name = f"state_in_{path.agent}"
+                inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", path.state_size]))
+            states = [f"state_in_{p.agent}" for p, _ in members]
+            h = b.op("Concat", states, axis=0) if len(states) > 1 else states[0]
+            out, h_next = _gru(b, stacked, h, nets[net], f"net{net}")
+            h_parts = _split_rows(b, h_next, len(members)) if len(members) > 1 else [h_next]
+            for (path, _), part in zip(members, h_parts):
+                state_out[path.agent] = part
+        else:
+            out = _mlp(b, stacked, nets[net], f"net{net}")
+        parts = _split_rows(b, out, len(members)) if len(members) > 1 else [out]
         for (path, _), part in zip(members, parts):
             net_out[path.agent] = part
     for path in paths:
@@ -236,11 +281,22 @@ def build_model(
         else:
             outputs.append(helper.make_tensor_value_info(a_name, TensorProto.FLOAT, ["batch", path.head.dim]))
         meta_agents[path.agent] = _agent_meta(path, p_name, a_name, masks.get(path.agent))
+        if path.agent in state_out:
+            s_name = f"state_out_{path.agent}"
+            b.nodes.append(helper.make_node("Identity", [state_out[path.agent]], [s_name]))
+            outputs.append(helper.make_tensor_value_info(s_name, TensorProto.FLOAT, ["batch", path.state_size]))
+            meta_agents[path.agent].update(state_input=f"state_in_{path.agent}", state_output=s_name,
+                                           state_size=path.state_size)  # fmt: skip
     graph = helper.make_graph(b.nodes, f"marl_distill_{source}", inputs, outputs, b.inits)
     graph.doc_string = (__doc__ or "").strip()
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="marl-distill")
     model.ir_version = min(model.ir_version, 10)  # readable by onnxruntime releases a year old
     meta = {"format": FORMAT, "source": source, "agents": [p.agent for p in paths], "per_agent": meta_agents}
+    if state_out:
+        meta["state"] = (
+            "feed zeros (batch x state_size) as state_in when an episode starts; after each step feed state_out "
+            "back as state_in for the agents that acted, and keep the state of an agent that did not act"
+        )
     helper.set_model_props(model, {META_KEY: json.dumps({**meta, **(extra or {})})})
     onnx.checker.check_model(model)
     return model

@@ -15,6 +15,7 @@ from marl_distill.compress.graph import AgentPath
 from marl_distill.env.joint_vec_env import make_parallel
 from marl_distill.errors import UserError
 from marl_distill.policy.distributions import Categorical
+from marl_distill.policy.numpy_gru import NumpyGRU
 from marl_distill.policy.numpy_mlp import NumpyMLP
 from marl_distill.policy.observations import has_mask
 from marl_distill.students import StudentTeam
@@ -40,26 +41,28 @@ def _start(space: gym.Space) -> int:
     return int(space.start) if isinstance(space, gym.spaces.Discrete) else 0
 
 
-def student_paths(team: StudentTeam, raw: Mapping[str, gym.Space]) -> tuple[list[NumpyMLP], list[AgentPath]]:
+def student_paths(team: StudentTeam, raw: Mapping[str, gym.Space]) -> tuple[list[NumpyMLP | NumpyGRU], list[AgentPath]]:
     spec, meta, net = team.spec, team.meta, team.net
     paths = []
+    read = (lambda m: m.numpy()) if net.recurrent else NumpyMLP.of
+    state = net.state_size
     if meta.kind == "shared":
-        nets = [NumpyMLP.of(net.shared)]
+        nets: list[NumpyMLP | NumpyGRU] = [read(net.shared)]
         for i, a in enumerate(meta.agents):
             head = spec.head(a)
             kind = "logits" if isinstance(head, Categorical) else "gaussian"
             paths.append(
                 AgentPath(a, raw[a], a in spec.masked, 0, head, kind, meta.n_actions[a], net.max_obs, i,
-                          len(meta.agents), action_start=_start(spec.action_spaces[a]))
+                          len(meta.agents), action_start=_start(spec.action_spaces[a]), state_size=state)
             )  # fmt: skip
         return nets, paths
-    nets = [NumpyMLP.of(net.nets[str(i)]) for i in range(len(meta.agents))]
+    nets = [read(net.nets[str(i)]) for i in range(len(meta.agents))]
     for i, a in enumerate(meta.agents):
         head = spec.head(a)
         kind = "logits" if isinstance(head, Categorical) else "gaussian"
         paths.append(
             AgentPath(a, raw[a], a in spec.masked, i, head, kind, meta.n_actions[a],
-                      action_start=_start(spec.action_spaces[a]))
+                      action_start=_start(spec.action_spaces[a]), state_size=state)
         )  # fmt: skip
     return nets, paths
 
@@ -97,7 +100,7 @@ def teacher_paths(team: TeacherTeam, raw: Mapping[str, gym.Space]) -> tuple[list
     return nets, paths
 
 
-def team_paths(team: Team, raw: Mapping[str, gym.Space]) -> tuple[list[NumpyMLP], list[AgentPath], str]:
+def team_paths(team: Team, raw: Mapping[str, gym.Space]) -> tuple[list[Any], list[AgentPath], str]:
     """(networks, per-agent paths, source label) of a student or teacher team."""
     if isinstance(team, StudentTeam):
         return (*student_paths(team, raw), f"student:{team.meta.kind}")

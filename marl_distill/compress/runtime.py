@@ -68,6 +68,9 @@ class OnnxTeam:
                               for n in model.graph.node)  # fmt: skip
         """Dynamic quantization scales activations over the whole input, so one row's output depends on the
         others: such a graph is run one joint step per call, as a deployment at batch 1 runs it."""
+        self._states = {a: int(m["state_size"]) for a, m in self.meta["per_agent"].items() if m.get("state_input")}
+        self.recurrent = bool(self._states)
+        """A recurrent student's graph: it takes and gives a state per agent (``policy.memory``)."""
         self.onnx_bytes = len(model.SerializeToString())
         self._params, self._macs = params, macs
         self._weight_bytes = weight_bytes_of(model)
@@ -99,17 +102,27 @@ class OnnxTeam:
         rows = [self.session.run(names, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(n)]
         return {name: np.concatenate([r[j] for r in rows]) for j, name in enumerate(names)}
 
-    def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """The lab's logits (Q/tau for DQN teachers) from the graph's params; masks are applied by the caller."""
-        if not obs:
-            return {}
-        lengths = {len(o) for o in obs.values()}
-        if len(lengths) > 1:  # the graph wants one batch size for every agent: run agents one by one
-            out: dict[str, torch.Tensor] = {}
-            for a, o in obs.items():
-                out.update(self.logits({a: o}))
-            return out
-        outputs = self.run(self._feeds(obs))
+    def initial_state(self, n: int) -> dict[str, np.ndarray]:
+        return {a: np.zeros((n, size), np.float32) for a, size in self._states.items()}
+
+    def run_step(
+        self, feeds: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``run`` with every agent's state fed in; its outputs and the next state per agent."""
+        per = self.meta["per_agent"]
+        outputs = self.run({**feeds, **{per[a]["state_input"]: np.asarray(state[a], np.float32) for a in self._states}})
+        return outputs, {a: outputs[per[a]["state_output"]] for a in self._states}
+
+    def step(self, obs: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
+        """A recurrent graph's logits and next states for the agents in ``obs`` (the others run on zeros)."""
+        n = len(next(iter(obs.values())))
+        full = {
+            a: np.asarray(state[a]) if a in state else np.zeros((n, k), np.float32) for a, k in self._states.items()
+        }
+        outputs, nxt = self.run_step(self._feeds(obs), full)
+        return self._to_logits(obs, outputs), {a: nxt[a] for a in obs if a in nxt}
+
+    def _to_logits(self, obs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         result = {}
         for a in obs:
             m = self.meta["per_agent"][a]
@@ -119,9 +132,26 @@ class OnnxTeam:
             result[a] = torch.from_numpy(np.ascontiguousarray(params, dtype=np.float32))
         return result
 
+    def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """The lab's logits (Q/tau for DQN teachers) from the graph's params; masks are applied by the caller."""
+        if self.recurrent:
+            raise TypeError("a recurrent graph needs its state: use step")
+        if not obs:
+            return {}
+        lengths = {len(o) for o in obs.values()}
+        if len(lengths) > 1:  # the graph wants one batch size for every agent: run agents one by one
+            out: dict[str, torch.Tensor] = {}
+            for a, o in obs.items():
+                out.update(self.logits({a: o}))
+            return out
+        return self._to_logits(obs, self.run(self._feeds(obs)))
+
     def prepare_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One joint observation (encoded, one row per agent) -> the graph's raw inputs, before timing."""
-        return self._feeds({a: np.asarray(o)[None] for a, o in obs.items()})
+        """One joint observation (encoded, one row per agent) -> the graph's raw inputs, before timing (a recurrent
+        graph's states as zeros: the same work as any other state)."""
+        feeds = self._feeds({a: np.asarray(o)[None] for a, o in obs.items()})
+        per = self.meta["per_agent"]
+        return {**feeds, **{per[a]["state_input"]: s for a, s in self.initial_state(1).items()}}
 
     def act_single_onnx(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Every agent's action for one joint step: one ``session.run`` on prepared raw inputs."""

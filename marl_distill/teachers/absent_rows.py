@@ -12,6 +12,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import ConstantSchedule
 
 from marl_distill.errors import UserError
+from marl_distill.teachers.recurrent import is_recurrent_model
 
 if TYPE_CHECKING:
     from marl_distill.teachers.pipe_vec_env import PipeAgentVecEnv
@@ -79,6 +80,11 @@ class AbsentRows(BaseCallback):
             self._fill_replay(present)
 
     def _fill_rollout(self, present: np.ndarray) -> None:
+        if is_recurrent_model(self.model):  # its rows are sequences with LSTM states: a copied row would break one
+            raise UserError(
+                f"agent {self.agent!r} left its episode while others played on; recurrent_ppo teachers cannot train "
+                "through such steps yet: use ppo for this env"
+            )
         buf = self.model.rollout_buffer
         if present.shape != (buf.buffer_size, buf.n_envs):
             raise RuntimeError(f"{present.shape} presence flags for a {buf.buffer_size} x {buf.n_envs} rollout")

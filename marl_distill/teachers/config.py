@@ -9,18 +9,33 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from sb3_contrib import MaskablePPO
+from sb3_contrib import MaskablePPO, RecurrentPPO
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from marl_distill.errors import UserError
 
-ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "maskable_ppo": MaskablePPO, "dqn": DQN}
-"""Teacher algorithms by name; maskable_ppo (sb3-contrib) is PPO that only samples legal actions."""
+ALGOS: dict[str, type[BaseAlgorithm]] = {
+    "ppo": PPO,
+    "maskable_ppo": MaskablePPO,
+    "recurrent_ppo": RecurrentPPO,
+    "dqn": DQN,
+}
+"""Teacher algorithms by name; maskable_ppo (sb3-contrib) is PPO that only samples legal actions, recurrent_ppo
+(sb3-contrib) PPO with an LSTM before its heads."""
 
 
-SETTINGS = {"ppo": "ppo", "maskable_ppo": "ppo", "dqn": "dqn"}
+SETTINGS = {"ppo": "ppo", "maskable_ppo": "ppo", "recurrent_ppo": "ppo", "dqn": "dqn"}
 """Which TeacherConfig table holds each algorithm's keyword arguments."""
+
+POLICIES = {"recurrent_ppo": "MlpLstmPolicy"}
+"""The SB3 policy each algorithm trains (MlpPolicy unless named here)."""
+
+
+def policy_name(algo_cls: type) -> str:
+    """The SB3 policy class name ``algo_cls`` is built with."""
+    name = next((n for n, c in ALGOS.items() if c is algo_cls), "")
+    return POLICIES.get(name, "MlpPolicy")
 
 
 @dataclass
@@ -28,7 +43,8 @@ class TeacherConfig:
     """How the per-agent teachers are trained."""
 
     algo: str = "ppo"
-    """SB3 algorithm for every agent: ppo, dqn, or maskable_ppo (sb3-contrib; for envs with action masks)."""
+    """SB3 algorithm for every agent: ppo, dqn, maskable_ppo (sb3-contrib; for envs with action masks) or
+    recurrent_ppo (sb3-contrib; an LSTM policy, for worlds where what to act on was seen earlier)."""
     agent_algo: dict[str, str] = field(default_factory=dict)
     """Per-agent override, e.g. {agent_1 = "dqn"}: PPO and DQN agents train side by side."""
     steps: int = 50_000
@@ -41,7 +57,8 @@ class TeacherConfig:
     """The teachers' seed: learners and env copies get their own branches of its SeedSequence tree; unset in a config
     (in Python: left at 0), it is the run's seed."""
     ppo: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments for stable_baselines3.PPO and MaskablePPO (n_steps, batch_size, learning_rate, ...)."""
+    """Keyword arguments for stable_baselines3.PPO, MaskablePPO and RecurrentPPO (n_steps, batch_size,
+    learning_rate, ...; RecurrentPPO's LSTM size goes in policy_kwargs, e.g. {lstm_hidden_size = 64})."""
     dqn: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for stable_baselines3.DQN (buffer_size, train_freq, exploration_fraction, ...). SB3 counts
     train_freq in vector steps (n_envs transitions each), so unless gradient_steps is given it defaults to
@@ -76,6 +93,12 @@ class TeacherConfig:
             unknown = sorted(set(kwargs) - known)
             if unknown:
                 raise UserError(f"teachers.{SETTINGS[name]} has keys {ALGOS[name].__name__} does not take: {unknown}")
+        algos = {self.algo_of(a) for a in agents}
+        if self.dqn and "dqn" not in algos and "recurrent_ppo" in algos:
+            raise UserError(
+                f"teachers.dqn sets {sorted(self.dqn)}, but no agent trains with dqn: recurrent_ppo takes its keyword "
+                "arguments from teachers.ppo; move them there or remove teachers.dqn"
+            )
         if self.steps < 1 or self.n_envs < 1 or self.env_workers < 1:
             raise UserError("teachers.steps, teachers.n_envs and teachers.env_workers must be positive")
         if self.checkpoint_every < -1:
@@ -90,7 +113,7 @@ class TeacherConfig:
         for agent, space in (action_spaces or {}).items():
             if not isinstance(space, gym.spaces.Box):
                 continue
-            if self.algo_of(agent) != "ppo":
+            if self.algo_of(agent) not in ("ppo", "recurrent_ppo"):
                 raise UserError(f"agent {agent!r} has Box actions, which {self.algo_of(agent)} cannot learn; use ppo")
             open_dims = np.flatnonzero(~(np.isfinite(space.low) & np.isfinite(space.high)).reshape(-1)).tolist()
             if open_dims:

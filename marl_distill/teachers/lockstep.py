@@ -43,6 +43,7 @@ from marl_distill.teachers.checkpoint import (
     load_learner,
     non_finite,
 )
+from marl_distill.teachers.config import policy_name
 from marl_distill.teachers.pipe_vec_env import PipeAgentVecEnv
 from marl_distill.utils.disk_full import is_disk_full, quiet_full_disk_threads
 from marl_distill.utils.workers import ignore_stop_signals, preload
@@ -68,7 +69,8 @@ class LearnerSpec:
 
     def build(self, env: VecEnv) -> BaseAlgorithm:
         """The SB3 model this spec describes, on ``env`` (seeded: the same spec always starts the same)."""
-        return self.algo_cls("MlpPolicy", env, seed=self.seed, tensorboard_log=self.tb_dir, verbose=0, **self.kwargs)
+        policy = policy_name(self.algo_cls)
+        return self.algo_cls(policy, env, seed=self.seed, tensorboard_log=self.tb_dir, verbose=0, **self.kwargs)
 
 
 def _learner(spec: LearnerSpec, conn: Any, stop: Any) -> None:

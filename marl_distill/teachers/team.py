@@ -7,6 +7,9 @@ Acting (``act_single`` / ``act_batch``) runs each teacher's actor network throug
 students (``marl_distill.policy.numpy_mlp``), so latencies compare networks, not runtimes; ``act_single_sb3`` is what an
 SB3 user pays through ``predict``. A model the numpy reader cannot reproduce exactly acts through a torch forward
 pass instead, and ``acting_runtime`` says so.
+
+RecurrentPPO teachers (``teachers.recurrent``) carry an LSTM state per agent: the team then is recurrent
+(``policy.memory``), acts through torch, and its memoryless agents (a team may mix algorithms) carry nothing.
 """
 
 from __future__ import annotations
@@ -29,15 +32,19 @@ from stable_baselines3.common.torch_layers import FlattenExtractor, MlpExtractor
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 
 from marl_distill.errors import UserError
+from marl_distill.policy.memory import State
 from marl_distill.policy.numpy_mlp import NumpyMLP, Unsupported
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.teachers.config import ALGOS
+from marl_distill.teachers.recurrent import RecurrentActor, distribution_step, is_recurrent_model, state_size
 from marl_distill.teachers.train import MANIFEST
 from marl_distill.utils.files import read_json
 
 
 def teacher_logits(model: BaseAlgorithm, obs: np.ndarray, dqn_temperature: float = 0.01) -> torch.Tensor:
     """Action logits of one SB3 model for a batch of observations."""
+    if is_recurrent_model(model):
+        raise TypeError(f"{type(model).__name__} needs its LSTM state: use teachers.recurrent.distribution_step")
     with torch.no_grad():
         obs_t, _ = model.policy.obs_to_tensor(obs)
         if isinstance(model, DQN):
@@ -66,6 +73,8 @@ def _acting_tensors(model: BaseAlgorithm) -> list[torch.Tensor]:
     policy = model.policy
     if isinstance(model, DQN):
         modules = [policy.q_net]
+    elif is_recurrent_model(model):
+        modules = [policy.pi_features_extractor, policy.lstm_actor, policy.mlp_extractor.policy_net, policy.action_net]
     else:
         modules = [policy.pi_features_extractor, policy.mlp_extractor.policy_net, policy.action_net]
     tensors = [p for m in modules for p in m.parameters()]
@@ -178,6 +187,9 @@ class TeacherTeam:
         self.deterministic = deterministic
         self.dqn_temperature = dqn_temperature
         self.actors, self.acting_runtime = _actors(self.models)
+        self._lstm = {a: m for a, m in self.models.items() if is_recurrent_model(m)}
+        self.recurrent = bool(self._lstm)
+        self._sb3_state: dict[str, tuple] = {}
 
     @classmethod
     def load(cls, run_dir: Path, spec: EnvSpec, **kwargs: object) -> TeacherTeam:
@@ -205,6 +217,20 @@ class TeacherTeam:
 
     def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {a: teacher_logits(self.models[a], o, self.dqn_temperature) for a, o in obs.items()}
+
+    def initial_state(self, n: int) -> State:
+        """Zero LSTM states for ``n`` env copies, for the agents whose teacher is recurrent."""
+        return {a: np.zeros((n, state_size(m)), np.float32) for a, m in self._lstm.items()}
+
+    def step(self, obs: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]) -> tuple[dict, State]:
+        """Distribution parameters for every agent in ``obs`` and the next states of the recurrent ones."""
+        out, nxt = {}, {}
+        for a, o in obs.items():
+            if a in self._lstm:
+                out[a], nxt[a] = distribution_step(self._lstm[a], o, state[a])
+            else:
+                out[a] = teacher_logits(self.models[a], o, self.dqn_temperature)
+        return out, nxt
 
     def logit_scale(self, agent: str) -> float:
         """Factor from ``logits`` back to the model's own outputs: tau for DQN (logits are Q/tau), else 1."""
@@ -235,8 +261,15 @@ class TeacherTeam:
         return {a: self.actors[a](o) for a, o in obs.items()}
 
     def act_single_sb3(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One observation per agent -> actions, the way a user deploys SB3 teachers (``predict``)."""
-        return {a: self.models[a].predict(o, deterministic=True)[0] for a, o in obs.items()}
+        """One observation per agent -> actions, the way a user deploys SB3 teachers (``predict``; a recurrent one
+        passes its state back in, as its users do)."""
+        out = {}
+        for a, o in obs.items():
+            if a in self._lstm:
+                out[a], self._sb3_state[a] = self.models[a].predict(o, state=self._sb3_state.get(a), deterministic=True)
+            else:
+                out[a] = self.models[a].predict(o, deterministic=True)[0]
+        return out
 
 
 def _load_model(algo: str, path: Path) -> BaseAlgorithm:
@@ -268,4 +301,5 @@ def _actors(models: Mapping[str, BaseAlgorithm]) -> tuple[dict[str, NumpyActor |
     if not reasons:
         return actors, "numpy"
     why = "; ".join(f"{a}: {r}" for a, r in reasons.items())
-    return {a: TorchActor(m) for a, m in models.items()}, f"torch (fallback: {why})"
+    fallback = {a: RecurrentActor(m) if is_recurrent_model(m) else TorchActor(m) for a, m in models.items()}
+    return fallback, f"torch (fallback: {why})"

@@ -88,6 +88,27 @@ def test_an_exported_team_plays_in_the_lab_like_the_student_it_came_from():
     assert all(theirs.agree[a] == theirs.acted[a] for a in team.spec.agents)
 
 
+@pytest.mark.parametrize("world", [MaskedTargetGame, EliminationGame])  # masks; turns and departures
+@pytest.mark.parametrize("kind", ["shared", "per-agent"])
+def test_gru_student_graphs_thread_their_state_over_whole_episodes(world, kind):
+    spec = EnvSpec.of(make_parallel(world))
+    torch.manual_seed(0)
+    team = StudentTeam(spec, StudentNet(StudentMeta.for_spec(spec, kind, [12, 8], arch="gru")))
+    model, report = exported(team, world, quantize="int8")
+    check = report["parity_fp32"]  # checked step by step over the sampled episodes, states fed back
+    assert check["max_abs_diff"] <= PARITY_TOL and check["rows"] >= 100, check
+    meta = read_meta(model)
+    assert "state_out" in meta["state"]
+    for agent, m in meta["per_agent"].items():
+        assert (m["state_input"], m["state_output"], m["state_size"]) == (f"state_in_{agent}", f"state_out_{agent}", 8)
+    fp32 = exported(team, world)[0]
+    ours = run_episodes(world, team, episodes=12, n_envs=3, rng=np.random.default_rng(0), reference=team)
+    graph = OnnxTeam(spec, fp32, raw_obs_spaces(world))
+    theirs = run_episodes(world, graph, episodes=12, n_envs=3, rng=np.random.default_rng(0), reference=team)
+    np.testing.assert_array_equal(ours.team, theirs.team)
+    assert all(theirs.agree[a] == theirs.acted[a] for a in spec.agents)  # the same actions at every step
+
+
 def test_decoding_inverts_the_encoder_for_every_observation_space():
     samples = sample_observations(MixedObsTargetGame, rows=50)
     for a, space in raw_obs_spaces(MixedObsTargetGame).items():

@@ -1,5 +1,6 @@
 """Deployment without the lab: a venv with no torch and no SB3, set up by the recipe docs/guides/onnx.md gives,
-plays a run's ONNX exports and gets evaluate's returns."""
+plays a run's ONNX exports (MLP teachers, a GRU student whose state the script carries) and gets evaluate's
+returns."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def test_exports_play_in_a_venv_without_torch(tmp_path, capsys):
     (tmp_path / "tiny.toml").write_text(TINY)
     run = tmp_path / "run"
     lean = ["--set", 'distill.students=["per-agent"]', "--set", "evaluate.mixed_teams=false"]
+    lean += ["--set", "distill.arch=gru"]  # the student's graph carries a state: the script threads it
     assert cli(["run", str(tmp_path / "tiny.toml"), "--out", str(run), *lean]) == 0, capsys.readouterr().err
     assert cli(["export", str(run)]) == 0, capsys.readouterr().err
     venv = tmp_path / "deploy"

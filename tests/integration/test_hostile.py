@@ -228,6 +228,21 @@ CASES: list[tuple[str, list[str], str, Callable[[Path], None] | None]] = [
         None,
     ),  # fmt: skip
     (
+        "recurrent teachers with DQN options",
+        [
+            "run",
+            "{tmp}/good.toml",
+            "--out",
+            "{tmp}/o",
+            "--set",
+            "teachers.algo=recurrent_ppo",
+            "--set",
+            "teachers.dqn={{buffer_size = 1000}}",
+        ],
+        "teachers.dqn",
+        None,
+    ),  # fmt: skip
+    (
         "unknown student arch",
         ["run", "{tmp}/good.toml", "--out", "{tmp}/o", "--set", "distill.arch=lstm"],
         "lstm",

@@ -1,5 +1,6 @@
-"""A world that needs memory: on recall, a GRU student distilled from privileged (global-view) teachers keeps
-what its own view shows only at the start, and an MLP student given the same teachers, budget and seeds cannot."""
+"""A world that needs memory: on recall, GRU students distilled from RecurrentPPO teachers, or from privileged
+(global-view) MLP teachers, keep what their own view shows only at the start; MLP students given the same
+teachers, budget and seeds cannot."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sb3_contrib import RecurrentPPO
 
 from marl_distill import config as config_mod
 from marl_distill.env.registry import resolve
@@ -63,3 +65,52 @@ def test_a_loaded_gru_student_plays_episode_after_episode_in_a_users_loop(run):
             total += sum(rewards.values())
         returns.append(total)
     assert np.mean(returns) >= 0.9 * WORLD["N"] * PAID_STEPS
+
+
+SHORT = {"N": 2, "symbols": 3, "cue_steps": 1, "max_cycles": 6}
+
+
+@pytest.fixture(scope="module")
+def recurrent_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RecurrentPPO teachers on the local view (they need their memory too), a GRU student and two MLP ones."""
+    folder = tmp_path_factory.mktemp("memory") / "recurrent"
+    cfg = config_mod.build(
+        {
+            "name": "recall-recurrent",
+            "env": {"id": "recall", "kwargs": SHORT},
+            "teachers": {"algo": "recurrent_ppo", "steps": 6000, "n_envs": 8,
+                         "ppo": {"n_steps": 32, "batch_size": 64, "n_epochs": 4, "learning_rate": 0.003, "gamma": 0.9,
+                                 "policy_kwargs": {"lstm_hidden_size": 16}}},
+            "distill": {"students": ["shared"], "arch": "gru", "hidden": [32], "samples": 4000, "epochs": 30},
+            "evaluate": {"episodes": 60, "mixed_teams": False, "latency_repeats": 5},
+        }
+    )  # fmt: skip
+    runner.run(cfg, folder, progress=False, workers=1)
+    for kind in ("shared", "per-agent"):
+        api.distill(folder, name=f"mlp-{kind}", student=kind, arch="mlp", progress=False)
+    api.evaluate(folder, workers=1, progress=False)
+    return folder
+
+
+def test_gru_student_of_recurrent_teachers_beats_every_mlp_student(recurrent_run):
+    metrics = json.loads((recurrent_run / "metrics.json").read_text())
+    best = (SHORT["max_cycles"] - SHORT["cue_steps"]) * SHORT["N"]
+    assert metrics["teacher"]["team_return"]["mean"] >= 0.9 * best  # the LSTM teachers remember
+    gru = metrics["shared"]["team_return"]
+    mlps = [metrics[f"mlp-{kind}"]["team_return"] for kind in ("shared", "per-agent")]
+    assert gru["ci95"][0] > max(m["ci95"][1] for m in mlps)
+    assert metrics["shared"]["normalized_return"] >= 0.9
+    assert metrics["teacher"]["acting_runtime"].startswith("torch")  # the LSTM acts through torch, said so
+
+
+def test_recurrent_teachers_reload_with_plain_sb3_contrib(recurrent_run):
+    env = resolve("recall", SHORT)()
+    model = RecurrentPPO.load(recurrent_run / "teachers" / "agent_0.zip", device="cpu")  # nothing of ours
+    obs, _ = env.reset(seed=3)
+    state, start, hits = None, np.ones(1, dtype=bool), 0
+    while env.agents:
+        action, state = model.predict(obs["agent_0"], state=state, episode_start=start, deterministic=True)
+        start = np.zeros(1, dtype=bool)
+        obs, rewards, _, _, _ = env.step({"agent_0": int(action), "agent_1": 0})
+        hits += env.t > SHORT["cue_steps"] and int(action) == env.cues[0]
+    assert hits == SHORT["max_cycles"] - SHORT["cue_steps"]  # it recalls its cue at every paid step
