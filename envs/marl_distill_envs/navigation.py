@@ -19,6 +19,10 @@ velocity and position. It holds what the coordinates hold, except which object i
 cells are, but a policy must learn to read it: what a camera-fed robot faces beside a teacher given the map
 ("Learning by Cheating", Chen et al. 2019).
 
+With ``glimpse`` set, landmarks are in view only during an episode's first ``glimpse`` steps (their relative
+positions, visibility flags and image channel read 0 after that; other agents stay as ``sight`` says): an agent
+that is to reach a landmark later has to remember where it was, a world for students with memory.
+
 Two APIs over one implementation:
 - ``NavigationBatch``: the vector API, arrays with a leading copy axis, every copy stepped by one numpy call;
 - ``parallel_env()``: a PettingZoo ParallelEnv (one copy), registered as ``navigation``.
@@ -48,6 +52,7 @@ class NavigationBatch:
         seed: int | None = None,
         sight: float | None = None,
         grid: int = 0,
+        glimpse: int | None = None,
     ) -> None:
         if n_copies < 1 or n_agents < 1 or max_cycles < 1:
             raise ValueError("n_copies, n_agents and max_cycles must be >= 1")
@@ -57,13 +62,16 @@ class NavigationBatch:
             raise ValueError(f"grid must be 0 (coordinates) or at least 2 cells a side, got {grid}")
         if grid and sight is None:
             raise ValueError("grid draws what lies within sight: set sight too (e.g. sight = 1.0)")
+        if glimpse is not None and not 1 <= glimpse < max_cycles:
+            raise ValueError(f"glimpse must lie in [1, max_cycles) steps (or None: always in view), got {glimpse}")
+        self.glimpse = glimpse
         self.n_copies, self.n_agents, self.max_cycles, self.sight = n_copies, n_agents, max_cycles, sight
         self.grid = int(grid)
         seen = 2 * n_agents - 1  # landmarks and other agents
         if self.grid:
             self.obs_dim = 4 + 2 * self.grid * self.grid
         else:
-            self.obs_dim = 4 + 2 * seen + (seen if sight is not None else 0)
+            self.obs_dim = 4 + 2 * seen + (seen if sight is not None or glimpse is not None else 0)
         self.state_dim = 6 * n_agents  # positions, velocities, landmarks
         self.n_actions = len(PUSH)
         self.rng = np.random.default_rng(seed)
@@ -86,14 +94,19 @@ class NavigationBatch:
         """Own velocity and position, landmarks and other agents relative to oneself."""
         b, n = self.n_copies, self.n_agents
         to_landmarks = self.landmarks[:, None, :, :] - self.pos[:, :, None, :]  # (b, n, n_landmarks, 2)
+        hidden = self.glimpse is not None and self.t >= self.glimpse  # the landmarks' glimpse is over
         to_agents = self.pos[:, None, :, :] - self.pos[:, :, None, :]  # (b, n, n, 2)
         others = np.take_along_axis(to_agents, self._others[None, :, :, None], axis=2)  # (b, n, n-1, 2)
         parts = [self.vel, self.pos]
         if self.grid:
-            return np.concatenate([*parts, self._image(to_landmarks), self._image(others)], axis=-1).astype(np.float32)
+            landmarks = self._image(to_landmarks) * (0.0 if hidden else 1.0)
+            return np.concatenate([*parts, landmarks, self._image(others)], axis=-1).astype(np.float32)
         seen = np.concatenate([to_landmarks, others], axis=2)  # (b, n, 2n-1, 2)
-        if self.sight is not None:
-            visible = np.linalg.norm(seen, axis=-1) <= self.sight  # (b, n, 2n-1)
+        if self.sight is not None or self.glimpse is not None:
+            sight = np.inf if self.sight is None else self.sight
+            visible = np.linalg.norm(seen, axis=-1) <= sight  # (b, n, 2n-1)
+            if hidden:
+                visible[:, :, :n] = False
             seen = np.where(visible[..., None], seen, 0.0)
             parts += [seen.reshape(b, n, -1), visible.astype(np.float32)]
         else:
@@ -148,8 +161,10 @@ class NavigationEnv(ParallelEnv):
     metadata = {"name": "navigation_v0", "render_modes": [], "is_parallelizable": True, "cooperative": True}
     render_mode = None
 
-    def __init__(self, N: int = 3, max_cycles: int = 25, sight: float | None = None, grid: int = 0) -> None:
-        self.world = NavigationBatch(1, N, max_cycles, sight=sight, grid=grid)
+    def __init__(
+        self, N: int = 3, max_cycles: int = 25, sight: float | None = None, grid: int = 0, glimpse: int | None = None
+    ) -> None:
+        self.world = NavigationBatch(1, N, max_cycles, sight=sight, grid=grid, glimpse=glimpse)
         self.possible_agents = [f"agent_{i}" for i in range(N)]
         self.agents: list[str] = []
         bound = np.float32(np.inf)
@@ -187,7 +202,9 @@ class NavigationEnv(ParallelEnv):
         )
 
 
-def parallel_env(N: int = 3, max_cycles: int = 25, sight: float | None = None, grid: int = 0) -> NavigationEnv:
-    """The registered factory (``marl-distill envs`` lists it as ``navigation``); ``sight``, ``grid``: see the module
-    doc."""
-    return NavigationEnv(N, max_cycles, sight, grid)
+def parallel_env(
+    N: int = 3, max_cycles: int = 25, sight: float | None = None, grid: int = 0, glimpse: int | None = None
+) -> NavigationEnv:
+    """The registered factory (``marl-distill envs`` lists it as ``navigation``); ``sight``, ``grid``, ``glimpse``:
+    see the module doc."""
+    return NavigationEnv(N, max_cycles, sight, grid, glimpse)
