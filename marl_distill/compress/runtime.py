@@ -115,6 +115,8 @@ class OnnxTeam:
 
     def step(self, obs: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
         """A recurrent graph's logits and next states for the agents in ``obs`` (the others run on zeros)."""
+        if not obs:
+            return {}, {}
         n = len(next(iter(obs.values())))
         full = {
             a: np.asarray(state[a]) if a in state else np.zeros((n, k), np.float32) for a, k in self._states.items()

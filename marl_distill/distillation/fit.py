@@ -1,7 +1,8 @@
 """Fit a student to teacher-labelled states: a fixed number of minibatch Adam steps, scored on held-out episodes
 every epoch-sized chunk of steps, keeping the best chunk's weights. A recurrent student is fitted on sequences
-(``sequences``): a minibatch is ``batch_size // seq_len`` chunks, about ``batch_size`` steps, and held-out
-episodes are played from their first step."""
+(``sequences``): a minibatch holds as many chunks as make ``batch_size`` steps on average (chunks at an episode's
+end are shorter than ``seq_len``), its stored states are recomputed before every epoch-sized chunk of steps, and
+held-out episodes are replayed from their first step."""
 
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ class Fitted:
     """Gradient steps taken (the budget, unless early stopping cut it)."""
     scored: bool = True
     """Whether chunks were scored on held-out episodes (without them the last weights are kept, unjudged)."""
+    rows_per_step: float = 0.0
+    """Steps (rows) per agent in one minibatch, on average: ``batch_size`` capped by the data for an MLP; for a
+    recurrent student, its chunks per step times the chunks' mean length."""
 
     @property
     def undertrained(self) -> bool | None:
@@ -126,12 +130,17 @@ def fit(
     masks = {a: torch.as_tensor(m, dtype=torch.bool) for a, m in train.masks.items()}
     acting = {a: torch.as_tensor(m, dtype=torch.bool) for a, m in train.acting.items()}
     chunks = Sequences(train, seq_len, burn_in) if net.recurrent else None
-    if chunks is not None:
-        batches = minibatches(len(chunks), max(1, batch_size // seq_len), list(inputs), rng)
+    if chunks is not None:  # as many chunks a step as make batch_size steps on average
+        per_step = max(1, round(batch_size * len(chunks) / len(train)))
+        batches = minibatches(len(chunks), per_step, list(inputs), rng)
+        rows_per_step = min(per_step, len(chunks)) * len(train) / len(chunks)
     else:
         batches = minibatches(len(train), batch_size, list(inputs), rng)
+        rows_per_step = float(min(batch_size, len(train)))
     best, best_at, best_state, stale, taken, history = math.inf, 0, None, 0, 0, []
     while taken < steps:
+        if chunks is not None:  # stored states from the current weights (``Sequences.refresh``)
+            chunks.refresh(net, inputs)
         net.train()
         losses, idle = [], 0
         for _ in range(min(chunk, steps - taken)):
@@ -188,7 +197,7 @@ def fit(
                 break
     if best_state is not None:
         net.load_state_dict(best_state)
-    return Fitted(history, best_at, taken, scored=held is not None)
+    return Fitted(history, best_at, taken, scored=held is not None, rows_per_step=rows_per_step)
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:

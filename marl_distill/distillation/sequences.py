@@ -4,8 +4,14 @@ back-propagation through each chunk, with burn-in from the state stored when the
 Collection (``collect``) keeps every row's episode id, rows of one episode in time order, and the student's hidden
 state entering that step (zero at the episode's first step). A chunk is ``seq_len`` steps of one episode; before it,
 up to ``burn_in`` earlier steps of the same episode are replayed without gradients, starting from the stored state
-of the first of them, so the state a chunk starts from is the current weights' own (R2D2's stored state with
-burn-in, Kapturowski et al. 2019). A chunk at an episode's start needs no burn-in: its state is zero, exactly.
+of the first of them (R2D2's stored state with burn-in, Kapturowski et al. 2019). A chunk at an episode's start
+needs no burn-in: its state is zero, exactly.
+
+Stored states age as the weights change: the state a student entered a step with at collection time is not what
+the current weights would carry there, and in a memory task a short burn-in cannot restore what was seen before
+it. ``refresh`` therefore recomputes every stored state with the current weights, each episode replayed from its
+first step; ``fit`` calls it before every epoch-sized chunk of gradient steps, so a stored state is never older
+than one such chunk, and the burn-in covers what changed since.
 
 An agent's state moves only on the steps it acted, as when it acts (``policy.memory``); its loss counts only those.
 """
@@ -37,6 +43,7 @@ class Sequences:
         heads = np.flatnonzero(position % seq_len == 0)  # where chunks begin, in ``order``
         self.data, self.seq_len, self.burn_in = data, seq_len, burn_in
         self.order = order
+        self.episode_start, self.episode_length = starts, lengths
         self.start = heads
         self.length = np.minimum(seq_len, remaining[heads])
         self.burn = np.minimum(burn_in, position[heads])
@@ -84,6 +91,24 @@ class Sequences:
         if not outs:
             return None, np.empty(0, dtype=np.int64)
         return torch.cat(outs), np.concatenate(kept)
+
+    def refresh(self, net: StudentNet, inputs: dict[str, torch.Tensor]) -> None:
+        """Recompute every row's stored state (``Dataset.state``, in place) with ``net``'s current weights: each
+        episode replayed from its first step and a zero state, without gradients. ``inputs``: encoded observations
+        per agent, one per dataset row."""
+        t = np.arange(int(self.episode_length.max()))
+        valid = t[None, :] < self.episode_length[:, None]
+        rows = self.order[np.where(valid, self.episode_start[:, None] + t[None, :], self.episode_start[:, None])]
+        with torch.no_grad():
+            for agent, x in inputs.items():
+                moves = valid & self.acting[agent][rows]
+                stored = self.data.state[agent]
+                h = torch.zeros(len(rows), stored.shape[1])
+                for c in range(len(t)):
+                    stored[rows[valid[:, c], c]] = h[torch.from_numpy(valid[:, c])].numpy()
+                    if moves[:, c].any():
+                        _, nxt = net.step(agent, x[rows[:, c]], h)
+                        h = torch.where(torch.from_numpy(moves[:, c])[:, None], nxt, h)
 
 
 def whole_episodes(data: Dataset) -> Sequences:

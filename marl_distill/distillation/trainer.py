@@ -64,6 +64,7 @@ SUMMARY_KEYS = (
     "labelled_states_per_agent",
     "grad_steps",
     "batch_size",
+    "rows_per_step",
     "best_epoch",
     "epochs_run",
     "undertrained",
@@ -217,7 +218,8 @@ def distill_one(
         )
         taken += fitted.steps
         best_epoch = len(history) - len(fitted.history) + fitted.best + 1
-        rounds.append({"grad_steps": fitted.steps, "best_epoch": best_epoch, "undertrained": fitted.undertrained})
+        rounds.append({"grad_steps": fitted.steps, "best_epoch": best_epoch, "undertrained": fitted.undertrained,
+                       "rows_per_step": fitted.rows_per_step})  # fmt: skip
         if checkpoint is not None and k + 1 < len(schedule):
             state = {"net": net.state_dict(), "opt": opt.state_dict(), "train_buf": train_buf, "held_buf": held_buf}
             state.update(history=history, rounds=rounds, labelled=labelled, taken=taken, next_episode=next_episode)
@@ -239,6 +241,7 @@ def distill_one(
         "labelled_states_per_agent": labelled,
         "grad_steps": taken,
         "batch_size": cfg.batch_size,
+        "rows_per_step": round(float(np.mean([r.get("rows_per_step", cfg.batch_size) for r in rounds])), 1),
         "best_epoch": rounds[-1]["best_epoch"],
         "epochs_run": len(history),
         "undertrained": rounds[-1]["undertrained"],

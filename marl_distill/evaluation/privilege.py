@@ -40,13 +40,18 @@ def _setups(runs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str
     return out
 
 
-BUDGET = ("kind", "hidden", "loss", "temperature", "alpha", "sampling", "rounds", "grad_steps", "batch_size",
-          "labelled_states_per_agent", "holdout", "early_stopping")  # fmt: skip
+BUDGET = ("kind", "hidden", "arch", "seq_len", "burn_in", "loss", "temperature", "alpha", "sampling", "rounds",
+          "grad_steps", "batch_size", "labelled_states_per_agent", "holdout", "early_stopping")  # fmt: skip
 """The distill.json keys two students must share to be compared as the same student."""
 
 
 def _budget(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {**{k: record.get(k) for k in BUDGET}, "view": (record.get("views") or {}).get("students", LOCAL)}
+    """The record's budget and what its students act on: their view, and their memory where they carry one (a
+    recurrent student is no more a memoryless local-view student than a history:K one, so it is labelled as such
+    and gets no gap recovered: its memory alone may beat memoryless local-view teachers)."""
+    view = (record.get("views") or {}).get("students", LOCAL)
+    arch = record.get("arch") or "mlp"
+    return {**{k: record.get(k) for k in BUDGET}, "view": view if arch == "mlp" else f"{view} + {arch} memory"}
 
 
 def pairs(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
@@ -179,7 +184,9 @@ def _label(name: str, views: Mapping[str, Mapping[str, str]]) -> str:
     """A student row's name with its view where that is not the local one."""
     base, _, task = name.partition(" from ")
     view = (views.get(task) or {}).get(base, LOCAL)
-    return name if not task or view == LOCAL else f"{base} ({view} view) from {task}"
+    if not task or view == LOCAL:
+        return name
+    return f"{base} ({view}) from {task}" if "memory" in view else f"{base} ({view} view) from {task}"
 
 
 def _cell(block: Mapping[str, Any] | None, digits: int, seeds: int, key: str = "mean") -> str:
@@ -236,6 +243,7 @@ def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
         per_seed = [f"{name}: {_seeds(r['gap_recovered_per_seed'])}" for name, r in c["rows"].items()
                     if "gap_recovered_per_seed" in r]  # fmt: skip
         per_seed_text = f" Per seed: {'; '.join(per_seed)}." if per_seed else ""
+        memory = any("memory" in v for views in (c.get("student_views") or {}).values() for v in views.values())
         above = [r for r in c["rows"].values() if (r.get("gap_recovered") or {}).get("ratio", 0) > 1]
         if above:  # more than the gap: the students beat the privileged teachers, which is not privilege kept
             per_seed_text += (
@@ -243,7 +251,8 @@ def section(comparisons: Sequence[Mapping[str, Any]]) -> str:
                 "significantly is the privileged task's own paired − teachers figure."
             )
         out.append(
-            "\nGap recovered (local-view students only): Σ(student − local teachers) / Σ(privileged − local "
+            f"\nGap recovered ({'memoryless ' if memory else ''}local-view students only): Σ(student − local "
+            "teachers) / Σ(privileged − local "
             "teachers) over seeds, which weighs each seed by its gap, with "
             f"{METHODS['runs_ratio']}.{per_seed_text} Every other figure is a mean over seeds with "
             f"a {METHODS['runs_mean']}. Differences are formed per seed, on the episodes both sides share (the two "

@@ -69,7 +69,10 @@ def notes(
             warn += f" Distilled with settings other than the run's: {'; '.join(d['differs_from_run'])}."
         arch = ""
         if d.get("arch") == "gru":
-            arch = f", gru (sequences of {d.get('seq_len')} steps, burn-in {d.get('burn_in')})"
+            arch = (
+                f", gru (sequences of {d.get('seq_len')} steps, burn-in {d.get('burn_in')}, about "
+                f"{d.get('rows_per_step')} steps a gradient step)"
+            )
         lines.append(
             f"- **{name}**: {d['kind']}{arch}, hidden {d['hidden']}, loss {loss}, {d.get('sampling')}-driven sampling, "
             f"{d.get('rounds')} round(s); budget {n(d['grad_steps'])} gradient steps (batch {d.get('batch_size')}), "

@@ -30,7 +30,7 @@ from marl_distill.policy.spec import EnvSpec
 from marl_distill.students import KINDS, StudentTeam
 from marl_distill.students.mlp import META
 from marl_distill.teachers import TeacherTeam, train_teachers
-from marl_distill.teachers.train import MANIFEST
+from marl_distill.teachers.train import MANIFEST, refuse_turns_for_recurrent
 from marl_distill.utils.files import read_json, write_json
 from marl_distill.utils.folder_lock import LOCK, check_free
 from marl_distill.utils.progress import stage
@@ -72,9 +72,10 @@ def prepare_dir(run_dir: Path, resume: bool, *, can_resume: bool = True) -> None
 def check_runnable(cfg: ExperimentConfig, stages: tuple[str, ...] = STAGES) -> None:
     """What would fail inside a stage, refused before anything is written: the env (it builds, its spaces), the
     teachers' settings against its agents and action spaces, and borrowed teachers that must exist."""
-    _, spec = env_factory(cfg)
+    factory, spec = env_factory(cfg)
     if "teachers" in stages and not cfg.teachers_from:
         cfg.teachers.validate(spec.agents, spec.action_spaces)
+        refuse_turns_for_recurrent(factory, cfg.teachers, spec.agents)
     for folder in [cfg.teachers_from, *cfg.extra_teachers]:
         if folder and not (Path(folder) / "teachers" / MANIFEST).is_file():
             raise UserError(f"{folder} holds no teachers (teachers/{MANIFEST} missing); point at a teachers run")

@@ -37,7 +37,7 @@ class Carried:
     def __init__(self, policy: Any, n_envs: int) -> None:
         self.policy = policy
         self.spec = policy.spec
-        self.deterministic = policy.deterministic
+        self.deterministic = getattr(policy, "deterministic", True)  # callers that pass their own need none
         self.recurrent = is_recurrent(policy)
         self.state: State = policy.initial_state(n_envs) if self.recurrent else {}
         self.rows: np.ndarray = np.arange(n_envs)

@@ -15,8 +15,9 @@ from typing import Any
 import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from marl_distill.env.joint_vec_env import JointVecEnv
+from marl_distill.env.joint_vec_env import JointVecEnv, make_parallel
 from marl_distill.env.subproc_joint_vec_env import SubprocJointVecEnv
+from marl_distill.env.turn_based import TurnBasedParallel
 from marl_distill.errors import UserError
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.teachers.checkpoint import Keeper, Plan, every_steps, latest, tidy
@@ -126,6 +127,19 @@ def learner_specs(
     return specs
 
 
+def refuse_turns_for_recurrent(factory: Callable[[], Any], cfg: TeacherConfig, agents: Any) -> None:
+    """A RecurrentPPO learner steps its LSTM on every observation it gets, its waiting turns included, while the
+    lab moves a state only when its agent acts (``policy.memory``): in a turn-based env the two would differ."""
+    if not any(cfg.algo_of(a) == "recurrent_ppo" for a in agents):
+        return
+    env = make_parallel(factory)
+    turns = isinstance(env, TurnBasedParallel)
+    env.close()
+    if turns:
+        raise UserError("recurrent_ppo teachers cannot train in a turn-based env yet (their LSTM would step on "
+                        "waiting turns while training, not while acting); use ppo or maskable_ppo")  # fmt: skip
+
+
 def train_teachers(
     factory: Callable[[], Any],
     cfg: TeacherConfig,
@@ -140,6 +154,7 @@ def train_teachers(
         venv = JointVecEnv(factory, cfg.n_envs, autoreset=True)
     try:
         cfg.validate(venv.agents, venv.spec.action_spaces)
+        refuse_turns_for_recurrent(factory, cfg, venv.agents)
         unmasked = sorted(a for a in venv.spec.masked if cfg.algo_of(a) != "maskable_ppo")
         if unmasked:
             warnings.warn(

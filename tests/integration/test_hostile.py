@@ -14,6 +14,7 @@ import pytest
 from marl_distill.cli import cli as main_cli
 
 SPEC = "marl_distill_envs.matrix_games:climbing_game"
+TURNS = str(Path(__file__).resolve().parents[1] / "turn_worlds.py") + ":EliminationGame"
 TINY_TEACHERS = ["--steps", "400", "--n-envs", "4", "--ppo-kwargs", '{"n_steps": 50, "batch_size": 100}']
 GOOD_TOML = f"""
 name = "good"
@@ -242,6 +243,12 @@ CASES: list[tuple[str, list[str], str, Callable[[Path], None] | None]] = [
         "teachers.dqn",
         None,
     ),  # fmt: skip
+    (
+        "recurrent teachers in a turn-based env",
+        ["train-teachers", TURNS, "--algo", "recurrent_ppo", "--steps", "500", "--out", "{tmp}/o"],
+        "turn-based",
+        None,
+    ),
     (
         "unknown student arch",
         ["run", "{tmp}/good.toml", "--out", "{tmp}/o", "--set", "distill.arch=lstm"],

@@ -102,6 +102,32 @@ def test_chunks_with_burn_in_from_stored_states_match_whole_episodes(ridden, seq
             assert max(float((got[i] - by_row[r]).abs().max()) for i, r in enumerate(rows.tolist())) <= 1e-5
 
 
+def _worst_gap(net, data, chunks, whole, inputs) -> float:
+    """Largest |chunked - whole-episode| logit over every row and agent."""
+    worst = 0.0
+    with torch.no_grad():
+        for agent, x in inputs.items():
+            ref, ref_rows = whole.unroll(net, agent, x, np.arange(len(whole)))
+            got, rows = chunks.unroll(net, agent, x, np.arange(len(chunks)))
+            by_row = dict(zip(ref_rows.tolist(), ref))
+            worst = max(worst, max(float((got[i] - by_row[r]).abs().max()) for i, r in enumerate(rows.tolist())))
+    return worst
+
+
+def test_refreshed_states_are_the_current_weights_own_whatever_collected_them(ridden):
+    team, collected = ridden
+    data = collected.take(np.arange(len(collected)))  # a copy: the fixture's stored states stay as collected
+    other = gru_team(RECALL, "per-agent", [12], seed=9).net  # not the weights that stored the states
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(2.0)  # a network that remembers longer than a random one
+    inputs = {a: other.encode(a, data.obs[a]) for a in team.spec.agents}
+    chunks, whole = Sequences(data, 2, 1), whole_episodes(data)
+    assert _worst_gap(other, data, chunks, whole, inputs) > 1e-3  # stale stored states: a short burn-in is not enough
+    chunks.refresh(other, inputs)
+    assert _worst_gap(other, data, chunks, whole, inputs) <= 1e-5
+
+
 def test_whole_episode_buffer_keeps_episodes_whole_and_in_order(ridden):
     _, data = ridden
     buffer = Buffer(120, np.random.default_rng(1), whole_episodes=True)
