@@ -21,28 +21,36 @@ MEMORYLESS_BOUND = WORLD["N"] * PAID_STEPS / WORLD["symbols"]
 """The team's expected return can be no higher for a policy without memory (recall's module doc)."""
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("memory") / "run"
+def recall_run(folder: Path, world: dict, teachers: dict, mlp_kinds: tuple[str, ...]) -> Path:
+    """A recall run with ``teachers``, a shared GRU student, and an MLP student of each of ``mlp_kinds`` at the
+    same budget (named mlp-KIND), all evaluated together."""
     cfg = config_mod.build(
         {
             "name": "recall",
-            "env": {"id": "recall", "kwargs": WORLD},
-            "teachers": {"steps": 16_000, "n_envs": 8, "view": "global",
-                         "ppo": {"n_steps": 64, "batch_size": 256, "learning_rate": 0.003, "gamma": 0.9}},
+            "env": {"id": "recall", "kwargs": world},
+            "teachers": {"n_envs": 8, **teachers},
             "distill": {"students": ["shared"], "arch": "gru", "hidden": [32], "samples": 4000, "epochs": 30},
             "evaluate": {"episodes": 60, "mixed_teams": False, "latency_repeats": 5},
         }
-    )  # fmt: skip
+    )
     runner.run(cfg, folder, progress=False, workers=1)
-    api.distill(folder, name="mlp", student="shared", arch="mlp", progress=False)
+    for kind in mlp_kinds:
+        api.distill(folder, name=f"mlp-{kind}", student=kind, arch="mlp", progress=False)
     api.evaluate(folder, workers=1, progress=False)
     return folder
 
 
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Privileged (global-view) MLP teachers: they need no memory, the cues are in the state."""
+    ppo = {"n_steps": 64, "batch_size": 256, "learning_rate": 0.003, "gamma": 0.9}
+    teachers = {"steps": 16_000, "view": "global", "ppo": ppo}
+    return recall_run(tmp_path_factory.mktemp("memory") / "run", WORLD, teachers, ("shared",))
+
+
 def test_gru_student_remembers_what_an_mlp_student_cannot(run):
     metrics = json.loads((run / "metrics.json").read_text())
-    teacher, gru, mlp = (metrics[k]["team_return"] for k in ("teacher", "shared", "mlp"))
+    teacher, gru, mlp = (metrics[k]["team_return"] for k in ("teacher", "shared", "mlp-shared"))
     assert teacher["mean"] >= 0.95 * WORLD["N"] * PAID_STEPS  # the privileged teachers solve it without memory
     assert gru["ci95"][0] > mlp["ci95"][1]  # intervals apart
     assert metrics["shared"]["normalized_return"] >= 0.9
@@ -73,23 +81,10 @@ SHORT = {"N": 2, "symbols": 3, "cue_steps": 1, "max_cycles": 6}
 @pytest.fixture(scope="module")
 def recurrent_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """RecurrentPPO teachers on the local view (they need their memory too), a GRU student and two MLP ones."""
-    folder = tmp_path_factory.mktemp("memory") / "recurrent"
-    cfg = config_mod.build(
-        {
-            "name": "recall-recurrent",
-            "env": {"id": "recall", "kwargs": SHORT},
-            "teachers": {"algo": "recurrent_ppo", "steps": 6000, "n_envs": 8,
-                         "ppo": {"n_steps": 32, "batch_size": 64, "n_epochs": 4, "learning_rate": 0.003, "gamma": 0.9,
-                                 "policy_kwargs": {"lstm_hidden_size": 16}}},
-            "distill": {"students": ["shared"], "arch": "gru", "hidden": [32], "samples": 4000, "epochs": 30},
-            "evaluate": {"episodes": 60, "mixed_teams": False, "latency_repeats": 5},
-        }
-    )  # fmt: skip
-    runner.run(cfg, folder, progress=False, workers=1)
-    for kind in ("shared", "per-agent"):
-        api.distill(folder, name=f"mlp-{kind}", student=kind, arch="mlp", progress=False)
-    api.evaluate(folder, workers=1, progress=False)
-    return folder
+    ppo = {"n_steps": 32, "batch_size": 64, "n_epochs": 4, "learning_rate": 0.003, "gamma": 0.9,
+           "policy_kwargs": {"lstm_hidden_size": 16}}  # fmt: skip
+    teachers = {"algo": "recurrent_ppo", "steps": 6000, "ppo": ppo}
+    return recall_run(tmp_path_factory.mktemp("memory") / "recurrent", SHORT, teachers, ("shared", "per-agent"))
 
 
 def test_gru_student_of_recurrent_teachers_beats_every_mlp_student(recurrent_run):
