@@ -92,7 +92,14 @@ class TeacherConfig:
             known = set(inspect.signature(ALGOS[name]).parameters) - {"policy", "env"}
             unknown = sorted(set(kwargs) - known)
             if unknown:
-                raise UserError(f"teachers.{SETTINGS[name]} has keys {ALGOS[name].__name__} does not take: {unknown}")
+                hint = (
+                    "; the LSTM's settings go in policy_kwargs, e.g. {lstm_hidden_size = 64}"
+                    if any(k.startswith(("lstm", "n_lstm", "shared_lstm", "enable_critic_lstm")) for k in unknown)
+                    else ""
+                )
+                raise UserError(
+                    f"teachers.{SETTINGS[name]} has keys {ALGOS[name].__name__} does not take: {unknown}{hint}"
+                )
         algos = {self.algo_of(a) for a in agents}
         if self.dqn and "dqn" not in algos and "recurrent_ppo" in algos:
             raise UserError(

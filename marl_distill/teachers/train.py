@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import shutil
 import tempfile
@@ -47,8 +48,8 @@ def _train_freq(kwargs: dict[str, Any]) -> int:
 
 def _chunk(algo: str, kwargs: dict[str, Any]) -> int:
     """Env steps one learner takes between training phases: its learn() loop only ends on these bounds."""
-    if SETTINGS[algo] == "ppo":
-        return int(kwargs.get("n_steps", 2048))
+    if SETTINGS[algo] == "ppo":  # the algorithm's own default where not given (RecurrentPPO's is 128, PPO's 2048)
+        return int(kwargs.get("n_steps", inspect.signature(ALGOS[algo]).parameters["n_steps"].default))
     return _train_freq(kwargs)
 
 
