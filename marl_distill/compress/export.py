@@ -120,7 +120,7 @@ def parity(
     n = min(len(v) for v in samples.raw.values())
     outputs = graph_outputs(ort_team, model, samples)
     if isinstance(team, StudentTeam) and team.recurrent:
-        ref = _torch_sequences(team, samples, n)
+        ref = _torch_sequences(team, samples)
     else:
         ref = reference_params(team, {a: e[:n] for a, e in samples.encoded.items()})
     worst, excess, same = {}, {}, {}
@@ -147,37 +147,43 @@ def parity(
     return {**check, "action_match": same, "rows": n}, outputs
 
 
-def _starts(samples: Samples, t: int, state: dict[str, np.ndarray]) -> None:
-    """Zero the state of every agent whose episode starts at row ``t``."""
-    for a, first in samples.starts.items():
-        if first[t] and a in state:
-            state[a][:] = 0
+def _over_episodes(
+    step: Callable[[slice, dict[str, np.ndarray]], tuple[Mapping[str, Any], dict[str, np.ndarray]]],
+    state: dict[str, np.ndarray],
+    samples: Samples,
+) -> dict[str, np.ndarray]:
+    """``step(rows, state) -> (outputs, next state)`` one sampled row at a time, each agent's state zeroed at its
+    episodes' first rows and fed back; every output's rows joined (torch tensors as arrays)."""
+    got: dict[str, list[np.ndarray]] = {}
+    for t in range(min(len(v) for v in samples.raw.values())):
+        for a, first in samples.starts.items():
+            if first[t] and a in state:
+                state[a][:] = 0
+        out, state = step(slice(t, t + 1), state)
+        for name, value in out.items():
+            got.setdefault(name, []).append(np.asarray(value))
+    return {k: np.concatenate(v) for k, v in got.items()}
 
 
 def graph_outputs(ort_team: OnnxTeam, model: Any, samples: Samples) -> dict[str, np.ndarray]:
     """The graph's outputs on the sampled rows: one run for a memoryless graph; for a recurrent one, one step
-    at a time over the sampled episodes, each agent's state zero at its episodes' first rows and fed back."""
-    n = min(len(v) for v in samples.raw.values())
+    at a time over the sampled episodes (``_over_episodes``)."""
     if not ort_team.recurrent:
         return ort_team.run(graph_feeds(model, samples))
-    state, got = ort_team.initial_state(1), {}
-    for t in range(n):
-        _starts(samples, t, state)
-        out, state = ort_team.run_step(graph_feeds(model, samples, rows=slice(t, t + 1)), state)
-        for name, value in out.items():
-            got.setdefault(name, []).append(value)
-    return {k: np.concatenate(v) for k, v in got.items()}
+    return _over_episodes(
+        lambda rows, state: ort_team.run_step(graph_feeds(model, samples, rows=rows), state),
+        ort_team.initial_state(1),
+        samples,
+    )
 
 
-def _torch_sequences(team: StudentTeam, samples: Samples, n: int) -> dict[str, np.ndarray]:
+def _torch_sequences(team: StudentTeam, samples: Samples) -> dict[str, np.ndarray]:
     """A recurrent student's torch outputs over the same episodes, its state threaded as ``graph_outputs`` does."""
-    state, want = team.initial_state(1), {a: [] for a in samples.raw}
-    for t in range(n):
-        _starts(samples, t, state)
-        logits, state = team.step({a: e[t : t + 1] for a, e in samples.encoded.items()}, state)
-        for a, lg in logits.items():
-            want[a].append(lg.numpy())
-    return {a: np.concatenate(v) for a, v in want.items()}
+    return _over_episodes(
+        lambda rows, state: team.step({a: e[rows] for a, e in samples.encoded.items()}, state),
+        team.initial_state(1),
+        samples,
+    )
 
 
 def _normalized(logits: np.ndarray, legal: np.ndarray) -> np.ndarray:

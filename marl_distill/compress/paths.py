@@ -44,10 +44,8 @@ def _start(space: gym.Space) -> int:
 def student_paths(team: StudentTeam, raw: Mapping[str, gym.Space]) -> tuple[list[NumpyMLP | NumpyGRU], list[AgentPath]]:
     spec, meta, net = team.spec, team.meta, team.net
     paths = []
-    read = (lambda m: m.numpy()) if net.recurrent else NumpyMLP.of
-    state = net.state_size
+    state, nets = net.state_size, net.numpy_nets()
     if meta.kind == "shared":
-        nets: list[NumpyMLP | NumpyGRU] = [read(net.shared)]
         for i, a in enumerate(meta.agents):
             head = spec.head(a)
             kind = "logits" if isinstance(head, Categorical) else "gaussian"
@@ -56,7 +54,6 @@ def student_paths(team: StudentTeam, raw: Mapping[str, gym.Space]) -> tuple[list
                           len(meta.agents), action_start=_start(spec.action_spaces[a]), state_size=state)
             )  # fmt: skip
         return nets, paths
-    nets = [read(net.nets[str(i)]) for i in range(len(meta.agents))]
     for i, a in enumerate(meta.agents):
         head = spec.head(a)
         kind = "logits" if isinstance(head, Categorical) else "gaussian"

@@ -52,10 +52,6 @@ class Sequences:
     def __len__(self) -> int:
         return len(self.start)
 
-    @property
-    def longest(self) -> int:
-        return int(self.length.max()) if len(self) else 0
-
     def unroll(
         self, net: StudentNet, agent: str, inputs: torch.Tensor, chunks: Sequence[int] | np.ndarray
     ) -> tuple[torch.Tensor | None, np.ndarray]:
@@ -113,5 +109,6 @@ class Sequences:
 
 def whole_episodes(data: Dataset) -> Sequences:
     """Every episode of ``data`` as one chunk from its first step (zero state): how a held-out set is scored."""
-    ids, counts = np.unique(data.episode, return_counts=True) if data.episode is not None else ([], [1])
-    return Sequences(data, seq_len=int(max(counts)) if len(ids) else 1, burn_in=0)
+    if data.episode is None:
+        raise ValueError("sequences need episode ids (collect records them)")
+    return Sequences(data, seq_len=int(np.unique(data.episode, return_counts=True)[1].max()), burn_in=0)

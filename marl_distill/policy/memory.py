@@ -45,15 +45,12 @@ class Carried:
         self._next: State = {}
 
     def logits(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        if not self.recurrent:
-            return self.policy.logits(obs)
-        state = {a: self.state[a][self.rows] for a in obs if a in self.state}
-        out, self._next = self.policy.step(obs, state)
+        out, self._next = step_of(self.policy, obs, {a: self.state[a][self.rows] for a in obs if a in self.state})
         return out
 
-    def current(self, agents: Any = None) -> State:
+    def current(self) -> State:
         """The states of the copies in ``rows`` (before the step they are acting on), per agent."""
-        return {a: s[self.rows].copy() for a, s in self.state.items() if agents is None or a in agents}
+        return {a: s[self.rows].copy() for a, s in self.state.items()}
 
     def advance(self, acting: Mapping[str, np.ndarray]) -> None:
         """Keep the states the last ``logits`` call produced for the agents that acted (rows as in ``rows``)."""

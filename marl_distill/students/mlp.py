@@ -23,6 +23,7 @@ from torch import nn
 
 from marl_distill.errors import UserError
 from marl_distill.policy.memory import State
+from marl_distill.policy.numpy_gru import NumpyGRU
 from marl_distill.policy.numpy_mlp import NumpyMLP
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.students.recurrent import ARCHS, GRUNet
@@ -115,6 +116,16 @@ class StudentNet(nn.Module):
         """Hidden-state values per agent (0: memoryless)."""
         return int(self.meta.hidden[-1]) if self.recurrent else 0
 
+    def numpy_nets(self) -> list[NumpyMLP | NumpyGRU]:
+        """The networks in the numpy runtime that acting and export read (sharing the weights' memory): the shared
+        net, or one per agent in ``meta.agents`` order."""
+        read = (lambda m: m.numpy()) if self.recurrent else NumpyMLP.of
+        return (
+            [read(self.shared)]
+            if self.meta.kind == "shared"
+            else [read(self.nets[str(i)]) for i in self.index.values()]
+        )
+
     def encode(self, agent: str, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Flattened float32 input for ``agent``'s batch of observations (padded + id for the shared net)."""
         flat = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
@@ -182,11 +193,11 @@ class StudentTeam:
         meta = net.meta
         self.recurrent = net.recurrent
         # the same numpy runtime as teachers' actors (marl_distill.policy.numpy_mlp; numpy_gru for GRU students)
-        run = (lambda m: m.numpy()) if self.recurrent else NumpyMLP.of
+        nets = net.numpy_nets()
         if meta.kind == "shared":
-            self._shared = run(net.shared)
+            self._shared = nets[0]
         else:
-            self._nets = {a: run(net.nets[str(i)]) for i, a in enumerate(meta.agents)}
+            self._nets = dict(zip(meta.agents, nets))
         self._acting_state: State = {}
         """A recurrent student's own state while it is timed or deployed through ``act_single`` / ``act_batch``."""
 
@@ -249,10 +260,6 @@ class StudentTeam:
         logits = {a: o[:, : meta.n_actions[a]] for a, o in zip(agents, np.split(out, bounds))}
         return logits, dict(zip(agents, np.split(h, bounds)))
 
-    def reset_acting(self) -> None:
-        """A new episode for ``act_single`` / ``act_batch``: a recurrent student forgets its acting state."""
-        self._acting_state = {}
-
     def _numpy_acting(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Logits for acting through numpy; a recurrent student threads its own acting state from call to call."""
         if not self.recurrent:
@@ -273,7 +280,7 @@ class StudentTeam:
     def act_single(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One observation per agent -> greedy actions: what a deployed student costs per joint step (the same
         numbers as ``act_batch`` on one row per agent, without its bookkeeping for many rows). A recurrent student
-        steps its acting state (``reset_acting`` starts an episode)."""
+        steps its acting state (a call with another batch size starts from zero)."""
         meta, agents = self.net.meta, list(obs)
         if self.recurrent:
             rows = self._numpy_acting({a: np.asarray(obs[a], dtype=np.float32).reshape(1, -1) for a in agents})

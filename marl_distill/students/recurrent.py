@@ -32,10 +32,6 @@ class GRUNet(nn.Module):
         self.cell = nn.GRUCell(in_dim, hidden[-1])
         self.head = nn.Linear(hidden[-1], out_dim)
 
-    @property
-    def state_size(self) -> int:
-        return int(self.cell.hidden_size)
-
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.cell(self.pre(x), h)
         return self.head(h), h

@@ -8,6 +8,8 @@ side by side, ``2 * n_layers * hidden`` values, zero at an episode's start (what
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sb3_contrib import RecurrentPPO
@@ -36,20 +38,29 @@ def _pack(h: torch.Tensor, c: torch.Tensor) -> np.ndarray:
     return torch.stack([h.transpose(0, 1), c.transpose(0, 1)], dim=1).reshape(h.shape[1], -1).numpy().copy()
 
 
+def _distribution(model: BaseAlgorithm, obs: np.ndarray, state: np.ndarray | None) -> tuple[Any, np.ndarray]:
+    """SB3's action distribution for ``obs`` in ``state`` (None: zeros; one observation becomes a batch of one) and
+    the next state, without gradients."""
+    policy = model.policy
+    with torch.no_grad():
+        obs_t, _ = policy.obs_to_tensor(np.asarray(obs))
+        if state is None or len(state) != len(obs_t):
+            state = np.zeros((len(obs_t), state_size(model)), np.float32)
+        starts = torch.zeros(len(state))  # the lab zeroes a state when its episode starts
+        dist, (h, c) = policy.get_distribution(obs_t, _unpack(model, state), starts)
+    return dist, _pack(h, c)
+
+
 def distribution_step(model: BaseAlgorithm, obs: np.ndarray, state: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
     """The teacher's distribution parameters (logits, or a Gaussian's [mean, log_std]) for ``obs`` in ``state``,
     and its next state."""
-    policy = model.policy
-    with torch.no_grad():
-        obs_t, _ = policy.obs_to_tensor(obs)
-        starts = torch.zeros(len(state))  # the lab zeroes a state when its episode starts
-        dist, (h, c) = policy.get_distribution(obs_t, _unpack(model, state), starts)
-        inner = dist.distribution
-        if isinstance(inner, torch.distributions.Normal):
-            params = torch.cat([inner.loc, inner.scale.log()], dim=-1)
-        else:
-            params = inner.logits
-    return params.float().cpu(), _pack(h, c)
+    dist, nxt = _distribution(model, obs, state)
+    inner = dist.distribution
+    if isinstance(inner, torch.distributions.Normal):
+        params = torch.cat([inner.loc, inner.scale.log()], dim=-1)
+    else:
+        params = inner.logits
+    return params.float().cpu(), nxt
 
 
 class RecurrentActor:
@@ -64,14 +75,9 @@ class RecurrentActor:
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         policy = self.model.policy
+        dist, self.state = _distribution(self.model, obs, self.state)  # another batch size starts from zeros
         with torch.no_grad():
-            obs_t, _ = policy.obs_to_tensor(np.asarray(obs))  # one observation becomes a batch of one
-            n = len(obs_t)
-            if self.state is None or len(self.state) != n:
-                self.state = np.zeros((n, state_size(self.model)), np.float32)
-            dist, (h, c) = policy.get_distribution(obs_t, _unpack(self.model, self.state), torch.zeros(n))
             actions = dist.get_actions(deterministic=True).cpu().numpy()
-        self.state = _pack(h, c)
         out = actions.reshape(-1, *policy.action_space.shape)
         if hasattr(policy.action_space, "low"):
             return np.clip(out, policy.action_space.low, policy.action_space.high)
