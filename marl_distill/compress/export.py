@@ -242,11 +242,6 @@ def exported(
     """(model, report): the team's graph, its fp32 parity checked (refused beyond ``PARITY_TOL``) and, with
     ``quantize``, the quantized graph and its agreement with the fp32 one on the same observations."""
     require_export()
-    if isinstance(team, TeacherTeam) and team.recurrent:
-        raise UserError(
-            "ONNX export of recurrent (recurrent_ppo) teachers is not available yet; export their students, which "
-            "may be recurrent (gru) themselves"
-        )
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise UserError(f"--quantize {quantize!r} is not supported; use one of {list(QUANTIZATIONS)}")
     raw = raw_obs_spaces(factory)

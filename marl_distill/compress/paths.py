@@ -67,6 +67,11 @@ def student_paths(team: StudentTeam, raw: Mapping[str, gym.Space]) -> tuple[list
 def teacher_paths(team: TeacherTeam, raw: Mapping[str, gym.Space]) -> tuple[list[NumpyMLP], list[AgentPath]]:
     """Each SB3 actor once (a model serving several agents runs their rows together); refused, naming the agent
     and the reason, where the numpy reader could not read a model (the same models act through torch in the lab)."""
+    if team.recurrent:  # every export path reads the teachers here
+        raise UserError(
+            "ONNX export of recurrent (recurrent_ppo) teachers is not available yet; export their students, which "
+            "may be recurrent (gru) themselves"
+        )
     spec = team.spec
     nets: list[NumpyMLP] = []
     index: dict[int, int] = {}
