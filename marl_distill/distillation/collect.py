@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_distill.env.joint_vec_env import JointVecEnv
+from marl_distill.env.vector_world import open_joint_vec_env
 from marl_distill.policy.joint import JointPolicy, masked_logits, select_actions
 from marl_distill.policy.memory import Carried
 
@@ -185,7 +185,7 @@ def collect(
     """
     if student is None:
         beta = 1.0
-    venv = JointVecEnv(factory, n_envs, autoreset=True)
+    venv = open_joint_vec_env(factory, n_envs, autoreset=True)
     obs = venv.reset([(seed + i) % 2**32 for i in range(n_envs)])  # 32 bits, as legacy numpy seeding wants
     teachers = Carried(teachers, n_envs)
     labeller = Carried(labeller, n_envs) if labeller is not None else None

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_distill.env.joint_vec_env import JointVecEnv
+from marl_distill.env.vector_world import open_joint_vec_env
 from marl_distill.policy.distributions import DiagGaussian
 from marl_distill.policy.joint import JointPolicy, masked_logits, select_actions
 from marl_distill.policy.memory import Carried
@@ -81,7 +81,7 @@ def run_episodes(
     episodes = len(seeds)
     if episodes < 1:
         raise ValueError("run_episodes needs at least one episode")
-    venv = JointVecEnv(factory, min(n_envs, episodes), autoreset=False)
+    venv = open_joint_vec_env(factory, min(n_envs, episodes), autoreset=False)
     agents = venv.agents
     policy = Carried(policy, venv.n_envs)
     reference = Carried(reference, venv.n_envs) if reference is not None else None

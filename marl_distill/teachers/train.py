@@ -16,9 +16,9 @@ from typing import Any
 import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from marl_distill.env.joint_vec_env import JointVecEnv, make_parallel
-from marl_distill.env.subproc_joint_vec_env import SubprocJointVecEnv
+from marl_distill.env.joint_vec_env import make_parallel
 from marl_distill.env.turn_based import TurnBasedParallel
+from marl_distill.env.vector_world import open_joint_vec_env
 from marl_distill.errors import UserError
 from marl_distill.policy.spec import EnvSpec
 from marl_distill.teachers.checkpoint import Keeper, Plan, every_steps, latest, tidy
@@ -149,10 +149,7 @@ def train_teachers(
     progress: bool | None = None,
 ) -> TrainResult:
     """Train every agent's learner together; save ``out_dir/teachers/AGENT.zip`` when ``out_dir`` is given."""
-    if cfg.env_workers > 1:
-        venv: JointVecEnv | SubprocJointVecEnv = SubprocJointVecEnv(factory, cfg.n_envs, cfg.env_workers)
-    else:
-        venv = JointVecEnv(factory, cfg.n_envs, autoreset=True)
+    venv = open_joint_vec_env(factory, cfg.n_envs, autoreset=True, workers=cfg.env_workers)
     try:
         cfg.validate(venv.agents, venv.spec.action_spaces)
         refuse_turns_for_recurrent(factory, cfg, venv.agents)

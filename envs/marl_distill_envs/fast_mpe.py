@@ -1,0 +1,405 @@
+"""mpe2's simple_spread, simple_speaker_listener and simple_reference as batched numpy: many copies, one call.
+
+Each task is mpe2's own (``mpe2`` 1.1): the same observations, rewards, action decoding, contact forces and
+integration (position first, then damping, then force), the same ``state()`` (every agent's observation side by
+side) and the same random draws at reset, from one ``np.random.Generator`` per copy seeded as mpe2 seeds its own.
+A copy reset with seed s starts where ``mpe2.<task>.parallel_env().reset(seed=s)`` starts and then steps as it
+does: ``tests/env/test_fast_mpe.py`` checks observations, rewards, terminations, truncations and ``state()`` to
+1e-5 against mpe2 over hundreds of random episodes per task and action type.
+
+Two faces over one implementation:
+- ``SpreadBatch`` / ``SpeakerListenerBatch`` / ``ReferenceBatch``: the vector face, per-agent arrays with a
+  leading copy axis (``marl_distill.env.vector_world`` says what the lab asks of it), every copy stepped by one
+  numpy call;
+- ``FastMPEEnv``: a PettingZoo ParallelEnv of one copy, registered as ``simple_spread_fast``,
+  ``simple_speaker_listener_fast`` and ``simple_reference_fast``; its ``batched(n)`` hands the lab the vector face.
+
+What mpe2 has and these do not: rendering, ``benchmark_data``, simple_spread's ``curriculum`` (refused, not
+ignored), motor and communication noise (none of the three tasks sets any).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from pettingzoo import ParallelEnv
+
+DT, DAMPING, CONTACT_FORCE, CONTACT_MARGIN, SENSITIVITY = 0.1, 0.25, 100.0, 1e-3, 5.0
+# mpe2's discrete movement: no-op, left, right, down, up
+PUSH = np.array([[0.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
+MOVES = len(PUSH)
+
+
+class MPEBatch:
+    """``n_copies`` copies of one mpe2 task; subclasses say who moves, speaks and collides, what each sees and earns."""
+
+    name = ""
+    agents: tuple[str, ...] = ()
+    movable: tuple[bool, ...] = ()
+    silent: tuple[bool, ...] = ()
+    size: tuple[float, ...] = ()
+    collide = False
+    """Whether agents push each other apart (mpe2's contact force); landmarks never collide in these tasks."""
+    dim_c = 0
+    n_landmarks = 0
+
+    def __init__(self, n_copies: int, max_cycles: int = 25, continuous_actions: bool = False) -> None:
+        if n_copies < 1 or max_cycles < 1:
+            raise ValueError(f"n_copies and max_cycles must be >= 1, got {n_copies} and {max_cycles}")
+        self.n_copies, self.max_cycles, self.continuous = n_copies, int(max_cycles), bool(continuous_actions)
+        self.possible_agents = list(self.agents)
+        n = len(self.agents)
+        self._movable = np.array(self.movable)
+        self._rngs = [seeding.np_random()[0] for _ in range(n_copies)]
+        self.pos = np.zeros((n_copies, n, 2))
+        self.vel = np.zeros((n_copies, n, 2))
+        self.comm = np.zeros((n_copies, n, self.dim_c))
+        self.landmarks = np.zeros((n_copies, self.n_landmarks, 2))
+        self.t = np.zeros(n_copies, dtype=int)
+        self.reset()
+        bound = np.float32(np.inf)
+        obs = self.observe()
+        self._obs_spaces = {a: spaces.Box(-bound, bound, obs[a].shape[1:], np.float32) for a in self.agents}
+        self.state_space = spaces.Box(-bound, bound, (self.state().shape[1],), np.float32)
+        self._act_spaces = {a: self._action_space(i) for i, a in enumerate(self.agents)}
+
+    def _action_space(self, i: int) -> spaces.Space:
+        """mpe2's: Box(0, 1) over 5 moves then ``dim_c`` words, or Discrete over moves x words."""
+        moves = MOVES if self.movable[i] else (0 if self.continuous else 1)
+        words = self.dim_c if not self.silent[i] else (0 if self.continuous else 1)
+        if self.continuous:
+            return spaces.Box(0.0, 1.0, (moves + words,))
+        return spaces.Discrete(moves * words)
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self._obs_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self._act_spaces[agent]
+
+    # --- episodes -------------------------------------------------------------------------------------------
+    def reset(
+        self, seeds: Sequence[int | None] | None = None, copies: Sequence[int] | np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Start new episodes in ``copies`` (all by default), copy ``copies[k]`` seeded with ``seeds[k]`` (None
+        carries on its own stream, as mpe2's ``reset()`` does); returns every copy's observations."""
+        idx = np.arange(self.n_copies) if copies is None else np.asarray(copies, dtype=int).reshape(-1)
+        seeds = [None] * len(idx) if seeds is None else list(seeds)
+        if len(seeds) != len(idx):
+            raise ValueError(f"need one seed per copy reset ({len(idx)}), got {len(seeds)}")
+        for i, seed in zip(idx, seeds):
+            if seed is not None:
+                self._rngs[i] = seeding.np_random(int(seed))[0]
+            self._draw(int(i), self._rngs[i])
+        self.vel[idx] = 0.0
+        self.comm[idx] = 0.0
+        self.t[idx] = 0
+        return self.observe()
+
+    def _draw(self, i: int, rng: np.random.Generator) -> None:
+        """Copy ``i``'s goals, then agent and landmark positions, drawn in mpe2's ``reset_world`` order."""
+        self.pos[i] = rng.uniform(-1, +1, (len(self.agents), 2))
+        self.landmarks[i] = rng.uniform(-1, +1, (self.n_landmarks, 2))
+
+    def step(
+        self, actions: Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """``actions[agent]``: (copies,) ints or (copies, size) floats in [0, 1] (clipped, as mpe2 clips them) ->
+        observations, rewards per agent (copies,), terminated (copies,), truncated (copies,).
+
+        Every copy steps; one whose episode ended must be ``reset`` before its next step means anything."""
+        force = np.zeros_like(self.pos)
+        for i, agent in enumerate(self.agents):
+            force[:, i], said = self._decode(i, np.asarray(actions[agent]))
+            if self.silent[i]:
+                continue
+            self.comm[:, i] = said
+        if self.collide:
+            force += self._contact_forces()
+        moving = self._movable
+        self.pos[:, moving] += self.vel[:, moving] * DT
+        self.vel[:, moving] = self.vel[:, moving] * (1 - DAMPING) + force[:, moving] * DT  # mass 1
+        self.t += 1
+        truncated = self.t >= self.max_cycles
+        terminated = self._terminal() & ~truncated
+        rewards = self._rewards()
+        return self.observe(), {a: rewards[:, i] for i, a in enumerate(self.agents)}, terminated, truncated
+
+    def _decode(self, i: int, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Agent ``i``'s (copies, 2) force and (copies, dim_c) utterance, decoded as mpe2's ``_set_action``."""
+        b = self.n_copies
+        force, said = np.zeros((b, 2)), np.zeros((b, self.dim_c))
+        if self.continuous:  # differences taken in the action's own dtype, as mpe2 takes them
+            action = np.clip(action.reshape(b, -1), 0.0, 1.0)
+            if self.movable[i]:
+                force = np.stack([action[:, 2] - action[:, 1], action[:, 4] - action[:, 3]], axis=-1) * SENSITIVITY
+                action = action[:, MOVES:]
+            if not self.silent[i]:
+                said = action
+            return force, said
+        action = action.reshape(b).astype(int)
+        if self.movable[i]:
+            force = PUSH[action % MOVES] * SENSITIVITY
+            action = action // MOVES
+        if not self.silent[i]:
+            said[np.arange(b), action] = 1.0
+        return force, said
+
+    def _contact_forces(self) -> np.ndarray:
+        """mpe2's soft contact between every pair of agents: a push along their line, growing as they overlap."""
+        delta = self.pos[:, :, None, :] - self.pos[:, None, :, :]  # (b, n, n, 2): i minus j
+        dist = np.sqrt(np.sum(np.square(delta), axis=-1))
+        n = len(self.agents)
+        off = ~np.eye(n, dtype=bool)
+        dist_min = np.add.outer(self.size, self.size)
+        k = CONTACT_MARGIN
+        with np.errstate(divide="ignore", invalid="ignore"):
+            push = CONTACT_FORCE * delta / dist[..., None] * (np.logaddexp(0, -(dist - dist_min) / k) * k)[..., None]
+        return np.where(off[None, :, :, None], push, 0.0).sum(axis=2)
+
+    # --- what agents see and earn (per task) ----------------------------------------------------------------
+    def observe(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _rewards(self) -> np.ndarray:
+        """(copies, agents) rewards after a step."""
+        raise NotImplementedError
+
+    def _terminal(self) -> np.ndarray:
+        return np.zeros(self.n_copies, dtype=bool)
+
+    def state(self) -> np.ndarray:
+        """mpe2's ``state()``: every agent's observation side by side (copies, state_dim), float32."""
+        obs = self.observe()
+        return np.concatenate([obs[a] for a in self.agents], axis=-1)
+
+    def _to_landmarks(self) -> np.ndarray:
+        """Every landmark relative to every agent (copies, agents, landmarks, 2)."""
+        return self.landmarks[:, None, :, :] - self.pos[:, :, None, :]
+
+    def _mixed(self, local: np.ndarray, global_: np.ndarray, ratio: float | None) -> np.ndarray:
+        """mpe2's blend of each agent's own reward with the team's: global x (1 - ratio) + local x ratio."""
+        if ratio is None:
+            return local
+        return global_[:, None] * (1 - ratio) + local * ratio
+
+
+class SpreadBatch(MPEBatch):
+    """simple_spread: N agents cover N landmarks, paid the team's coverage and charged for each agent they touch."""
+
+    name = "simple_spread_fast"
+    collide = True
+    dim_c = 2
+    capture_radius = 0.1
+
+    def __init__(
+        self,
+        n_copies: int,
+        N: int = 3,
+        local_ratio: float = 0.5,
+        max_cycles: int = 25,
+        continuous_actions: bool = False,
+        terminate_on_success: bool = False,
+        num_agent_neighbors: int | None = None,
+        num_landmark_neighbors: int | None = None,
+    ) -> None:
+        if not 0.0 <= local_ratio <= 1.0:
+            raise ValueError(f"local_ratio is a proportion in [0, 1], got {local_ratio}")
+        for key, k in (
+            ("num_agent_neighbors", num_agent_neighbors),
+            ("num_landmark_neighbors", num_landmark_neighbors),
+        ):
+            if k is not None and not (isinstance(k, int) and k > 0):
+                raise ValueError(f"{key} must be a positive integer or None, got {k!r}")
+        if N < 1:
+            raise ValueError(f"N must be >= 1, got {N}")
+        self.agents = tuple(f"agent_{i}" for i in range(N))
+        self.movable, self.silent, self.size = (True,) * N, (True,) * N, (0.15,) * N
+        self.n_landmarks, self.local_ratio, self.terminate_on_success = N, local_ratio, terminate_on_success
+        self.agent_neighbors, self.landmark_neighbors = num_agent_neighbors, num_landmark_neighbors
+        self._others = np.array([[j for j in range(N) if j != i] for i in range(N)], dtype=int).reshape(N, N - 1)
+        super().__init__(n_copies, max_cycles, continuous_actions)
+
+    def observe(self) -> dict[str, np.ndarray]:
+        b, n = self.n_copies, len(self.agents)
+        to_landmarks = self._to_landmarks()
+        to_agents = self.pos[:, None, :, :] - self.pos[:, :, None, :]  # (b, n, n, 2): j minus i
+        others = np.take_along_axis(to_agents, self._others[None, :, :, None], axis=2)  # (b, n, n-1, 2)
+        comm = self.comm[:, self._others]  # (b, n, n-1, dim_c)
+        if self.landmark_neighbors is not None:
+            to_landmarks = _nearest(to_landmarks, self.landmark_neighbors)
+        if self.agent_neighbors is not None:
+            order = _nearest_order(others, self.agent_neighbors)
+            others = _pad(np.take_along_axis(others, order[..., None], axis=2), self.agent_neighbors)
+            comm = _pad(np.take_along_axis(comm, order[..., None], axis=2), self.agent_neighbors)
+        parts = [self.vel, self.pos, to_landmarks.reshape(b, n, -1), others.reshape(b, n, -1), comm.reshape(b, n, -1)]
+        obs = np.concatenate(parts, axis=-1).astype(np.float32)
+        return {a: obs[:, i] for i, a in enumerate(self.agents)}
+
+    def _rewards(self) -> np.ndarray:
+        coverage = -self._nearest_agent().sum(axis=-1)  # (b,)
+        gaps = np.sqrt(np.sum(np.square(self.pos[:, :, None, :] - self.pos[:, None, :, :]), axis=-1))
+        touching = (gaps < np.add.outer(self.size, self.size)) & ~np.eye(len(self.agents), dtype=bool)
+        return self._mixed(-touching.sum(axis=-1).astype(np.float64), coverage, self.local_ratio)
+
+    def _terminal(self) -> np.ndarray:
+        if not self.terminate_on_success:
+            return np.zeros(self.n_copies, dtype=bool)
+        return (self._nearest_agent() < self.capture_radius).all(axis=-1)
+
+    def _nearest_agent(self) -> np.ndarray:
+        """Each landmark's distance to its nearest agent (copies, landmarks)."""
+        return np.sqrt(np.sum(np.square(self._to_landmarks()), axis=-1)).min(axis=1)
+
+
+class SpeakerListenerBatch(MPEBatch):
+    """simple_speaker_listener: a speaker who cannot move names the goal landmark; a listener who cannot speak
+    goes there. Both are paid minus the listener's squared distance to it."""
+
+    name = "simple_speaker_listener_fast"
+    agents = ("speaker_0", "listener_0")
+    movable, silent, size = (False, True), (False, True), (0.075, 0.075)
+    dim_c, n_landmarks = 3, 3
+    colors = np.array([[0.65, 0.15, 0.15], [0.15, 0.65, 0.15], [0.15, 0.15, 0.65]])
+
+    def __init__(self, n_copies: int, max_cycles: int = 25, continuous_actions: bool = False) -> None:
+        self.goal = np.zeros(n_copies, dtype=int)
+        super().__init__(n_copies, max_cycles, continuous_actions)
+
+    def _draw(self, i: int, rng: np.random.Generator) -> None:
+        self.goal[i] = int(rng.integers(self.n_landmarks))
+        super()._draw(i, rng)
+
+    def observe(self) -> dict[str, np.ndarray]:
+        to_landmarks = self._to_landmarks()[:, 1].reshape(self.n_copies, -1)
+        listener = np.concatenate([self.vel[:, 1], to_landmarks, self.comm[:, 0]], axis=-1)
+        return {"speaker_0": self.colors[self.goal].astype(np.float32), "listener_0": listener.astype(np.float32)}
+
+    def _rewards(self) -> np.ndarray:
+        goal = self.landmarks[np.arange(self.n_copies), self.goal]
+        dist2 = np.sum(np.square(self.pos[:, 1] - goal), axis=-1)
+        return np.repeat(-dist2[:, None], 2, axis=1)
+
+
+class ReferenceBatch(MPEBatch):
+    """simple_reference: two agents that move and speak; each knows the landmark the other must reach."""
+
+    name = "simple_reference_fast"
+    agents = ("agent_0", "agent_1")
+    movable, silent, size = (True, True), (False, False), (0.05, 0.05)
+    dim_c, n_landmarks = 10, 3
+    colors = np.array([[0.75, 0.25, 0.25], [0.25, 0.75, 0.25], [0.25, 0.25, 0.75]])
+
+    def __init__(
+        self, n_copies: int, local_ratio: float = 0.5, max_cycles: int = 25, continuous_actions: bool = False
+    ) -> None:
+        if not 0.0 <= local_ratio <= 1.0:
+            raise ValueError(f"local_ratio is a proportion in [0, 1], got {local_ratio}")
+        self.local_ratio = local_ratio
+        self.goal = np.zeros((n_copies, 2), dtype=int)
+        """Per copy, the landmark each agent wants the *other* agent at."""
+        super().__init__(n_copies, max_cycles, continuous_actions)
+
+    def _draw(self, i: int, rng: np.random.Generator) -> None:
+        self.goal[i] = [int(rng.integers(self.n_landmarks)), int(rng.integers(self.n_landmarks))]
+        super()._draw(i, rng)
+
+    def observe(self) -> dict[str, np.ndarray]:
+        rel = self._to_landmarks().reshape(self.n_copies, 2, -1)
+        obs = np.concatenate([self.vel, rel, self.colors[self.goal], self.comm[:, ::-1]], axis=-1).astype(np.float32)
+        return {a: obs[:, i] for i, a in enumerate(self.agents)}
+
+    def _rewards(self) -> np.ndarray:
+        rows = np.arange(self.n_copies)[:, None]
+        other = self.pos[:, ::-1]  # agent i is paid for where the other agent is
+        local = -np.sqrt(np.sum(np.square(other - self.landmarks[rows, self.goal]), axis=-1))  # (b, 2)
+        return self._mixed(local, local.mean(axis=1), self.local_ratio)
+
+
+def _nearest_order(rel: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` nearest along axis 2 of relative positions (b, n, m, 2), nearest first."""
+    return np.argsort(np.linalg.norm(rel, axis=-1), axis=2, kind="stable")[:, :, :k]
+
+
+def _pad(x: np.ndarray, k: int) -> np.ndarray:
+    """Zero slots appended along axis 2 up to ``k``."""
+    short = k - x.shape[2]
+    return x if short <= 0 else np.concatenate([x, np.zeros((*x.shape[:2], short, x.shape[3]))], axis=2)
+
+
+def _nearest(rel: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` nearest relative positions, nearest first, zero-padded to ``k`` slots (mpe2's partial view)."""
+    return _pad(np.take_along_axis(rel, _nearest_order(rel, k)[..., None], axis=2), k)
+
+
+class FastMPEEnv(ParallelEnv):
+    """One copy of a batched mpe2 task through the PettingZoo parallel API; ``batched(n)`` gives n of them."""
+
+    render_mode = None
+
+    def __init__(self, batch: type[MPEBatch], **kwargs: Any) -> None:
+        kwargs.pop("dynamic_rescaling", None)  # a rendering setting
+        render_mode = kwargs.pop("render_mode", None)
+        if render_mode is not None:
+            raise ValueError(f"{batch.name} does not render (render_mode={render_mode!r}); use mpe2's task to watch it")
+        if kwargs.pop("benchmark_data", False):
+            raise ValueError(f"{batch.name} has no benchmark_data; use mpe2's task for it")
+        if kwargs.pop("curriculum", False):
+            raise ValueError(f"{batch.name} has no curriculum (the lab never advances one); use mpe2's simple_spread")
+        self._batch, self._kwargs = batch, kwargs
+        self.world = batch(1, **kwargs)
+        self.possible_agents = list(self.world.possible_agents)
+        self.agents: list[str] = []
+        self.state_space = self.world.state_space
+        self.metadata = {"name": batch.name, "render_modes": [], "is_parallelizable": True, "cooperative": True}
+
+    def batched(self, n_copies: int) -> MPEBatch:
+        """The vector face: ``n_copies`` copies of this task, stepped by one numpy call."""
+        return self._batch(n_copies, **self._kwargs)
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self.world.observation_space(agent)
+
+    def action_space(self, agent: str) -> spaces.Space:
+        return self.world.action_space(agent)
+
+    def state(self) -> np.ndarray:
+        return self.world.state()[0]
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        obs = self.world.reset([seed])
+        self.agents = list(self.possible_agents)
+        return {a: obs[a][0] for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        joint = {a: np.asarray(actions[a])[None] for a in self.possible_agents}
+        obs, rewards, terminated, truncated = self.world.step(joint)
+        agents, term, trunc = list(self.agents), bool(terminated[0]), bool(truncated[0])
+        if term or trunc:
+            self.agents = []
+        return (
+            {a: obs[a][0] for a in agents},
+            {a: float(rewards[a][0]) for a in agents},
+            dict.fromkeys(agents, term),
+            dict.fromkeys(agents, trunc),
+            {a: {} for a in agents},
+        )
+
+
+def simple_spread(**kwargs: Any) -> FastMPEEnv:
+    """mpe2's ``simple_spread_v3.parallel_env(**kwargs)``, batched (registered as ``simple_spread_fast``)."""
+    return FastMPEEnv(SpreadBatch, **kwargs)
+
+
+def simple_speaker_listener(**kwargs: Any) -> FastMPEEnv:
+    """mpe2's ``simple_speaker_listener_v4.parallel_env(**kwargs)``, batched (``simple_speaker_listener_fast``)."""
+    return FastMPEEnv(SpeakerListenerBatch, **kwargs)
+
+
+def simple_reference(**kwargs: Any) -> FastMPEEnv:
+    """mpe2's ``simple_reference_v3.parallel_env(**kwargs)``, batched (``simple_reference_fast``)."""
+    return FastMPEEnv(ReferenceBatch, **kwargs)

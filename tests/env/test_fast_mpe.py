@@ -1,0 +1,166 @@
+"""The batched replicas of mpe2's tasks step as mpe2 steps: each batch of episodes starts from mpe2's own world state
+copied into the replica, then both take the same random actions and must agree on observations, rewards,
+terminations, truncations and ``state()`` to 1e-5 at every step. A difference is a bug in the replica, not a
+tolerance to widen. A second test checks that a reset with seed s puts everything where mpe2's reset(seed=s) does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from marl_distill_envs import fast_mpe
+from mpe2 import simple_reference_v3, simple_speaker_listener_v4, simple_spread_v3
+
+from marl_distill.cli import cli
+
+TOL = 1e-5
+COPIES, BATCHES = 8, 25  # 200 episodes per case
+CASES = [
+    ("spread", simple_spread_v3, fast_mpe.simple_spread, {"N": 3}),
+    (
+        "spread nearest 1 and 2",
+        simple_spread_v3,
+        fast_mpe.simple_spread,
+        {"N": 3, "local_ratio": 0.2, "num_agent_neighbors": 1, "num_landmark_neighbors": 2},
+    ),
+    (
+        "spread alone, success ends",
+        simple_spread_v3,
+        fast_mpe.simple_spread,
+        {"N": 1, "num_agent_neighbors": 2, "num_landmark_neighbors": 2, "terminate_on_success": True},
+    ),
+    ("speaker_listener", simple_speaker_listener_v4, fast_mpe.simple_speaker_listener, {}),
+    ("reference", simple_reference_v3, fast_mpe.simple_reference, {"local_ratio": 0.3}),
+]
+
+
+def copy_world(raw, batch: fast_mpe.MPEBatch, i: int) -> None:
+    """mpe2's world state (positions, velocities, utterances, goals) into copy ``i`` of the replica."""
+    world = raw.world
+    for k, agent in enumerate(world.agents):
+        batch.pos[i, k], batch.vel[i, k] = agent.state.p_pos, agent.state.p_vel
+        batch.comm[i, k] = agent.state.c
+    for k, landmark in enumerate(world.landmarks):
+        batch.landmarks[i, k] = landmark.state.p_pos
+    if isinstance(batch, fast_mpe.SpeakerListenerBatch):
+        batch.goal[i] = world.landmarks.index(world.agents[0].goal_b)
+    if isinstance(batch, fast_mpe.ReferenceBatch):
+        batch.goal[i] = [world.landmarks.index(agent.goal_b) for agent in world.agents]
+    batch.t[i] = raw.steps
+
+
+def random_actions(env, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """``n`` random actions per agent: ints, or float32 vectors in the Box (its corners included now and then)."""
+    out = {}
+    for agent in env.possible_agents:
+        space = env.action_space(agent)
+        if hasattr(space, "n"):
+            out[agent] = rng.integers(space.n, size=n)
+        else:
+            a = rng.uniform(0, 1, (n, *space.shape)).astype(np.float32)
+            out[agent] = np.where(rng.random(a.shape) < 0.05, np.round(a), a).astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize("continuous", [False, True], ids=["discrete", "continuous"])
+@pytest.mark.parametrize("name, mpe, replica, kwargs", CASES, ids=[c[0] for c in CASES])
+def test_replica_steps_as_mpe2_steps(name, mpe, replica, kwargs, continuous):
+    kwargs = {**kwargs, "max_cycles": 25, "continuous_actions": continuous}
+    envs = [mpe.parallel_env(**kwargs) for _ in range(COPIES)]
+    batch = replica(**kwargs).batched(COPIES)
+    rng = np.random.default_rng(7)
+    steps = ended = successes = 0
+    for episode in range(BATCHES):
+        for i, env in enumerate(envs):
+            env.reset(seed=1000 * episode + i)
+            copy_world(env.unwrapped, batch, i)
+        live = np.ones(COPIES, dtype=bool)
+        obs = batch.observe()
+        for t in range(25):
+            expected_state = np.stack([env.state() for env in envs])[live]
+            assert np.allclose(batch.state()[live], expected_state, atol=TOL, rtol=0), f"{name}: state at step {t}"
+            actions = random_actions(envs[0], rng, COPIES)
+            obs, rewards, terminated, truncated = batch.step(actions)
+            for i, env in enumerate(envs):
+                if not live[i]:
+                    continue
+                o, r, term, trunc, _ = env.step({a: actions[a][i] for a in env.agents})
+                for a in env.possible_agents:
+                    assert np.allclose(obs[a][i], o[a], atol=TOL, rtol=0), f"{name}: {a}'s observation, step {t}"
+                    assert abs(rewards[a][i] - r[a]) <= TOL, f"{name}: {a}'s reward at step {t}"
+                    assert (terminated[i], truncated[i]) == (term[a], trunc[a]), f"{name}: {a}'s end at step {t}"
+                live[i] = bool(env.agents)
+                successes += bool(terminated[i])
+                ended += not live[i]
+                steps += 1
+            if not live.any():
+                break
+    assert ended == COPIES * BATCHES, "every episode ended in both"
+    assert steps >= COPIES * BATCHES * 5
+    assert successes > 0 if kwargs.get("terminate_on_success") else successes == 0
+
+
+@pytest.mark.parametrize("name, mpe, replica, kwargs", CASES, ids=[c[0] for c in CASES])
+def test_a_seeded_reset_starts_where_mpe2_starts(name, mpe, replica, kwargs):
+    seeds = [0, 1, 17, 2**31 - 1, 123456789]
+    batch = replica(**kwargs).batched(len(seeds))
+    obs = batch.reset(seeds)
+    for i, seed in enumerate(seeds):
+        env = mpe.parallel_env(**kwargs)
+        expected, _ = env.reset(seed=seed)
+        for a in env.possible_agents:
+            assert np.array_equal(obs[a][i], expected[a]), f"{name}: {a} after reset(seed={seed})"
+        # the streams go on alike: the next unseeded reset matches too
+        again, _ = env.reset()
+        after = batch.reset([None], copies=[i])
+        for a in env.possible_agents:
+            assert np.array_equal(after[a][i], again[a]), f"{name}: {a} after an unseeded reset"
+
+
+@pytest.mark.parametrize("env_id", ["simple_spread_fast", "simple_speaker_listener_fast", "simple_reference_fast"])
+def test_replicas_pass_check_env(env_id):
+    assert cli(["check-env", env_id, "--env-kwargs", '{"continuous_actions": true}']) == 0
+
+
+def test_mpe2_options_the_replica_lacks_are_refused():
+    with pytest.raises(ValueError, match="curriculum"):
+        fast_mpe.simple_spread(curriculum=True)
+    with pytest.raises(ValueError, match="render"):
+        fast_mpe.simple_reference(render_mode="human")
+
+
+@pytest.mark.parametrize("autoreset", [True, False], ids=["autoreset", "no autoreset"])
+@pytest.mark.parametrize(
+    "replica, mpe, kwargs",
+    [
+        ("simple_spread_fast", "simple_spread", {"N": 3}),
+        ("simple_reference_fast", "simple_reference", {"continuous_actions": True}),
+    ],
+)
+def test_the_lab_steps_the_replica_in_one_call_as_it_steps_mpe2_copy_by_copy(replica, mpe, kwargs, autoreset):
+    """Same seeds per copy, same auto-resets (each copy's own stream goes on), same JointStep at every step."""
+    from marl_distill.env.joint_vec_env import JointVecEnv
+    from marl_distill.env.registry import resolve
+    from marl_distill.env.vector_world import VectorJointVecEnv, open_joint_vec_env
+
+    kwargs = {**kwargs, "max_cycles": 7}
+    fast = open_joint_vec_env(resolve(replica, kwargs), 4, autoreset=autoreset, workers=2)
+    slow = JointVecEnv(resolve(mpe, kwargs), 4, autoreset=autoreset)
+    assert isinstance(fast, VectorJointVecEnv)
+    seeds = [3, None, 5, 2**31]
+    slow.envs[1].reset(seed=11)  # the unseeded copy carries on the stream it has
+    fast.world.reset([11], copies=[1])
+    got, want = fast.reset(seeds), slow.reset(seeds)
+    for a in fast.agents:
+        assert np.allclose(got[a], want[a], atol=TOL), f"reset {a}"
+    rng = np.random.default_rng(0)
+    for t in range(20):
+        actions = random_actions(fast.face, rng, 4)
+        got, want = fast.step(actions), slow.step(actions)
+        for field in ("obs", "rewards", "terminated", "truncated", "acting", "left", "present"):
+            for a in fast.agents:
+                assert np.allclose(getattr(got, field)[a], getattr(want, field)[a], atol=TOL), f"{field} {a} step {t}"
+        for a in fast.agents:  # what a truncated learner bootstraps from, where its episode ended
+            ended = want.left[a]
+            assert np.allclose(got.final_obs[a][ended], want.final_obs[a][ended], atol=TOL), f"final_obs step {t}"
+        assert np.array_equal(got.done, want.done) and np.array_equal(fast.finished, slow.finished)
+    assert autoreset or fast.finished.all()
