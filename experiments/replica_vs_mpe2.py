@@ -52,6 +52,30 @@ def team_returns(folder: Path, kwargs: dict, seeds: list[int]) -> np.ndarray:
     return np.sum([r for r in out.per_agent.values()], axis=0)
 
 
+def table(result: dict) -> str:
+    """The comparison as markdown (what the results page renders from replica_vs_mpe2.json)."""
+
+    def cell(f: dict) -> str:
+        return f"{f['mean']:.2f} [{f['ci95'][0]:.2f}, {f['ci95'][1]:.2f}]"
+
+    first, last = result["episode_seeds"]
+    lines = [
+        f"Team return (summed over agents) on mpe2's simple_spread, greedy, episode seeds {first}-{last}; per seed a "
+        "95% t-interval over episodes, over seeds a 95% t-interval over the seeds' means.",
+        "",
+        "| run seed | trained on mpe2 | trained on the replica | difference | same weights |",
+        "|---:|---|---|---:|---|",
+    ]
+    for r in result["per_seed"]:
+        diff = r["replica"]["mean"] - r["mpe2"]["mean"]
+        same = "yes" if r["same_weights"] else "no"
+        lines.append(f"| {r['seed']} | {cell(r['mpe2'])} | {cell(r['replica'])} | {diff:+.3f} | {same} |")
+    over = result["over_seeds"]
+    n = len(result["per_seed"])
+    lines.append(f"| mean of {n} | {cell(over['mpe2'])} | {cell(over['replica'])} | {cell(over['replica - mpe2'])} | |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", type=Path, default=HERE / "quickstart.toml")

@@ -1,7 +1,8 @@
 """The results pages' tables, rendered from the runs' own JSON: never typed by hand.
 
 Each folder under docs/results/data/ holds what one command wrote (a benchmark's results.json, summary.json and
-privilege.json, a run's metrics.json, or experiments/prune.py's prune_TASK_FROM.json as prune.json) and
+privilege.json, a run's metrics.json, or the JSON a script in experiments/ wrote: prune.py's prune_TASK_FROM.json as
+prune.json, perf/mpe_replica_speed.py's speed.json, replica_vs_mpe2.py's replica_vs_mpe2.json) and
 ``source.json``: the command, the commit it ran at, the date, its wall time and the machine. A page shows a
 folder's tables between two markers::
 
@@ -41,6 +42,12 @@ DATA = HERE / "data"
 BLOCK = re.compile(r"<!-- render: (?P<spec>(?P<name>[\w-]+)(?P<options>(?:, [^>]*?)?)) -->\n(?P<body>.*?)"
                    r"<!-- end render: (?P=name) -->", re.S)  # fmt: skip
 BENCHMARK_FILES = ("results.json", "summary.json", "privilege.json")
+SCRIPTS = {
+    "prune": ("prune.json", "experiments/prune.py"),
+    "speed": ("speed.json", "experiments/perf/mpe_replica_speed.py"),
+    "replica": ("replica_vs_mpe2.json", "experiments/replica_vs_mpe2.py"),
+}
+"""Data kinds written by a script (its JSON file, as data/NAME keeps it) and the script whose ``table`` renders it."""
 MACHINE = "2 CPU cores"
 RERENDER = "python docs/results/render.py"
 
@@ -51,7 +58,9 @@ def _shift(text: str, depth: int) -> str:
 
 
 def _provenance(name: str, source: dict[str, Any], at: str) -> str:
-    main = {"benchmark": "summary.json", "run": "metrics.json", "prune": "prune.json"}[source["kind"]]
+    main = {"benchmark": "summary.json", "run": "metrics.json", **{k: f for k, (f, _) in SCRIPTS.items()}}[
+        source["kind"]
+    ]
     made = source.get("provenance") or {}
     versions = ", ".join(f"{k} {v}" for k, v in made.get("versions", {}).items() if k != "marl-distill")
     where = f"{made['cpu']}, {made['cores']} cores" if made.get("cpu") else source.get("machine", MACHINE)
@@ -97,17 +106,18 @@ def render(name: str, depth: int = 2, page: Path = HERE / "index.md") -> str:
         plots = sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []
         text = summary.report_text(rows, comparisons, seeds=source["seeds"], plots=plots)
         text = text.replace("](plots/", f"]({at}/{name}/plots/")
-    elif source["kind"] == "prune":
-        text = _prune_table()(read_json(folder / "prune.json"))
+    elif source["kind"] in SCRIPTS:
+        file, script = SCRIPTS[source["kind"]]
+        text = _script_table(script)(read_json(folder / file))
     else:
         plot = f"{at}/{name}/plots/returns.png" if (folder / "plots" / "returns.png").is_file() else ""
         text = report.report_text(read_json(folder / "metrics.json"), plot=plot)
     return _provenance(name, source, at) + _shift(text.strip(), depth) + "\n"
 
 
-def _prune_table() -> Any:
-    """experiments/prune.py's own table function (the script is not part of the package)."""
-    spec = importlib.util.spec_from_file_location("prune", HERE.parent.parent / "experiments" / "prune.py")
+def _script_table(script: str) -> Any:
+    """A script's own ``table`` function (experiments/ scripts are not part of the package)."""
+    spec = importlib.util.spec_from_file_location(Path(script).stem, HERE.parent.parent / script)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module.table
@@ -155,15 +165,18 @@ def collect(
         kind, files, seeds = "run", ["metrics.json"], None
     elif folder.is_file() and folder.name.startswith("prune_") and folder.suffix == ".json":
         kind, files, seeds = "prune", [], read_json(folder)["seeds"]
+    elif folder.is_file() and folder.name in ("speed.json", "replica_vs_mpe2.json"):
+        kind, files, seeds = ("speed" if folder.name == "speed.json" else "replica"), [], None
     else:
-        raise SystemExit(f"{folder} is neither a benchmark folder, a run folder nor a prune_*.json file")
+        raise SystemExit(f"{folder} is neither a benchmark folder, a run folder, a prune_*.json, speed.json nor "
+                         "replica_vs_mpe2.json file")  # fmt: skip
     if out.exists():
         shutil.rmtree(out)  # ours: rendered data, in git
     out.mkdir(parents=True)
     for f in files:
         shutil.copyfile(folder / f, out / f)
-    if kind == "prune":
-        shutil.copyfile(folder, out / "prune.json")
+    if kind in SCRIPTS:
+        shutil.copyfile(folder, out / SCRIPTS[kind][0])
     made = _recorded(folder if folder.is_dir() else folder.parent) or {**provenance(), "recorded": "when collected"}
     source = {
         "kind": kind,

@@ -221,13 +221,15 @@ def summarize(values: list[float]) -> dict[str, Any]:
     return {"mean": m, "ci95": [lo, hi], "values": values}
 
 
-def table(figures: dict[str, Any]) -> str:
-    """The figures as a markdown table (what the script prints and the results page renders)."""
+def table(result: dict[str, Any]) -> str:
+    """The figures as markdown (what the script prints and the results page renders from speed.json)."""
     lines = ["| figure | mean | 95% interval | repeats |", "|---|---:|---|---:|"]
-    for name, f in figures.items():
+    for name, f in result["figures"].items():
         lo, hi = f["ci95"]
         fmt = (lambda v: f"{v:,.0f}") if abs(f["mean"]) >= 100 else (lambda v: f"{v:.3g}")
         lines.append(f"| {name} | {fmt(f['mean'])} | [{fmt(lo)}, {fmt(hi)}] | {len(f['values'])} |")
+    same = result["metrics_equal_timings_aside"]
+    lines += ["", f"Both sides' metrics.json equal (timings aside) in {sum(same)} of {len(same)} repeats."]
     return "\n".join(lines)
 
 
@@ -286,8 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"config": str(args.config), "copies": args.copies, "repeats": args.repeats,
               "metrics_equal_timings_aside": same_metrics, "figures": figures}  # fmt: skip
     (out / "speed.json").write_text(json.dumps(result, indent=1))
-    print(table(figures))
-    print(f"metrics.json equal on both sides (timings aside): {same_metrics}")
+    print(table(result))
     print(f"wrote {out / 'speed.json'}")
     return 0
 

@@ -37,6 +37,7 @@ from marl_distill.distillation.resume import FOLDER, load_round, save_round, spe
 from marl_distill.distillation.warm_start import warm_start
 from marl_distill.env.views import Views
 from marl_distill.errors import UserError
+from marl_distill.policy.distributions import Categorical
 from marl_distill.policy.joint import JointPolicy, TeacherEnsemble
 from marl_distill.students import KINDS, StudentMeta, StudentNet, StudentTeam
 from marl_distill.utils.files import write_json
@@ -132,6 +133,9 @@ def distill_one(
     scale = getattr(labels, "logit_scale", None) if cfg.loss == "mse" else None  # DQN teachers: mse on raw Q
     scale = scale or (lambda _: 1.0)
     loss_fns = {a: make_loss(cfg.loss, cfg.temperature, cfg.alpha, heads[a], scale(a)) for a in meta.agents}
+    # one loss for every agent where all share one categorical head and scale: fit can then fuse their passes
+    alike = len({(getattr(heads[a], "n", None), scale(a)) for a in meta.agents}) == 1
+    joint_loss = loss_fns[meta.agents[0]] if alike and isinstance(heads[meta.agents[0]], Categorical) else None
     schedule, samples, steps = cfg.schedule(), cfg.round_samples(), cfg.round_grad_steps()
     train_buf = Buffer(cfg.buffer_size, rng, whole_episodes=net.recurrent)
     held = max(1, int(cfg.buffer_size * cfg.holdout))
@@ -213,6 +217,7 @@ def distill_one(
             patience=cfg.patience,
             rng=rng,
             on_chunk=log,
+            joint_loss=joint_loss,
             seq_len=cfg.seq_len,
             burn_in=cfg.burn_in,
         )
