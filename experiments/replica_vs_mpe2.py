@@ -34,7 +34,9 @@ def same_weights(a: Path, b: Path) -> bool:
     """Whether two teams' saved policies hold bit-identical parameters."""
     from stable_baselines3 import PPO
 
-    for zip_a in sorted((a / "teachers").glob("*.zip")):
+    zips = sorted((a / "teachers").glob("*.zip"))
+    assert zips, f"no teachers in {a}"
+    for zip_a in zips:
         x = PPO.load(zip_a, device="cpu").policy.state_dict()
         y = PPO.load(b / "teachers" / zip_a.name, device="cpu").policy.state_dict()
         if any(not torch.equal(x[k], y[k]) for k in x):
@@ -78,7 +80,7 @@ def table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, default=HERE / "quickstart.toml")
+    p.add_argument("--config", type=Path, default=Path("experiments/quickstart.toml"))
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--out", type=Path, default=Path("runs/replica_vs_mpe2"))

@@ -46,6 +46,7 @@ class MPEBatch:
     """Whether agents push each other apart (mpe2's contact force); landmarks never collide in these tasks."""
     dim_c = 0
     n_landmarks = 0
+    _now: dict[str, np.ndarray] | None = None
 
     def __init__(self, n_copies: int, max_cycles: int = 25, continuous_actions: bool = False) -> None:
         if n_copies < 1 or max_cycles < 1:
@@ -54,6 +55,7 @@ class MPEBatch:
         self.possible_agents = list(self.agents)
         n = len(self.agents)
         self._movable = np.array(self.movable)
+        self._dist_min = np.add.outer(self.size, self.size)  # contact distance of each pair of agents
         self._rngs = [seeding.np_random()[0] for _ in range(n_copies)]
         self.pos = np.zeros((n_copies, n, 2))
         self.vel = np.zeros((n_copies, n, 2))
@@ -120,14 +122,32 @@ class MPEBatch:
             self.comm[:, i] = said
         if self.collide:
             force += self._contact_forces()
-        moving = self._movable
+        moving = slice(None) if self._movable.all() else self._movable  # a slice writes in place, a mask copies
         self.pos[:, moving] += self.vel[:, moving] * DT
         self.vel[:, moving] = self.vel[:, moving] * (1 - DAMPING) + force[:, moving] * DT  # mass 1
         self.t += 1
+        self._now = self._geometry()  # shared by what follows, within this step only
         truncated = self.t >= self.max_cycles
         terminated = self._terminal() & ~truncated
         rewards = self._rewards()
-        return self.observe(), {a: rewards[:, i] for i, a in enumerate(self.agents)}, terminated, truncated
+        obs = self.observe()
+        self._now = None
+        return obs, {a: rewards[:, i] for i, a in enumerate(self.agents)}, terminated, truncated
+
+    def _geometry(self) -> dict[str, np.ndarray]:
+        """Relative positions and distances a step's rewards, ends and observations all read."""
+        to_landmarks = self.landmarks[:, None, :, :] - self.pos[:, :, None, :]  # (b, agents, landmarks, 2)
+        to_agents = self.pos[:, None, :, :] - self.pos[:, :, None, :]  # (b, i, j, 2): j minus i
+        return {
+            "to_landmarks": to_landmarks,
+            "landmark_dist": np.sqrt(np.sum(np.square(to_landmarks), axis=-1)),
+            "to_agents": to_agents,
+            "agent_dist": np.sqrt(np.sum(np.square(to_agents), axis=-1)),
+        }
+
+    def _geo(self) -> dict[str, np.ndarray]:
+        """This step's geometry, or the current state's outside a step."""
+        return self._now if self._now is not None else self._geometry()
 
     def _decode(self, i: int, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Agent ``i``'s (copies, 2) force and (copies, dim_c) utterance, decoded as mpe2's ``_set_action``."""
@@ -136,12 +156,16 @@ class MPEBatch:
         if self.continuous:  # differences taken in the action's own dtype, as mpe2 takes them
             action = np.clip(action.reshape(b, -1), 0.0, 1.0)
             if self.movable[i]:
-                force = np.stack([action[:, 2] - action[:, 1], action[:, 4] - action[:, 3]], axis=-1) * SENSITIVITY
+                push = np.stack([action[:, 2] - action[:, 1], action[:, 4] - action[:, 3]], axis=-1)
+                force = push.astype(np.float64) * SENSITIVITY  # scaled in float64, as mpe2 scales its float64 u
                 action = action[:, MOVES:]
             if not self.silent[i]:
                 said = action
             return force, said
-        action = action.reshape(b).astype(int)
+        action = action.reshape(b)
+        n = self._act_spaces[self.agents[i]].n
+        if not np.issubdtype(action.dtype, np.integer) or action.min() < 0 or action.max() >= n:
+            raise ValueError(f"{self.agents[i]}'s actions must be integers in [0, {n}), got {action}")
         if self.movable[i]:
             force = PUSH[action % MOVES] * SENSITIVITY
             action = action // MOVES
@@ -154,12 +178,10 @@ class MPEBatch:
         delta = self.pos[:, :, None, :] - self.pos[:, None, :, :]  # (b, n, n, 2): i minus j
         dist = np.sqrt(np.sum(np.square(delta), axis=-1))
         n = len(self.agents)
-        off = ~np.eye(n, dtype=bool)
-        dist_min = np.add.outer(self.size, self.size)
+        dist[:, np.arange(n), np.arange(n)] = np.inf  # no push on oneself: 0 / inf and a penetration of 0
         k = CONTACT_MARGIN
-        with np.errstate(divide="ignore", invalid="ignore"):
-            push = CONTACT_FORCE * delta / dist[..., None] * (np.logaddexp(0, -(dist - dist_min) / k) * k)[..., None]
-        return np.where(off[None, :, :, None], push, 0.0).sum(axis=2)
+        penetration = np.logaddexp(0, -(dist - self._dist_min) / k) * k
+        return (CONTACT_FORCE * delta / dist[..., None] * penetration[..., None]).sum(axis=2)
 
     # --- what agents see and earn (per task) ----------------------------------------------------------------
     def observe(self) -> dict[str, np.ndarray]:
@@ -176,10 +198,6 @@ class MPEBatch:
         """mpe2's ``state()``: every agent's observation side by side (copies, state_dim), float32."""
         obs = self.observe()
         return np.concatenate([obs[a] for a in self.agents], axis=-1)
-
-    def _to_landmarks(self) -> np.ndarray:
-        """Every landmark relative to every agent (copies, agents, landmarks, 2)."""
-        return self.landmarks[:, None, :, :] - self.pos[:, :, None, :]
 
     def _mixed(self, local: np.ndarray, global_: np.ndarray, ratio: float | None) -> np.ndarray:
         """mpe2's blend of each agent's own reward with the team's: global x (1 - ratio) + local x ratio."""
@@ -226,8 +244,8 @@ class SpreadBatch(MPEBatch):
 
     def observe(self) -> dict[str, np.ndarray]:
         b, n = self.n_copies, len(self.agents)
-        to_landmarks = self._to_landmarks()
-        to_agents = self.pos[:, None, :, :] - self.pos[:, :, None, :]  # (b, n, n, 2): j minus i
+        geo = self._geo()
+        to_landmarks, to_agents = geo["to_landmarks"], geo["to_agents"]
         others = np.take_along_axis(to_agents, self._others[None, :, :, None], axis=2)  # (b, n, n-1, 2)
         comm = self.comm[:, self._others]  # (b, n, n-1, dim_c)
         if self.landmark_neighbors is not None:
@@ -242,8 +260,7 @@ class SpreadBatch(MPEBatch):
 
     def _rewards(self) -> np.ndarray:
         coverage = -self._nearest_agent().sum(axis=-1)  # (b,)
-        gaps = np.sqrt(np.sum(np.square(self.pos[:, :, None, :] - self.pos[:, None, :, :]), axis=-1))
-        touching = (gaps < np.add.outer(self.size, self.size)) & ~np.eye(len(self.agents), dtype=bool)
+        touching = (self._geo()["agent_dist"] < self._dist_min) & ~np.eye(len(self.agents), dtype=bool)
         return self._mixed(-touching.sum(axis=-1).astype(np.float64), coverage, self.local_ratio)
 
     def _terminal(self) -> np.ndarray:
@@ -253,7 +270,7 @@ class SpreadBatch(MPEBatch):
 
     def _nearest_agent(self) -> np.ndarray:
         """Each landmark's distance to its nearest agent (copies, landmarks)."""
-        return np.sqrt(np.sum(np.square(self._to_landmarks()), axis=-1)).min(axis=1)
+        return self._geo()["landmark_dist"].min(axis=1)
 
 
 class SpeakerListenerBatch(MPEBatch):
@@ -275,7 +292,7 @@ class SpeakerListenerBatch(MPEBatch):
         super()._draw(i, rng)
 
     def observe(self) -> dict[str, np.ndarray]:
-        to_landmarks = self._to_landmarks()[:, 1].reshape(self.n_copies, -1)
+        to_landmarks = self._geo()["to_landmarks"][:, 1].reshape(self.n_copies, -1)
         listener = np.concatenate([self.vel[:, 1], to_landmarks, self.comm[:, 0]], axis=-1)
         return {"speaker_0": self.colors[self.goal].astype(np.float32), "listener_0": listener.astype(np.float32)}
 
@@ -309,7 +326,7 @@ class ReferenceBatch(MPEBatch):
         super()._draw(i, rng)
 
     def observe(self) -> dict[str, np.ndarray]:
-        rel = self._to_landmarks().reshape(self.n_copies, 2, -1)
+        rel = self._geo()["to_landmarks"].reshape(self.n_copies, 2, -1)
         obs = np.concatenate([self.vel, rel, self.colors[self.goal], self.comm[:, ::-1]], axis=-1).astype(np.float32)
         return {a: obs[:, i] for i, a in enumerate(self.agents)}
 
@@ -376,6 +393,8 @@ class FastMPEEnv(ParallelEnv):
         return {a: obs[a][0] for a in self.agents}, {a: {} for a in self.agents}
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        if not self.agents:  # stepped after the episode ended, as mpe2 allows: nothing happens
+            return {}, {}, {}, {}, {}
         joint = {a: np.asarray(actions[a])[None] for a in self.possible_agents}
         obs, rewards, terminated, truncated = self.world.step(joint)
         agents, term, trunc = list(self.agents), bool(terminated[0]), bool(truncated[0])

@@ -1,23 +1,26 @@
 """The quickstart on mpe2 and on its batched replica, side by side: where the time goes, and how fast each steps.
 
-    python experiments/perf/mpe_replica_speed.py --repeats 3 --out /tmp/replica_speed   # also writes speed.json
+    python experiments/perf/mpe_replica_speed.py --out runs/replica_speed      # 4 repeats; also writes speed.json
 
-Each repeat measures, the order of the two sides alternating between repeats:
+Each repeat measures the following, the order of the sides alternating between repeats:
 
-1. **Env stepping**: mpe2's ``simple_spread_v3.parallel_env(N=3)`` (one env, PettingZoo API) against the replica's
-   vector face with ``--copies`` copies (one numpy call a joint step); random actions are drawn inside the timed
-   loop on both sides and episodes restart when they end. Agent-steps/s.
-2. **The quickstart's stages** (``--config``, default experiments/quickstart.toml) run into a fresh folder on each
-   side: the same config, seeds and workers, only ``env.id`` differing (``simple_spread`` vs
-   ``simple_spread_fast``). Each stage's wall time, the teachers stage's agent-steps/s, distillation + evaluation
-   as a share of the run, and whether the two sides' metrics.json are equal (timings aside).
-3. **The ceiling of teacher training**: the same ``[teachers]`` settings through the same lab path on a *free
-   world* (the replica's spaces, nothing simulated: a step costs a few microseconds), so the ratio replica/free
-   says how much of training the env still takes. For reference, the same learners alone: one SB3 learner per
-   agent, each in its own process on a free VecEnv, no lockstep (what learning itself costs on these cores).
+1. **Env stepping** through the lab's joint env, as training, collection and evaluation step it: mpe2's
+   ``simple_spread`` (N=3) with the quickstart's 16 copies, one env per copy stepped in a loop, against the replica
+   ``simple_spread_fast`` with 16 and with ``--copies`` copies, one numpy call a joint step. Random actions are
+   drawn by one vector call per agent on every side; finished episodes restart. Agent-steps/s.
+2. **The quickstart's stages** (``--config``) run into a fresh folder per side: the same config and seeds, only
+   ``env.id`` differing (``simple_spread`` vs ``simple_spread_fast``). mpe2 runs twice, with the config's 2 env
+   worker processes and with 1 (the replica needs none), and the ratio is taken against the faster. Each stage's
+   wall time, the teachers stage's agent-steps/s over its whole wall (building, learning, saving), distillation +
+   evaluation as a share of the run, and whether mpe2's and the replica's metrics.json are equal (timings aside).
+3. **The ceiling of teacher training**, learning alone timed (``TrainResult.seconds``): the config's ``[teachers]``
+   on the replica and on a *free world* (the replica's spaces, nothing simulated) through the same lab path, so
+   replica / free says what the env still costs; and one plain SB3 PPO per agent, each in its own process on a
+   free VecEnv, all learning at once with no lockstep (built first, timed from a common start to the last end),
+   so replica / learners alone says what the lab's lockstep between learners costs on these cores.
 
 Figures are means with 95% Student-t intervals over repeats; a ratio is the mean of the per-repeat ratios, with
-its interval. ``--out`` keeps both sides' run folders and writes every figure to ``speed.json``.
+its interval. ``--out`` keeps every run folder and writes every figure to ``speed.json``.
 """
 
 from __future__ import annotations
@@ -28,16 +31,17 @@ import multiprocessing as mp
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from marl_distill_envs.fast_mpe import FastMPEEnv, SpreadBatch
-from mpe2 import simple_spread_v3
 
 from marl_distill import config as config_mod
 from marl_distill.env.registry import resolve
+from marl_distill.env.vector_world import open_joint_vec_env
 from marl_distill.evaluation.stats import mean_t_ci
 from marl_distill.pipeline import runner
 from marl_distill.teachers.train import train_teachers
@@ -72,37 +76,29 @@ def free_world(**kwargs: Any) -> FastMPEEnv:
 
 
 # --- 1. env stepping -----------------------------------------------------------------------------------------
-def mpe2_rate(seconds: float, seed: int) -> float:
-    env = simple_spread_v3.parallel_env(N=3, max_cycles=25)
-    rng = np.random.default_rng(seed)
-    env.reset(seed=seed)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        env.step({a: int(rng.integers(5)) for a in env.agents})
-        steps += 3
-        if not env.agents:
-            env.reset()
-    return steps / (time.perf_counter() - start)
-
-
-def replica_rate(copies: int, seconds: float, seed: int) -> float:
-    world = SpreadBatch(copies, N=3, max_cycles=25)
-    world.reset([seed + i for i in range(copies)])
+def joint_env_rate(env_id: str, copies: int, seconds: float, seed: int) -> float:
+    """Agent-steps/s of the lab's joint env over ``copies`` copies of ``env_id`` (mpe2: one env per copy, stepped
+    in a loop; the replica: one numpy call), random actions drawn by one vector call per agent on both sides."""
+    venv = open_joint_vec_env(resolve(env_id, {"N": 3, "max_cycles": 25}), copies, autoreset=True)
+    venv.reset([seed * 10_000 + i for i in range(copies)])
     rng = np.random.default_rng(seed)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        _, _, terminated, truncated = world.step({a: rng.integers(5, size=copies) for a in world.agents})
-        steps += 3 * copies
-        ended = np.flatnonzero(terminated | truncated)
-        if len(ended):
-            world.reset(copies=ended)
-    return steps / (time.perf_counter() - start)
+        venv.step({a: rng.integers(5, size=copies) for a in venv.agents})
+        steps += len(venv.agents) * copies
+    rate = steps / (time.perf_counter() - start)
+    venv.close()
+    return rate
 
 
 # --- 2. the quickstart's stages ------------------------------------------------------------------------------
-def quickstart(cfg_path: Path, env_id: str, folder: Path) -> dict[str, float]:
+def quickstart(cfg_path: Path, env_id: str, folder: Path, env_workers: int | None = None) -> dict[str, float]:
     cfg = config_mod.load(cfg_path)
     cfg.env.id = env_id
+    if folder.exists():
+        shutil.rmtree(folder)  # this script's own folder from an earlier repeat of it
+    if env_workers is not None:
+        cfg.teachers.env_workers = env_workers
     runner.prepare_dir(folder, resume=False)
     config_mod.save(cfg, folder / runner.CONFIG)
     times = {}
@@ -183,36 +179,40 @@ class FreeVecEnv:
         return _Free()
 
 
-def _alone(cfg_path: str, agent: int, obs_dim: int, n_actions: int, out: Any) -> None:
+def _alone(cfg_path: str, agent: int, obs_dim: int, n_actions: int, start: Any, out: Any) -> None:
+    """One plain SB3 PPO on a free VecEnv: built, then timed from the moment every learner is built."""
     import torch
     from stable_baselines3 import PPO
 
     cfg = config_mod.load(Path(cfg_path))
-    torch.set_num_threads(cfg.torch_threads)
     t = cfg.teachers
+    torch.set_num_threads(t.torch_threads)
     env = FreeVecEnv(t.n_envs, obs_dim, n_actions, int(cfg.env.kwargs.get("max_cycles", 25)))
     model = PPO("MlpPolicy", env, seed=agent, verbose=0, device="cpu", **dict(t.ppo))
-    start = time.perf_counter()
+    start.wait()
+    began = time.perf_counter()
     model.learn(t.steps)
-    out.put(time.perf_counter() - start)
+    out.put((began, time.perf_counter(), model.num_timesteps))
 
 
 def alone_rate(cfg_path: Path) -> float:
-    """Agent-steps/s of one plain SB3 PPO per agent, each in its own process on a free VecEnv, all at once."""
+    """Agent-steps/s of one plain SB3 PPO per agent, each in its own process on a free VecEnv, all learning at once:
+    transitions actually taken over the span from the common start to the last learner's end (learning only)."""
     cfg = config_mod.load(cfg_path)
     probe = resolve(SIDES["replica"], dict(cfg.env.kwargs))()
     agents = probe.possible_agents
     obs_dim, n_actions = probe.observation_space(agents[0]).shape[0], int(probe.action_space(agents[0]).n)
     ctx = mp.get_context("fork")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_alone, args=(str(cfg_path), i, obs_dim, n_actions, out)) for i in range(len(agents))]
-    start = time.perf_counter()
+    out, start = ctx.Queue(), ctx.Barrier(len(agents))
+    args = [(str(cfg_path), i, obs_dim, n_actions, start, out) for i in range(len(agents))]
+    procs = [ctx.Process(target=_alone, args=a) for a in args]
     for p in procs:
         p.start()
+    done = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    wall = time.perf_counter() - start
-    return cfg.teachers.steps * len(agents) / wall
+    span = max(end for _, end, _ in done) - min(began for began, _, _ in done)
+    return sum(steps for _, _, steps in done) / span
 
 
 # --- reporting -----------------------------------------------------------------------------------------------
@@ -235,54 +235,62 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, default=HERE.parents[1] / "quickstart.toml")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--config", type=Path, default=Path("experiments/quickstart.toml"))
+    p.add_argument("--repeats", type=int, default=4, help="repeats; even, so each order of the sides runs as often")
     p.add_argument("--copies", type=int, default=256, help="replica copies stepped together in section 1")
     p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per side per repeat in section 1")
     p.add_argument("--out", type=Path, help="keep the run folders here and write speed.json")
     args = p.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="replica_speed_"))
     out.mkdir(parents=True, exist_ok=True)
+    copies = config_mod.load(args.config).teachers.n_envs
     raw: dict[str, list[float]] = {}
 
     def note(name: str, value: float) -> None:
         raw.setdefault(name, []).append(float(value))
 
+    def alternate(r: int, jobs: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+        """Run ``jobs`` in order on even repeats, reversed on odd ones."""
+        names = list(jobs) if r % 2 == 0 else list(jobs)[::-1]
+        return {name: jobs[name]() for name in names}
+
     same_metrics = []
     for r in range(args.repeats):
-        order = list(SIDES) if r % 2 == 0 else list(SIDES)[::-1]
-        rates = {
-            "mpe2": lambda r=r: mpe2_rate(args.seconds, r),
-            "replica": lambda r=r: replica_rate(args.copies, args.seconds, r),
-        }
-        step_rate = {side: rates[side]() for side in order}
-        note("env agent-steps/s, mpe2 (1 env)", step_rate["mpe2"])
-        note(f"env agent-steps/s, replica ({args.copies} copies)", step_rate["replica"])
-        note("env ratio replica / mpe2", step_rate["replica"] / step_rate["mpe2"])
-        runs = {}
-        for side in order:
-            folder = out / f"repeat{r}_{side}"
-            if folder.exists():
-                shutil.rmtree(folder)
-            runs[side] = quickstart(args.config, SIDES[side], folder)
+        step = alternate(r, {
+            "mpe2": lambda r=r: joint_env_rate(SIDES["mpe2"], copies, args.seconds, r),
+            "replica": lambda r=r: joint_env_rate(SIDES["replica"], copies, args.seconds, r),
+            "replica, many": lambda r=r: joint_env_rate(SIDES["replica"], args.copies, args.seconds, r),
+        })  # fmt: skip
+        note(f"env stepping agent-steps/s, mpe2, {copies} copies", step["mpe2"])
+        note(f"env stepping agent-steps/s, replica, {copies} copies", step["replica"])
+        note(f"env stepping agent-steps/s, replica, {args.copies} copies", step["replica, many"])
+        note(f"env stepping ratio replica / mpe2, both {copies} copies", step["replica"] / step["mpe2"])
+        note(f"env stepping ratio replica {args.copies} copies / mpe2", step["replica, many"] / step["mpe2"])
+        runs = alternate(r, {
+            "mpe2": lambda r=r: quickstart(args.config, SIDES["mpe2"], out / f"repeat{r}_mpe2"),
+            "mpe2, 1 env worker": lambda r=r: quickstart(args.config, SIDES["mpe2"], out / f"repeat{r}_mpe2_w1", 1),
+            "replica": lambda r=r: quickstart(args.config, SIDES["replica"], out / f"repeat{r}_replica"),
+        })  # fmt: skip
+        for side, times in runs.items():
             for key in ("teachers", "distill", "evaluate", "total"):
-                note(f"quickstart {key} s, {side}", runs[side][key])
-            note(f"teacher training agent-steps/s, {side}", runs[side]["teacher_agent_steps_per_s"])
-            note(f"distill + evaluate share, {side}", runs[side]["distill_evaluate_share"])
-        note("quickstart wall ratio replica / mpe2", runs["replica"]["total"] / runs["mpe2"]["total"])
-        metrics = [untimed(json.loads((out / f"repeat{r}_{s}" / "metrics.json").read_text())) for s in SIDES]
+                note(f"quickstart {key} s, {side}", times[key])
+            note(f"teachers stage agent-steps/s (stage wall), {side}", times["teacher_agent_steps_per_s"])
+            note(f"distill + evaluate share of the run, {side}", times["distill_evaluate_share"])
+        fastest = min(runs["mpe2"]["total"], runs["mpe2, 1 env worker"]["total"])
+        note("quickstart wall ratio replica / mpe2 (the faster of its two)", runs["replica"]["total"] / fastest)
+        folders = [out / f"repeat{r}_{side}" for side in ("mpe2", "replica")]
+        metrics = [untimed(json.loads((f / "metrics.json").read_text())) for f in folders]
         same_metrics.append(metrics[0] == metrics[1])
-        ceiling = {
+        train = alternate(r, {
             "replica": lambda: lab_training_rate(args.config, SIDES["replica"]),
             "free": lambda: lab_training_rate(args.config, f"{HERE}:free_world"),
-        }
-        train = {k: ceiling[k]() for k in (["replica", "free"] if r % 2 == 0 else ["free", "replica"])}
-        note("lab training agent-steps/s, replica", train["replica"])
-        note("lab training agent-steps/s, free world", train["free"])
-        note("training ratio replica / free world", train["replica"] / train["free"])
-        alone = alone_rate(args.config)
-        note("SB3 learners alone agent-steps/s, free VecEnv, no lockstep", alone)
-        note("training ratio replica / learners alone", train["replica"] / alone)
+            "alone": lambda: alone_rate(args.config),
+        })  # fmt: skip
+        note("teacher learning agent-steps/s (learning only), replica", train["replica"])
+        note("teacher learning agent-steps/s (learning only), free world", train["free"])
+        note("SB3 learners alone agent-steps/s (learning only), free VecEnv, no lockstep", train["alone"])
+        note("learning ratio replica / free world", train["replica"] / train["free"])
+        note("learning ratio replica / learners alone", train["replica"] / train["alone"])
         print(f"repeat {r + 1}/{args.repeats} done", flush=True)
     figures = {name: summarize(v) for name, v in raw.items()}
     result = {"config": str(args.config), "copies": args.copies, "repeats": args.repeats,

@@ -17,6 +17,7 @@ replicas of mpe2's tasks (``simple_spread_fast`` ...) are vector worlds.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,8 +31,11 @@ from marl_distill.policy.spec import EnvSpec
 
 
 def vector_face(env: Any) -> Callable[[int], Any] | None:
-    """The env's ``batched(n)`` (its vector world of n copies), or None where it has none."""
-    batched = getattr(env, "batched", None)
+    """The env's own ``batched(n)`` (its vector world of n copies), or None where it has none. A wrapper that only
+    forwards attributes to an env with one does not count: stepping the inner world would skip the wrapper."""
+    if inspect.getattr_static(env, "batched", None) is None:
+        return None
+    batched = env.batched
     return batched if callable(batched) else None
 
 
@@ -66,6 +70,12 @@ class VectorJointVecEnv:
             if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
                 raise UserError(f"the vector world's agent {agent!r} observes {space}; a vector world needs flat Boxes")
         self._encode = {a: encoder(env.observation_space(a)) for a in self.agents}  # elementwise for a Box
+        # learners and students count Discrete actions from 0; only the world sees its declared ``start``
+        self._action_offset = {
+            a: int(sp.start)
+            for a, sp in self.spec.action_spaces.items()
+            if isinstance(sp, gym.spaces.Discrete) and int(sp.start) != 0
+        }
         self.world = vector_face(env)(n_envs)  # type: ignore[misc]
         self.n_envs = n_envs
         self.autoreset = autoreset
@@ -87,7 +97,8 @@ class VectorJointVecEnv:
         return {}
 
     def _encoded(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {a: self._encode[a](obs[a]) for a in self.agents}
+        """Encoded copies: the world may hand out (and later change) its own buffers."""
+        return {a: np.array(self._encode[a](obs[a]), dtype=np.float32) for a in self.agents}
 
     def reset(self, seeds: Sequence[int | None]) -> dict[str, np.ndarray]:
         """Reset every copy; copy ``i`` uses ``seeds[i]`` (None keeps its own random stream going)."""
@@ -99,7 +110,8 @@ class VectorJointVecEnv:
 
     def step(self, actions: Mapping[str, np.ndarray]) -> JointStep:
         """Apply ``actions[agent][i]`` in copy ``i``; finished copies (no auto-reset) keep their last observation."""
-        obs, rewards, terminated, truncated = self.world.step({a: np.asarray(actions[a]) for a in self.agents})
+        sent = {a: np.asarray(actions[a]) + self._action_offset.get(a, 0) for a in self.agents}
+        obs, rewards, terminated, truncated = self.world.step(sent)
         obs = self._encoded(obs)
         ended = (np.asarray(terminated) | np.asarray(truncated)) & ~self.finished
         idle = self.finished.copy()

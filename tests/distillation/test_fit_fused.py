@@ -18,8 +18,13 @@ from marl_distill.students.mlp import StudentMeta, StudentNet
 AGENTS = ["agent_0", "agent_1", "agent_2"]
 
 
+@pytest.mark.parametrize(
+    "loss",
+    [("kl", 2.0, 1.0), ("kl", 1.0, 0.5), ("ce", 1.0, 1.0), ("mse", 1.0, 1.0)],
+    ids=["kl T=2", "kl+ce", "ce", "mse"],
+)
 @pytest.mark.parametrize("kind", ["shared", "per-agent"])
-def test_a_fused_fit_takes_the_steps_a_per_agent_fit_takes(kind):
+def test_a_fused_fit_takes_the_steps_a_per_agent_fit_takes(kind, loss):
     rng = np.random.default_rng(0)
     data = Dataset(
         {a: rng.normal(size=(600, 7)).astype(np.float32) for a in AGENTS},
@@ -28,7 +33,7 @@ def test_a_fused_fit_takes_the_steps_a_per_agent_fit_takes(kind):
     torch.manual_seed(0)
     start = StudentNet(StudentMeta(kind, AGENTS, dict.fromkeys(AGENTS, 7), dict.fromkeys(AGENTS, 4), [16, 16]))
     assert start.can_fuse()
-    loss = make_loss("kl", temperature=2.0)
+    loss = make_loss(loss[0], temperature=loss[1], alpha=loss[2])
     fitted = {}
     for fused in (False, True):
         net = copy.deepcopy(start)

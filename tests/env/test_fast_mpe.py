@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from marl_distill_envs import fast_mpe
 from mpe2 import simple_reference_v3, simple_speaker_listener_v4, simple_spread_v3
+from pettingzoo.utils.env_logger import EnvLogger
 
 from marl_distill.cli import cli
 
@@ -49,15 +50,17 @@ def copy_world(raw, batch: fast_mpe.MPEBatch, i: int) -> None:
 
 
 def random_actions(env, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    """``n`` random actions per agent: ints, or float32 vectors in the Box (its corners included now and then)."""
+    """``n`` random actions per agent: ints, or float32 vectors mostly in the Box, now and then on its corners or
+    beyond them (both sides clip those)."""
     out = {}
     for agent in env.possible_agents:
         space = env.action_space(agent)
         if hasattr(space, "n"):
             out[agent] = rng.integers(space.n, size=n)
         else:
-            a = rng.uniform(0, 1, (n, *space.shape)).astype(np.float32)
-            out[agent] = np.where(rng.random(a.shape) < 0.05, np.round(a), a).astype(np.float32)
+            a = rng.uniform(0, 1, (n, *space.shape))
+            a = np.where(rng.random(a.shape) < 0.05, np.round(a), a)
+            out[agent] = np.where(rng.random(a.shape) < 0.03, a * 3 - 1, a).astype(np.float32)
     return out
 
 
@@ -65,6 +68,7 @@ def random_actions(env, rng: np.random.Generator, n: int) -> dict[str, np.ndarra
 @pytest.mark.parametrize("name, mpe, replica, kwargs", CASES, ids=[c[0] for c in CASES])
 def test_replica_steps_as_mpe2_steps(name, mpe, replica, kwargs, continuous):
     kwargs = {**kwargs, "max_cycles": 25, "continuous_actions": continuous}
+    EnvLogger.suppress_output()  # mpe2 warns of every clipped action
     envs = [mpe.parallel_env(**kwargs) for _ in range(COPIES)]
     batch = replica(**kwargs).batched(COPIES)
     rng = np.random.default_rng(7)
@@ -133,8 +137,11 @@ def test_mpe2_options_the_replica_lacks_are_refused():
     "replica, mpe, kwargs",
     [
         ("simple_spread_fast", "simple_spread", {"N": 3}),
+        ("simple_spread_fast", "simple_spread", {"N": 1, "terminate_on_success": True, "max_cycles": 25}),
+        ("simple_speaker_listener_fast", "simple_speaker_listener", {}),
         ("simple_reference_fast", "simple_reference", {"continuous_actions": True}),
     ],
+    ids=["spread", "spread, success ends", "speaker_listener", "reference continuous"],
 )
 def test_the_lab_steps_the_replica_in_one_call_as_it_steps_mpe2_copy_by_copy(replica, mpe, kwargs, autoreset):
     """Same seeds per copy, same auto-resets (each copy's own stream goes on), same JointStep at every step."""
@@ -142,19 +149,21 @@ def test_the_lab_steps_the_replica_in_one_call_as_it_steps_mpe2_copy_by_copy(rep
     from marl_distill.env.registry import resolve
     from marl_distill.env.vector_world import VectorJointVecEnv, open_joint_vec_env
 
-    kwargs = {**kwargs, "max_cycles": 7}
-    fast = open_joint_vec_env(resolve(replica, kwargs), 4, autoreset=autoreset, workers=2)
-    slow = JointVecEnv(resolve(mpe, kwargs), 4, autoreset=autoreset)
+    kwargs = {"max_cycles": 7, **kwargs}
+    n = 48
+    fast = open_joint_vec_env(resolve(replica, kwargs), n, autoreset=autoreset, workers=2)  # workers: not needed
+    slow = JointVecEnv(resolve(mpe, kwargs), n, autoreset=autoreset)
     assert isinstance(fast, VectorJointVecEnv)
-    seeds = [3, None, 5, 2**31]
+    seeds = [3, None, 5, 2**31, *range(100, 144)]
     slow.envs[1].reset(seed=11)  # the unseeded copy carries on the stream it has
     fast.world.reset([11], copies=[1])
     got, want = fast.reset(seeds), slow.reset(seeds)
     for a in fast.agents:
         assert np.allclose(got[a], want[a], atol=TOL), f"reset {a}"
     rng = np.random.default_rng(0)
-    for t in range(20):
-        actions = random_actions(fast.face, rng, 4)
+    ended_early = 0
+    for t in range(60):
+        actions = random_actions(fast.face, rng, n)
         got, want = fast.step(actions), slow.step(actions)
         for field in ("obs", "rewards", "terminated", "truncated", "acting", "left", "present"):
             for a in fast.agents:
@@ -163,4 +172,6 @@ def test_the_lab_steps_the_replica_in_one_call_as_it_steps_mpe2_copy_by_copy(rep
             ended = want.left[a]
             assert np.allclose(got.final_obs[a][ended], want.final_obs[a][ended], atol=TOL), f"final_obs step {t}"
         assert np.array_equal(got.done, want.done) and np.array_equal(fast.finished, slow.finished)
+        ended_early += int(got.terminated[fast.agents[0]].sum())
     assert autoreset or fast.finished.all()
+    assert ended_early > 0 if kwargs.get("terminate_on_success") else ended_early == 0
