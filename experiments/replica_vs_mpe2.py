@@ -25,6 +25,7 @@ from marl_distill.env.registry import resolve
 from marl_distill.evaluation.rollout import run_episodes
 from marl_distill.evaluation.stats import mean_t_ci
 from marl_distill.pipeline import runner
+from marl_distill.utils.provenance import provenance
 
 SIDES = {"mpe2": "simple_spread", "replica": "simple_spread_fast"}
 HERE = Path(__file__).resolve().parent
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:>15}: {m:8.3f}  [{lo:.3f}, {hi:.3f}]  (mean over {len(rows)} seeds, 95% t-interval)")
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"config": str(args.config), "episode_seeds": [episode_seeds[0], episode_seeds[-1]], "per_seed": rows,
-              "over_seeds": {k: {"mean": v[0], "ci95": [v[1], v[2]]} for k, v in summary.items()}}  # fmt: skip
+              "over_seeds": {k: {"mean": v[0], "ci95": [v[1], v[2]]} for k, v in summary.items()},
+              "provenance": provenance()}  # fmt: skip
     (args.out / "replica_vs_mpe2.json").write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out / 'replica_vs_mpe2.json'}")
     return 0

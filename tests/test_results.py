@@ -28,7 +28,7 @@ def test_every_results_table_is_its_rendering_from_the_committed_json(page):
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda d: d.name)
 def test_each_data_folder_says_where_it_came_from_and_is_shown(folder, tmp_path):
     source = json.loads((folder / "source.json").read_text())
-    assert source["kind"] in ("benchmark", "run", "prune")
+    assert source["kind"] in ("benchmark", "run", *render.SCRIPTS)
     assert source["command"].startswith(("marl-distill ", "python")) and len(source["commit"]) >= 7
     assert source["date"] and source["wall"]
     shown = "".join(p.read_text() for p in render.pages())

@@ -177,7 +177,10 @@ def collect(
         shutil.copyfile(folder / f, out / f)
     if kind in SCRIPTS:
         shutil.copyfile(folder, out / SCRIPTS[kind][0])
-    made = _recorded(folder if folder.is_dir() else folder.parent) or {**provenance(), "recorded": "when collected"}
+    own = read_json(folder).get("provenance") if folder.is_file() else None  # a script's JSON that recorded it
+    made = (
+        own or _recorded(folder if folder.is_dir() else folder.parent) or {**provenance(), "recorded": "when collected"}
+    )
     source = {
         "kind": kind,
         "command": command,

@@ -29,6 +29,7 @@ import argparse
 import json
 import multiprocessing as mp
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,12 +44,14 @@ from marl_distill import config as config_mod
 from marl_distill.env.registry import resolve
 from marl_distill.env.vector_world import open_joint_vec_env
 from marl_distill.evaluation.stats import mean_t_ci
-from marl_distill.pipeline import runner
 from marl_distill.teachers.train import train_teachers
+from marl_distill.utils.provenance import provenance
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script whose stage timer this one shares
+from pipeline_stages import time_stages, untimed  # noqa: E402
 
 HERE = Path(__file__).resolve()
 SIDES = {"mpe2": "simple_spread", "replica": "simple_spread_fast"}
-TIMING_WORDS = ("latency", "speedup", "seconds")
 SKIPPED = ("env", "bytes_on_disk")
 """Keys left out when the two sides' metrics are compared: the env id, and the teachers' zip size (SB3 stores
 each learner's recent episode infos, wall-clock times included, so zips of equal weights differ in size)."""
@@ -99,31 +102,13 @@ def quickstart(cfg_path: Path, env_id: str, folder: Path, env_workers: int | Non
         shutil.rmtree(folder)  # this script's own folder from an earlier repeat of it
     if env_workers is not None:
         cfg.teachers.env_workers = env_workers
-    runner.prepare_dir(folder, resume=False)
-    config_mod.save(cfg, folder / runner.CONFIG)
-    times = {}
-    for stage, fn in (
-        ("teachers", runner.stage_teachers),
-        ("distill", runner.stage_distill),
-        ("evaluate", runner.stage_evaluate),
-    ):
-        start = time.perf_counter()
-        fn(cfg, folder, progress=False)
-        times[stage] = time.perf_counter() - start
+    times = time_stages(cfg, folder)
     times["total"] = sum(times.values())
     manifest = json.loads((folder / "teachers" / "teachers.json").read_text())
     agent_steps = manifest["transitions_per_learner"] * len(manifest["agents"])
     times["teacher_agent_steps_per_s"] = agent_steps / times["teachers"]
     times["distill_evaluate_share"] = (times["distill"] + times["evaluate"]) / times["total"]
     return times
-
-
-def untimed(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: untimed(v) for k, v in x.items() if not any(w in k for w in TIMING_WORDS) and k not in SKIPPED}
-    if isinstance(x, list):
-        return [untimed(v) for v in x]
-    return x
 
 
 # --- 3. the ceiling of teacher training ----------------------------------------------------------------------
@@ -279,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         fastest = min(runs["mpe2"]["total"], runs["mpe2, 1 env worker"]["total"])
         note("quickstart wall ratio replica / mpe2 (the faster of its two)", runs["replica"]["total"] / fastest)
         folders = [out / f"repeat{r}_{side}" for side in ("mpe2", "replica")]
-        metrics = [untimed(json.loads((f / "metrics.json").read_text())) for f in folders]
+        metrics = [untimed(json.loads((f / "metrics.json").read_text()), SKIPPED) for f in folders]
         same_metrics.append(metrics[0] == metrics[1])
         train = alternate(r, {
             "replica": lambda: lab_training_rate(args.config, SIDES["replica"]),
@@ -294,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repeat {r + 1}/{args.repeats} done", flush=True)
     figures = {name: summarize(v) for name, v in raw.items()}
     result = {"config": str(args.config), "copies": args.copies, "repeats": args.repeats,
-              "metrics_equal_timings_aside": same_metrics, "figures": figures}  # fmt: skip
+              "metrics_equal_timings_aside": same_metrics, "figures": figures, "provenance": provenance()}  # fmt: skip
     (out / "speed.json").write_text(json.dumps(result, indent=1))
     print(table(result))
     print(f"wrote {out / 'speed.json'}")

@@ -26,16 +26,34 @@ from marl_distill.pipeline import runner
 TIMING_WORDS = ("latency", "speedup", "seconds")
 
 
-def _untimed(x: Any) -> Any:
+def untimed(x: Any, skip: tuple[str, ...] = ()) -> Any:
+    """``x`` without its timings (keys naming latency, speed-up or seconds) and without the keys in ``skip``."""
     if isinstance(x, dict):
-        return {k: _untimed(v) for k, v in x.items() if not any(w in k for w in TIMING_WORDS)}
+        return {k: untimed(v, skip) for k, v in x.items() if not any(w in k for w in TIMING_WORDS) and k not in skip}
     if isinstance(x, list):
-        return [_untimed(v) for v in x]
+        return [untimed(v, skip) for v in x]
     return x
 
 
+def time_stages(cfg: Any, folder: Path, workers: int | None = None) -> dict[str, float]:
+    """Run ``cfg``'s stages one after another into the new run folder ``folder``; each stage's wall seconds."""
+    runner.prepare_dir(folder, resume=False)
+    config_mod.save(cfg, folder / runner.CONFIG)
+    kw = {"workers": workers} if "workers" in inspect.signature(runner.stage_distill).parameters else {}
+    times = {}
+    for stage, fn in (
+        ("teachers", runner.stage_teachers),
+        ("distill", runner.stage_distill),
+        ("evaluate", runner.stage_evaluate),
+    ):
+        start = time.perf_counter()
+        fn(cfg, folder, progress=False, **({} if stage == "teachers" else kw))
+        times[stage] = time.perf_counter() - start
+    return times
+
+
 def compare(a: Path, b: Path) -> int:
-    same = _untimed(json.loads(a.read_text())) == _untimed(json.loads(b.read_text()))
+    same = untimed(json.loads(a.read_text())) == untimed(json.loads(b.read_text()))
     print("metrics equal (timings aside)" if same else "metrics DIFFER")
     return 0 if same else 1
 
@@ -51,19 +69,7 @@ def main() -> int:
         return compare(*args.compare)
     if args.config is None or args.out is None:
         parser.error("give a CONFIG and --out (or --compare A B)")
-    cfg = config_mod.load(args.config)
-    runner.prepare_dir(args.out, resume=False)
-    config_mod.save(cfg, args.out / runner.CONFIG)
-    kw = {"workers": args.workers} if "workers" in inspect.signature(runner.stage_distill).parameters else {}
-    times = {}
-    for stage, fn in (
-        ("teachers", runner.stage_teachers),
-        ("distill", runner.stage_distill),
-        ("evaluate", runner.stage_evaluate),
-    ):
-        start = time.perf_counter()
-        fn(cfg, args.out, progress=False, **({} if stage == "teachers" else kw))
-        times[stage] = time.perf_counter() - start
+    times = time_stages(config_mod.load(args.config), args.out, args.workers)
     total = sum(times.values())
     for stage, t in times.items():
         print(f"{stage:<9} {t:7.1f} s  {100 * t / total:5.1f}%")

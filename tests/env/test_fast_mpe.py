@@ -175,3 +175,17 @@ def test_the_lab_steps_the_replica_in_one_call_as_it_steps_mpe2_copy_by_copy(rep
         ended_early += int(got.terminated[fast.agents[0]].sum())
     assert autoreset or fast.finished.all()
     assert ended_early > 0 if kwargs.get("terminate_on_success") else ended_early == 0
+
+
+def test_a_wrapper_around_a_replica_is_stepped_copy_by_copy_not_skipped():
+    """The lab steps the vector face of the env it was given, never the one inside a wrapper (the wrapper's
+    changes to observations or rewards would be lost)."""
+    from pettingzoo.utils.wrappers import BaseParallelWrapper
+
+    from marl_distill.env.joint_vec_env import JointVecEnv
+    from marl_distill.env.vector_world import open_joint_vec_env, vector_face
+
+    inner = fast_mpe.simple_spread()
+    assert vector_face(inner) is not None
+    assert vector_face(BaseParallelWrapper(inner)) is None
+    assert isinstance(open_joint_vec_env(lambda: BaseParallelWrapper(fast_mpe.simple_spread()), 2), JointVecEnv)
