@@ -1,6 +1,9 @@
 """Teachers trained on the batched replica against teachers trained on mpe2, both scored on mpe2 itself.
 
     python experiments/replica_vs_mpe2.py --seeds 5 --out runs/replica_vs_mpe2
+    python experiments/replica_vs_mpe2.py --benchmarks runs/benchmark_mpe2 runs/benchmark --out runs/pair
+
+(The second form compares two benchmark folders of one grid, cell by cell: see ``benchmark_pair``.)
 
 For each run seed, the quickstart's teachers (experiments/quickstart.toml's ``[teachers]``, its env kwargs) are
 trained twice with that seed, once on ``simple_spread`` (mpe2) and once on ``simple_spread_fast`` (the replica),
@@ -79,13 +82,75 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+TIMED = ("latency", "speedup", "seconds", "bytes_on_disk", "onnx_bytes", "folder")
+"""Record keys that differ between two runs of the same policies: timings (latencies, speed-ups), file sizes (SB3
+zips hold episode times, ONNX files their producer's details) and where the run folder is."""
+
+
+def benchmark_pair(mpe2_dir: Path, replica_dir: Path) -> dict:
+    """Two benchmarks of the same grid, one on mpe2's tasks and one on their replicas, cell by cell (tasks matched
+    by name): how many (task, policy, seed) records are equal once timings and file sizes are set aside, and the
+    largest difference in team and normalized return."""
+    import json as _json
+
+    def by_task(folder: Path) -> dict:
+        results = _json.loads((folder / "results.json").read_text())
+        return {task: (env, cells) for env, tasks in results.items() for task, cells in tasks.items()}
+
+    a, b = by_task(mpe2_dir), by_task(replica_dir)
+    rows = []
+    for task in sorted(set(a) & set(b)):
+        (env_a, cells_a), (env_b, cells_b) = a[task], b[task]
+        equal = total = 0
+        worst = {"team_return": 0.0, "normalized_return": 0.0}
+        for policy, seeds in cells_a.items():
+            for seed, rec in seeds.items():
+                other = cells_b.get(policy, {}).get(seed)
+                total += 1
+                if other is None:
+                    continue
+                same = {k: v for k, v in rec.items() if not any(w in k for w in TIMED)}
+                equal += same == {k: v for k, v in other.items() if not any(w in k for w in TIMED)}
+                for key in worst:
+                    if isinstance(rec.get(key), float) and isinstance(other.get(key), float):
+                        worst[key] = max(worst[key], abs(rec[key] - other[key]))
+        rows.append({"task": task, "mpe2_env": env_a, "replica_env": env_b, "records": total, "equal": equal,
+                     "max_abs_diff": worst})  # fmt: skip
+    return {"mpe2": str(mpe2_dir), "replica": str(replica_dir), "tasks": rows, "provenance": provenance()}
+
+
+def pair_table(result: dict) -> str:
+    """``benchmark_pair``'s comparison as markdown (the results page renders it from benchmark_pair.json)."""
+    lines = [
+        f"`{result['mpe2']}` (mpe2) against `{result['replica']}` (replicas): every (policy, seed) record of a task, "
+        "timings and file sizes aside.",
+        "",
+        "| task | envs | records equal | largest team-return difference | largest normalized-return difference |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in result["tasks"]:
+        d = r["max_abs_diff"]
+        lines.append(f"| {r['task']} | `{r['mpe2_env']}` / `{r['replica_env']}` | {r['equal']} of {r['records']} | "
+                     f"{d['team_return']:.3g} | {d['normalized_return']:.3g} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", type=Path, default=Path("experiments/quickstart.toml"))
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--out", type=Path, default=Path("runs/replica_vs_mpe2"))
+    p.add_argument("--benchmarks", type=Path, nargs=2, metavar=("MPE2", "REPLICA"),
+                   help="instead: compare two benchmark folders of one grid, on mpe2 and on the replicas")  # fmt: skip
     args = p.parse_args(argv)
+    if args.benchmarks:
+        pair = benchmark_pair(*args.benchmarks)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "benchmark_pair.json").write_text(json.dumps(pair, indent=1))
+        print(pair_table(pair))
+        print(f"wrote {args.out / 'benchmark_pair.json'}")
+        return 0
     cfg = config_mod.load(args.config)
     kwargs = dict(cfg.env.kwargs)
     episode_seeds = [10_000 + k for k in range(args.episodes)]

@@ -43,11 +43,12 @@ BLOCK = re.compile(r"<!-- render: (?P<spec>(?P<name>[\w-]+)(?P<options>(?:, [^>]
                    r"<!-- end render: (?P=name) -->", re.S)  # fmt: skip
 BENCHMARK_FILES = ("results.json", "summary.json", "privilege.json")
 SCRIPTS = {
-    "prune": ("prune.json", "experiments/prune.py"),
-    "speed": ("speed.json", "experiments/perf/mpe_replica_speed.py"),
-    "replica": ("replica_vs_mpe2.json", "experiments/replica_vs_mpe2.py"),
+    "prune": ("prune.json", "experiments/prune.py:table"),
+    "speed": ("speed.json", "experiments/perf/mpe_replica_speed.py:table"),
+    "replica": ("replica_vs_mpe2.json", "experiments/replica_vs_mpe2.py:table"),
+    "pair": ("benchmark_pair.json", "experiments/replica_vs_mpe2.py:pair_table"),
 }
-"""Data kinds written by a script (its JSON file, as data/NAME keeps it) and the script whose ``table`` renders it."""
+"""Data kinds written by a script (its JSON file, as data/NAME keeps it) and the script function that renders it."""
 MACHINE = "2 CPU cores"
 RERENDER = "python docs/results/render.py"
 
@@ -115,12 +116,13 @@ def render(name: str, depth: int = 2, page: Path = HERE / "index.md") -> str:
     return _provenance(name, source, at) + _shift(text.strip(), depth) + "\n"
 
 
-def _script_table(script: str) -> Any:
-    """A script's own ``table`` function (experiments/ scripts are not part of the package)."""
+def _script_table(target: str) -> Any:
+    """A script's own table function, ``path.py:function`` (experiments/ scripts are not part of the package)."""
+    script, _, function = target.partition(":")
     spec = importlib.util.spec_from_file_location(Path(script).stem, HERE.parent.parent / script)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.table
+    return getattr(module, function)
 
 
 def pages() -> list[Path]:
@@ -165,11 +167,11 @@ def collect(
         kind, files, seeds = "run", ["metrics.json"], None
     elif folder.is_file() and folder.name.startswith("prune_") and folder.suffix == ".json":
         kind, files, seeds = "prune", [], read_json(folder)["seeds"]
-    elif folder.is_file() and folder.name in ("speed.json", "replica_vs_mpe2.json"):
-        kind, files, seeds = ("speed" if folder.name == "speed.json" else "replica"), [], None
+    elif folder.is_file() and folder.name in {f for f, _ in SCRIPTS.values()}:
+        kind, files, seeds = next(k for k, (f, _) in SCRIPTS.items() if f == folder.name), [], None
     else:
-        raise SystemExit(f"{folder} is neither a benchmark folder, a run folder, a prune_*.json, speed.json nor "
-                         "replica_vs_mpe2.json file")  # fmt: skip
+        raise SystemExit(f"{folder} is neither a benchmark folder, a run folder, a prune_*.json nor one of "
+                         f"{sorted(f for f, _ in SCRIPTS.values())}")  # fmt: skip
     if out.exists():
         shutil.rmtree(out)  # ours: rendered data, in git
     out.mkdir(parents=True)
