@@ -1,7 +1,7 @@
 """Teachers trained on the batched replica against teachers trained on mpe2, both scored on mpe2 itself.
 
     python experiments/replica_vs_mpe2.py --seeds 5 --out runs/replica_vs_mpe2
-    python experiments/replica_vs_mpe2.py --benchmarks runs/benchmark_mpe2 runs/benchmark --out runs/pair
+    python experiments/replica_vs_mpe2.py --benchmarks runs/benchmark_mpe2 runs/benchmark_fast --out runs/pair
 
 (The second form compares two benchmark folders of one grid, cell by cell: see ``benchmark_pair``.)
 
