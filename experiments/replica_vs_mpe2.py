@@ -91,10 +91,9 @@ def benchmark_pair(mpe2_dir: Path, replica_dir: Path) -> dict:
     """Two benchmarks of the same grid, one on mpe2's tasks and one on their replicas, cell by cell (tasks matched
     by name): how many (task, policy, seed) records are equal once timings and file sizes are set aside, and the
     largest difference in team and normalized return."""
-    import json as _json
 
     def by_task(folder: Path) -> dict:
-        results = _json.loads((folder / "results.json").read_text())
+        results = json.loads((folder / "results.json").read_text())
         return {task: (env, cells) for env, tasks in results.items() for task, cells in tasks.items()}
 
     a, b = by_task(mpe2_dir), by_task(replica_dir)

@@ -39,6 +39,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from marl_distill_envs.fast_mpe import FastMPEEnv, SpreadBatch
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecEnv
 
 from marl_distill import config as config_mod
 from marl_distill.env.registry import resolve
@@ -119,55 +121,46 @@ def lab_training_rate(cfg_path: Path, env: str) -> float:
     return result.agent_steps / result.seconds
 
 
-class FreeVecEnv:
+class FreeVecEnv(VecEnv):
     """A VecEnv whose step costs nothing (same spaces as simple_spread's agents): the learner's own speed."""
 
-    def __new__(cls, n: int, obs_dim: int, n_actions: int, max_cycles: int) -> Any:
-        from stable_baselines3.common.vec_env import VecEnv
+    def __init__(self, n: int, obs_dim: int, n_actions: int, max_cycles: int) -> None:
+        super().__init__(n, gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32), gym.spaces.Discrete(n_actions))
+        self.obs = np.random.default_rng(0).normal(size=(n, obs_dim)).astype(np.float32)
+        self.max_cycles, self.t = max_cycles, 0
 
-        class _Free(VecEnv):
-            def __init__(self) -> None:
-                super().__init__(
-                    n, gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32), gym.spaces.Discrete(n_actions)
-                )
-                self.obs = np.random.default_rng(0).normal(size=(n, obs_dim)).astype(np.float32)
-                self.t = 0
+    def reset(self) -> np.ndarray:
+        self.t = 0
+        return self.obs
 
-            def reset(self) -> np.ndarray:
-                self.t = 0
-                return self.obs
+    def step_async(self, actions: np.ndarray) -> None:
+        pass
 
-            def step_async(self, actions: np.ndarray) -> None:
-                pass
+    def step_wait(self) -> tuple:
+        self.t += 1
+        done = self.t % self.max_cycles == 0
+        infos = [{"terminal_observation": o, "TimeLimit.truncated": True} if done else {} for o in self.obs]
+        return self.obs, np.zeros(self.num_envs, np.float32), np.full(self.num_envs, done), infos
 
-            def step_wait(self) -> tuple:
-                self.t += 1
-                done = self.t % max_cycles == 0
-                infos = [{"terminal_observation": o, "TimeLimit.truncated": True} if done else {} for o in self.obs]
-                return self.obs, np.zeros(n, np.float32), np.full(n, done), infos
+    def close(self) -> None:
+        pass
 
-            def close(self) -> None:
-                pass
+    def get_attr(self, name: str, indices: Any = None) -> list:
+        return [None] * self.num_envs
 
-            def get_attr(self, name: str, indices: Any = None) -> list:
-                return [None] * n
+    def set_attr(self, name: str, value: Any, indices: Any = None) -> None:
+        pass
 
-            def set_attr(self, name: str, value: Any, indices: Any = None) -> None:
-                pass
+    def env_method(self, name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list:
+        return [None] * self.num_envs
 
-            def env_method(self, name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list:
-                return [None] * n
-
-            def env_is_wrapped(self, wrapper: Any, indices: Any = None) -> list:
-                return [False] * n
-
-        return _Free()
+    def env_is_wrapped(self, wrapper: Any, indices: Any = None) -> list:
+        return [False] * self.num_envs
 
 
 def _alone(cfg_path: str, agent: int, obs_dim: int, n_actions: int, start: Any, out: Any) -> None:
     """One plain SB3 PPO on a free VecEnv: built, then timed from the moment every learner is built."""
     import torch
-    from stable_baselines3 import PPO
 
     cfg = config_mod.load(Path(cfg_path))
     t = cfg.teachers

@@ -153,35 +153,13 @@ def fit(
         losses, idle = [], 0
         for _ in range(min(chunk, steps - taken)):
             order = next(batches)
-            loss = None  # gathers (index_select) and no zero to start from: the same numbers in fewer, cheaper ops
-            if fused:  # every agent's rows in one pass, one loss over them all (already the per-agent mean)
-                rows = [torch.from_numpy(order[a]) for a in inputs]
-                raw = net.fused([x.index_select(0, i) for x, i in zip(inputs.values(), rows)])
-                target = torch.cat([train.teacher_logits[a].index_select(0, i) for a, i in zip(inputs, rows)])
-                loss = joint_loss(raw, target)  # type: ignore[misc]
-            for agent, x in inputs.items() if not fused else ():
-                if chunks is not None:  # the steps of the drawn chunks this agent acted on, unrolled
-                    raw, rows = chunks.unroll(net, agent, x, order[agent])
-                    if raw is None:
-                        continue
-                    idx = torch.from_numpy(rows)
-                else:
-                    idx = torch.from_numpy(order[agent])
-                    if agent in acting:  # only the rows where this agent acted
-                        idx = idx[acting[agent].index_select(0, idx)]
-                        if len(idx) == 0:
-                            continue
-                    raw = net(agent, x.index_select(0, idx))
-                mask = masks[agent].index_select(0, idx) if agent in masks else None
-                pred = apply_mask(raw, mask)
-                target = apply_mask(train.teacher_logits[agent].index_select(0, idx), mask)
-                term = loss_fns[agent](pred, target)
-                loss = term if loss is None else loss + term
+            if fused:
+                loss = _fused_loss(net, train, inputs, order, joint_loss)  # type: ignore[arg-type]
+            else:
+                loss = _per_agent_loss(net, train, inputs, order, chunks, acting, masks, loss_fns)
             if loss is None:  # no agent acted in any row of this batch: nothing to fit, the step is spent unlogged
                 idle += 1
                 continue
-            if not fused:
-                loss = loss / len(inputs)
             value = float(loss.detach())
             if not math.isfinite(value):  # a diverged student is refused, not saved
                 raise UserError(
@@ -212,6 +190,50 @@ def fit(
     if best_state is not None:
         net.load_state_dict(best_state)
     return Fitted(history, best_at, taken, scored=held is not None, rows_per_step=rows_per_step, fused=fused)
+
+
+def _fused_loss(
+    net: StudentNet, train: Dataset, inputs: Mapping[str, torch.Tensor], order: Mapping[str, np.ndarray], loss: LossFn
+) -> torch.Tensor:
+    """Every agent's drawn rows in one pass and one loss over them all: with equal rows per agent, the mean of the
+    per-agent losses."""
+    rows = [torch.from_numpy(order[a]) for a in inputs]
+    raw = net.fused([x.index_select(0, i) for x, i in zip(inputs.values(), rows)])
+    return loss(raw, torch.cat([train.teacher_logits[a].index_select(0, i) for a, i in zip(inputs, rows)]))
+
+
+def _per_agent_loss(
+    net: StudentNet,
+    train: Dataset,
+    inputs: Mapping[str, torch.Tensor],
+    order: Mapping[str, np.ndarray],
+    chunks: Sequences | None,
+    acting: Mapping[str, torch.Tensor],
+    masks: Mapping[str, torch.Tensor],
+    loss_fns: Mapping[str, LossFn],
+) -> torch.Tensor | None:
+    """The mean over agents of each agent's loss on its drawn rows (those it acted on; a recurrent student's drawn
+    chunks, unrolled); None where no agent acted in any of them."""
+    loss = None  # gathers (index_select) and no zero to start from: the same numbers in fewer, cheaper ops
+    for agent, x in inputs.items():
+        if chunks is not None:  # the steps of the drawn chunks this agent acted on, unrolled
+            raw, rows = chunks.unroll(net, agent, x, order[agent])
+            if raw is None:
+                continue
+            idx = torch.from_numpy(rows)
+        else:
+            idx = torch.from_numpy(order[agent])
+            if agent in acting:  # only the rows where this agent acted
+                idx = idx[acting[agent].index_select(0, idx)]
+                if len(idx) == 0:
+                    continue
+            raw = net(agent, x.index_select(0, idx))
+        mask = masks[agent].index_select(0, idx) if agent in masks else None
+        pred = apply_mask(raw, mask)
+        target = apply_mask(train.teacher_logits[agent].index_select(0, idx), mask)
+        term = loss_fns[agent](pred, target)
+        loss = term if loss is None else loss + term
+    return None if loss is None else loss / len(inputs)
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:

@@ -47,6 +47,16 @@ def make_parallel(factory: Callable[[], Any]) -> ParallelEnv:
     return env
 
 
+def action_offsets(spec: EnvSpec) -> dict[str, int]:
+    """The ``start`` of each agent's Discrete actions where it is not 0: learners and students index actions from 0,
+    and only the env sees its declared ``start``."""
+    return {
+        a: int(sp.start)
+        for a, sp in spec.action_spaces.items()
+        if isinstance(sp, gym.spaces.Discrete) and int(sp.start) != 0
+    }
+
+
 @dataclass
 class JointStep:
     """What one joint step of all copies returns; every array has the copy axis first."""
@@ -92,12 +102,7 @@ class JointVecEnv:
         self._masks = {a: np.ones((n_envs, self.spec.n_actions(a)), dtype=bool) for a in self.spec.masked}
         self._acting = {a: np.ones(n_envs, dtype=bool) for a in self.agents}
         self._present = {a: np.ones(n_envs, dtype=bool) for a in self.agents}
-        # Learners and students index Discrete actions from 0; only the env sees its declared ``start``.
-        self._action_offset = {
-            a: int(sp.start)
-            for a, sp in self.spec.action_spaces.items()
-            if isinstance(sp, gym.spaces.Discrete) and int(sp.start) != 0
-        }
+        self._action_offset = action_offsets(self.spec)
         raw = {a: self.envs[0].observation_space(a) for a in self.agents}
         self._encode = {a: encoder(raw[a]["observation"] if a in self._masks else raw[a]) for a in self.agents}
 

@@ -24,7 +24,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from marl_distill.env.joint_vec_env import JointStep, JointVecEnv, make_parallel
+from marl_distill.env.joint_vec_env import JointStep, JointVecEnv, action_offsets, make_parallel
 from marl_distill.errors import UserError
 from marl_distill.policy.observations import encoder
 from marl_distill.policy.spec import EnvSpec
@@ -70,12 +70,7 @@ class VectorJointVecEnv:
             if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
                 raise UserError(f"the vector world's agent {agent!r} observes {space}; a vector world needs flat Boxes")
         self._encode = {a: encoder(env.observation_space(a)) for a in self.agents}  # elementwise for a Box
-        # learners and students count Discrete actions from 0; only the world sees its declared ``start``
-        self._action_offset = {
-            a: int(sp.start)
-            for a, sp in self.spec.action_spaces.items()
-            if isinstance(sp, gym.spaces.Discrete) and int(sp.start) != 0
-        }
+        self._action_offset = action_offsets(self.spec)
         self.world = vector_face(env)(n_envs)  # type: ignore[misc]
         self.n_envs = n_envs
         self.autoreset = autoreset
@@ -113,10 +108,11 @@ class VectorJointVecEnv:
         sent = {a: np.asarray(actions[a]) + self._action_offset.get(a, 0) for a in self.agents}
         obs, rewards, terminated, truncated = self.world.step(sent)
         obs = self._encoded(obs)
-        ended = (np.asarray(terminated) | np.asarray(truncated)) & ~self.finished
+        terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
+        ended = (terminated | truncated) & ~self.finished
         idle = self.finished.copy()
-        term = {a: np.asarray(terminated) & ended for a in self.agents}
-        trunc = {a: np.asarray(truncated) & ended for a in self.agents}
+        term = {a: terminated & ended for a in self.agents}
+        trunc = {a: truncated & ended for a in self.agents}
         rew = {a: np.where(idle, 0.0, rewards[a]).astype(np.float32) for a in self.agents}
         for a in self.agents:
             obs[a][idle] = self._obs[a][idle]
