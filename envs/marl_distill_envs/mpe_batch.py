@@ -36,8 +36,10 @@ class MPEBatch(ABC):
     _now: dict[str, np.ndarray] | None = None
 
     def __init__(self, n_copies: int, max_cycles: int = 25, continuous_actions: bool = False) -> None:
-        if n_copies < 1 or max_cycles < 1:
-            raise ValueError(f"n_copies and max_cycles must be >= 1, got {n_copies} and {max_cycles}")
+        if n_copies < 1:
+            raise ValueError(f"n_copies must be >= 1, got {n_copies}")
+        if max_cycles < 1:
+            raise ValueError(f"max_cycles must be >= 1 (the steps in an episode), got {max_cycles}")
         self.n_copies, self.max_cycles, self.continuous = n_copies, int(max_cycles), bool(continuous_actions)
         self.possible_agents = list(self.agents)
         n = len(self.agents)
@@ -101,6 +103,9 @@ class MPEBatch(ABC):
         observations, rewards per agent (copies,), terminated (copies,), truncated (copies,).
 
         Every copy steps; one whose episode ended must be ``reset`` before its next step means anything."""
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"{self.name}: no actions for {missing}; step takes one array per agent")
         force = np.zeros_like(self.pos)
         for i, agent in enumerate(self.agents):
             force[:, i], said = self._decode(i, np.asarray(actions[agent]))
@@ -139,6 +144,10 @@ class MPEBatch(ABC):
     def _decode(self, i: int, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Agent ``i``'s (copies, 2) force and (copies, dim_c) utterance, decoded as mpe2's ``_set_action``."""
         b = self.n_copies
+        space = self._act_spaces[self.agents[i]]
+        shape = (b, *space.shape)
+        if action.size != int(np.prod(shape)):
+            raise ValueError(f"{self.agents[i]}'s actions must have shape {shape} (one per copy), got {action.shape}")
         force, said = np.zeros((b, 2)), np.zeros((b, self.dim_c))
         if self.continuous:  # differences taken in the action's own dtype, as mpe2 takes them
             action = np.clip(action.reshape(b, -1), 0.0, 1.0)
@@ -150,7 +159,7 @@ class MPEBatch(ABC):
                 said = action
             return force, said
         action = action.reshape(b)
-        n = self._act_spaces[self.agents[i]].n
+        n = space.n
         if not np.issubdtype(action.dtype, np.integer) or action.min() < 0 or action.max() >= n:
             raise ValueError(f"{self.agents[i]}'s actions must be integers in [0, {n}), got {action}")
         if self.movable[i]:

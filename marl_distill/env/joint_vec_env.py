@@ -24,10 +24,11 @@ from marl_distill.policy.spec import EnvSpec
 
 
 def call_factory(factory: Callable[[], Any]) -> Any:
-    """One env from its factory; arguments it rejects (an unknown name, a value out of range) are the user's."""
+    """One env from its factory; arguments it rejects (an unknown name, a value out of range) are the user's, also
+    where it rejects them by ``assert`` (mpe2 does, e.g. for ``local_ratio``)."""
     try:
         return factory()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AssertionError) as exc:
         raise UserError(
             f"the env factory rejected its arguments ({exc}); fix --env-kwargs / env.kwargs (for another env, replace "
             "the whole table: --set 'env.kwargs={...}')"

@@ -43,6 +43,8 @@ class ActingPolicy:
     ) -> None:
         self.policy = policy
         self._carried = Carried(policy, 1)
+        self._copies: Carried | None = None
+        """The states of ``act_batch``'s copies (made on its first call, remade when their number changes)."""
         self.spec = policy.spec
         self._encode = {a: encoder(s["observation"] if has_mask(s) else s) for a, s in observation_spaces.items()}
         self._start = {a: int(s.start) for a, s in action_spaces.items() if isinstance(s, gym.spaces.Discrete)}
@@ -55,9 +57,13 @@ class ActingPolicy:
     def agents(self) -> tuple[str, ...]:
         return self.spec.agents
 
-    def reset(self) -> None:
-        """A new episode: a recurrent team's state returns to zero (a memoryless team has nothing to forget)."""
-        self._carried.reset()
+    def reset(self, copies: Any = None) -> None:
+        """A new episode: a recurrent team's state returns to zero (a memoryless team has nothing to forget).
+        ``copies``: only those of ``act_batch``'s copies (indices or a bool mask); None resets every state."""
+        if copies is None:
+            self._carried.reset()
+        if self._copies is not None:
+            self._copies.reset(None if copies is None else np.asarray(copies))
 
     def act(
         self,
@@ -77,26 +83,70 @@ class ActingPolicy:
         Returns:
             agent -> the action to hand to ``env.step`` (an int for Discrete spaces, an array for Box).
         """
+        rows = {a: {k: [v] for k, v in o.items()} if _masked(o) else [o] for a, o in observations.items()}
+        masks = {a: [m] for a, m in (masks or {}).items()}
+        actions = self._act(self._carried, rows, masks, deterministic, 1)
+        return {a: self._env_action(a, x[0]) for a, x in actions.items()}
+
+    def act_batch(
+        self,
+        observations: Mapping[str, Any],
+        masks: Mapping[str, Any] | None = None,
+        deterministic: bool = True,
+    ) -> dict[str, np.ndarray]:
+        """Every agent's actions in ``n`` env copies at once, as a vector world (``batched(n)``) hands out its
+        observations: one call for all copies instead of ``act`` per copy. A recurrent team keeps one state per
+        copy from call to call; ``reset(copies)`` zeroes those whose episodes restart.
+
+        Args:
+            observations: agent -> its raw observations, one per copy along the first axis (a Dict observation's
+                ``observation`` and ``action_mask`` each so).
+            masks: agent -> legal actions per copy, ``(n, actions)``, for masks that do not come inside the
+                observation.
+            deterministic: argmax (True) or a draw from the policy's distribution (False).
+
+        Returns:
+            agent -> an array of ``n`` actions to hand to the vector world's ``step``.
+        """
+        n = {len(o["observation"] if _masked(o) else o) for o in observations.values()}
+        if len(n) != 1:
+            raise UserError(f"act_batch needs the same number of copies for every agent, got {sorted(n)}")
+        copies = n.pop()
+        if self._copies is None or len(self._copies.rows) != copies:
+            self._copies = Carried(self.policy, copies)  # a new set of copies starts its episodes from zero
+        actions = self._act(self._copies, observations, masks, deterministic, copies)
+        return {a: self._env_actions(a, x) for a, x in actions.items()}
+
+    def _act(
+        self, carried: Carried, observations: Mapping[str, Any], masks: Mapping[str, Any] | None, det: bool, n: int
+    ) -> dict[str, np.ndarray]:
+        """Actions (indexed from 0) for ``n`` rows of raw observations per agent, states advanced in ``carried``."""
         unknown = sorted(set(observations) - set(self._encode))
         if unknown:
             raise UserError(f"no agent {unknown[0]!r} in this team; its agents are {list(self.agents)}: is this the "
                             "env (and env kwargs) it was trained on?")  # fmt: skip
-        obs, legal = {}, {a: np.asarray(m, dtype=bool) for a, m in (masks or {}).items()}
-        for agent, o in observations.items():
-            if isinstance(o, Mapping) and "action_mask" in o:
-                legal.setdefault(agent, np.asarray(o["action_mask"], dtype=bool))
-                o = o["observation"]
-            obs[agent] = self._encode[agent](o)[None]
+        obs, legal = {}, {a: np.asarray(m, dtype=bool).reshape(n, -1) for a, m in (masks or {}).items()}
+        for agent, rows in observations.items():
+            if _masked(rows):
+                legal.setdefault(agent, np.asarray(rows["action_mask"], dtype=bool).reshape(n, -1))
+                rows = rows["observation"]
+            obs[agent] = np.stack([self._encode[agent](o) for o in rows])
         try:
-            actions, _ = select_actions(
-                self._carried, obs, self.rng, deterministic, {a: m[None] for a, m in legal.items() if a in obs}
-            )
-            self._carried.advance({})
+            actions, _ = select_actions(carried, obs, self.rng, det, {a: m for a, m in legal.items() if a in obs})
+            carried.advance({})
         except (ValueError, RuntimeError) as exc:  # sizes that do not fit: another env, or other env kwargs
             raise UserError(f"{exc}; is this the env (and env kwargs) the team was trained on?") from None
-        return {a: self._env_action(a, x[0]) for a, x in actions.items()}
+        return actions
+
+    def _env_actions(self, agent: str, actions: Any) -> np.ndarray:
+        return np.asarray(actions) + self._start[agent] if agent in self._start else np.asarray(actions)
 
     def _env_action(self, agent: str, action: Any) -> Any:
         if agent in self._start:
             return int(action) + self._start[agent]
         return np.asarray(action)
+
+
+def _masked(obs: Any) -> bool:
+    """Is ``obs`` a Dict observation with its legal actions inside (PettingZoo's ``action_mask``)?"""
+    return isinstance(obs, Mapping) and "action_mask" in obs

@@ -132,6 +132,31 @@ def test_mpe2_options_the_replica_lacks_are_refused():
         fast_mpe.simple_reference(render_mode="human")
 
 
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"n": 3}, "takes no 'n'; its arguments: N, local_ratio"),
+        ({"N": "3"}, "N must be an integer, got '3'"),
+        ({"local_ratio": "a"}, "local_ratio must be a number"),
+        ({"continuous_actions": "yes"}, "continuous_actions must be true or false"),
+        ({"num_agent_neighbors": 1.5}, "num_agent_neighbors must be an integer or None"),
+        ({"max_cycles": 0}, "max_cycles must be >= 1"),
+        ({"local_ratio": 2}, r"local_ratio is a proportion in \[0, 1\]"),
+    ],
+)
+def test_bad_kwargs_are_named_in_the_tasks_own_words(kwargs, needle):
+    with pytest.raises((TypeError, ValueError), match=needle):
+        fast_mpe.simple_spread(**kwargs)
+
+
+def test_the_vector_face_names_a_missing_agent_or_a_wrong_action_shape():
+    world = fast_mpe.simple_spread(N=2).batched(4)
+    with pytest.raises(ValueError, match=r"no actions for \['agent_1'\]"):
+        world.step({"agent_0": np.zeros(4, dtype=int)})
+    with pytest.raises(ValueError, match=r"agent_0's actions must have shape \(4,\)"):
+        world.step({"agent_0": np.zeros(3, dtype=int), "agent_1": np.zeros(4, dtype=int)})
+
+
 @pytest.mark.parametrize("autoreset", [True, False], ids=["autoreset", "no autoreset"])
 @pytest.mark.parametrize(
     "replica, mpe, kwargs",

@@ -75,6 +75,28 @@ def test_a_loaded_gru_student_plays_episode_after_episode_in_a_users_loop(run):
     assert np.mean(returns) >= 0.9 * WORLD["N"] * PAID_STEPS
 
 
+def test_a_gru_student_acts_on_many_copies_at_once_as_on_each_alone(run):
+    """act_batch keeps one state per copy: the actions of four copies in one call are those of four students
+    each playing its own copy, over two episodes (the second after ``reset(copies)``)."""
+    batch = api.load_student(run / "students" / "shared")
+    alone = [api.load_student(run / "students" / "shared") for _ in range(4)]
+    envs = [resolve("recall", WORLD)() for _ in range(4)]
+    for episode in range(2):
+        obs = [env.reset(seed=10 * episode + k)[0] for k, env in enumerate(envs)]
+        batch.reset(np.arange(4))
+        for student in alone:
+            student.reset()
+        hits = 0
+        while envs[0].agents:
+            together = batch.act_batch({a: np.stack([o[a] for o in obs]) for a in envs[0].agents})
+            for k, (env, student) in enumerate(zip(envs, alone)):
+                one = student.act(obs[k])
+                assert {a: int(together[a][k]) for a in one} == {a: int(x) for a, x in one.items()}
+                obs[k], rewards, _, _, _ = env.step(one)
+                hits += sum(rewards.values()) > 0
+        assert hits > 0
+
+
 SHORT = {"N": 2, "symbols": 3, "cue_steps": 1, "max_cycles": 6}
 
 

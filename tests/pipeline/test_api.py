@@ -47,6 +47,10 @@ def test_train_distill_evaluate_and_act_on_raw_observations(tmp_path):
         agree += actions == team.act(observations)
         observations, *_ = env.step(actions)
     assert agree >= 4  # the student acts as its teachers do on (nearly) every step of the episode
+    copies = [penalty_game(rounds=5).reset(seed=k)[0] for k in range(6)]  # six copies acted on in one call
+    together = student.act_batch({a: np.stack([o[a] for o in copies]) for a in env.possible_agents})
+    assert all(together[a].shape == (6,) for a in env.possible_agents)
+    assert [{a: int(x[k]) for a, x in together.items()} for k in range(6)] == [student.act(o) for o in copies]
     observations, _ = env.reset(seed=1)
     sampled = student.act(observations, deterministic=False)  # a draw from the student's distribution
     assert all(env.action_space(a).contains(x) for a, x in sampled.items())
