@@ -15,10 +15,13 @@ draws from the nodes under ``(DISTILL, i)``:
   the buffers' reservoir draws and the minibatch order;
 - ``(DISTILL, i, INIT)``: torch's seed for the student's initial weights;
 - ``(DISTILL, i, ENV_RESETS, k)``: round ``k``'s env resets (copy ``c`` resets from that seed + ``c``).
+
+Teacher-driven states are labelled once per run, from ``(LABELS, ...)``, and shared by its students (``labels``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -29,16 +32,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_distill.distillation.collect import Buffer, Dataset, collect
+from marl_distill.distillation.collect import Buffer, collect
 from marl_distill.distillation.config import DistillConfig
 from marl_distill.distillation.fit import fit, plot_curves
+from marl_distill.distillation.labels import (
+    Labels,
+    fingerprint,
+    in_student_view,
+    joint_digest,
+    label_policy,
+    shared_labels,
+    split,
+)
 from marl_distill.distillation.losses import make_loss
 from marl_distill.distillation.resume import FOLDER, load_round, save_round, spent
 from marl_distill.distillation.warm_start import warm_start
 from marl_distill.env.views import Views
-from marl_distill.errors import UserError
 from marl_distill.policy.distributions import Categorical
-from marl_distill.policy.joint import JointPolicy, TeacherEnsemble
+from marl_distill.policy.joint import JointPolicy
 from marl_distill.students import KINDS, StudentMeta, StudentNet, StudentTeam
 from marl_distill.utils.files import write_json
 from marl_distill.utils.progress import progress_bar
@@ -71,6 +82,8 @@ SUMMARY_KEYS = (
     "undertrained",
     "holdout",
     "early_stopping",
+    "shared_labels",
+    "labels_digest",
 )
 """The keys of ``students/KIND/distill.json``: the budget a student got and whether it may be under-trained."""
 
@@ -88,12 +101,6 @@ class DistillResult:
     None without held-out episodes)."""
 
 
-def label_policy(teachers: JointPolicy, loss: str) -> JointPolicy:
-    """The teachers as ``loss`` sees its targets: an ensemble regresses (mse) on its members' mean raw outputs and
-    matches (kl, ce) their averaged distributions; one team is its own target either way."""
-    return teachers.for_loss(loss) if isinstance(teachers, TeacherEnsemble) else teachers
-
-
 def distill_one(
     factory: Callable[[], Any],
     teachers: JointPolicy,
@@ -108,13 +115,16 @@ def distill_one(
     init: StudentNet | None = None,
     checkpoint: Path | None = None,
     views: Views | None = None,
+    shared: Labels | None = None,
 ) -> DistillResult:
     """Collect-and-fit rounds for one student; each round's acting team follows the beta schedule, and gets its
     share of the labelled states and gradient steps (``reset_seeds``: one per round). ``init``: start from these
     weights (a fine-tune, e.g. of a pruned student) instead of ``init_seed``'s. ``checkpoint``: a file saved after
     every round but the last, and continued from when it exists (the same student as one uninterrupted run).
     ``views``: teachers and students see different views of ``factory``'s env (which hands out both, see ``views``);
-    ``teachers`` already read theirs, and the student acts on, and is fitted to, its own."""
+    ``teachers`` already read theirs, and the student acts on, and is fitted to, its own. ``shared``: the run's
+    teacher-driven states (``shared_labels``), used instead of collecting where the student is memoryless and the
+    teachers act."""
     cfg = cfg.resolved(views is None or views.same)
     torch.manual_seed(init_seed)
     net = StudentNet(meta)
@@ -157,45 +167,46 @@ def distill_one(
         opt.load_state_dict(saved["opt"])
         train_buf, held_buf, history, rounds = saved["train_buf"], saved["held_buf"], saved["history"], saved["rounds"]
         labelled, taken, next_episode = saved["labelled"], saved["taken"], saved["next_episode"]
+    shared = shared if shared is not None and not rides_along and schedule == [1.0] else None
     for k, beta in enumerate(schedule):
         if k < len(rounds):  # finished before the checkpoint
             continue
-        with progress_bar(
-            total=samples[k],
-            desc=f"{meta.kind} round {k + 1}/{len(schedule)} beta={beta:.2f}",
-            unit="state",
-            progress=progress,
-        ) as bar:
-            got = collect(
-                factory,
-                teachers,
-                labeller=labels if getattr(labels, "raw", False) else None,
-                samples=samples[k],
-                n_envs=cfg.n_envs,
-                seed=reset_seeds[k],
-                rng=rng,
-                student=actor if beta < 1 or rides_along else None,
-                beta=beta,
-                sample_actions=cfg.sample_actions,
-                first_episode=next_episode,
-                on_step=bar.update,
-            )
-        assert got.data.episode is not None
-        if views is not None and not views.same:  # labelled from the teachers' view, fitted on the students'
-            got.data.teacher_obs = views.teacher_obs(got.data.obs)
-            got.data.obs = views.student_obs(got.data.obs)
-        labelled += len(got.data)
-        next_episode = int(got.data.episode.max()) + 1
-        if held_buf is None:
-            train_buf.add(got.data)
+        if shared is not None:  # the run's teacher-driven states, labelled and split once for all its students
+            fresh_train, fresh_held, frac = shared.train, shared.held, 1.0
         else:
-            fresh_train, fresh_held = _split(got.data, cfg.holdout, rng)
-            train_buf.add(fresh_train)
+            with progress_bar(
+                total=samples[k],
+                desc=f"{meta.kind} round {k + 1}/{len(schedule)} beta={beta:.2f}",
+                unit="state",
+                progress=progress,
+            ) as bar:
+                got = collect(
+                    factory,
+                    teachers,
+                    labeller=labels if getattr(labels, "raw", False) else None,
+                    samples=samples[k],
+                    n_envs=cfg.n_envs,
+                    seed=reset_seeds[k],
+                    rng=rng,
+                    student=actor if beta < 1 or rides_along else None,
+                    beta=beta,
+                    sample_actions=cfg.sample_actions,
+                    first_episode=next_episode,
+                    on_step=bar.update,
+                )
+            data, frac = in_student_view(got.data, views), got.teacher_fraction
+            assert data.episode is not None
+            next_episode = int(data.episode.max()) + 1
+            fresh_train, fresh_held = (data, None) if held_buf is None else split(data, cfg.holdout, rng)
+        labelled += len(fresh_train) + (len(fresh_held) if fresh_held is not None else 0)
+        train_buf.add(fresh_train)
+        if held_buf is not None and fresh_held is not None:
             held_buf.add(fresh_held)
+        digest = hashlib.sha1(usedforsecurity=False)
+        for part in (fresh_train, fresh_held):
+            fingerprint(digest, part)
 
-        def log(
-            row: dict[str, Any], k: int = k, beta: float = beta, frac: float = got.teacher_fraction, done: int = taken
-        ) -> None:
+        def log(row: dict[str, Any], k: int = k, beta: float = beta, frac: float = frac, done: int = taken) -> None:
             row.update(grad_steps=done + row["grad_steps"], iteration=k + 1, beta=beta, teacher_fraction=frac)
             if writer is not None:
                 for key in ("loss", "held_loss", "agreement", "action_mse"):
@@ -224,7 +235,7 @@ def distill_one(
         taken += fitted.steps
         best_epoch = len(history) - len(fitted.history) + fitted.best + 1
         rounds.append({"grad_steps": fitted.steps, "best_epoch": best_epoch, "undertrained": fitted.undertrained,
-                       "rows_per_step": fitted.rows_per_step})  # fmt: skip
+                       "rows_per_step": fitted.rows_per_step, "labels_digest": digest.hexdigest()})  # fmt: skip
         if checkpoint is not None and k + 1 < len(schedule):
             state = {"net": net.state_dict(), "opt": opt.state_dict(), "train_buf": train_buf, "held_buf": held_buf}
             state.update(history=history, rounds=rounds, labelled=labelled, taken=taken, next_episode=next_episode)
@@ -252,17 +263,10 @@ def distill_one(
         "undertrained": rounds[-1]["undertrained"],
         "holdout": cfg.holdout,
         "early_stopping": held_buf is not None and cfg.patience > 0,
+        "shared_labels": shared is not None,
+        "labels_digest": joint_digest([r.get("labels_digest", "") for r in rounds]),
     }
     return DistillResult(StudentTeam(spec, net), history, summary, rounds)
-
-
-def _split(data: Dataset, holdout: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
-    try:
-        return data.split(holdout, rng)
-    except ValueError as err:
-        raise UserError(
-            f"{err}; collect more states per round, use more env copies, or set distill.holdout = 0"
-        ) from None
 
 
 def _writer(log_dir: Path | None) -> Any:
@@ -329,6 +333,7 @@ def distill(
     cfg = cfg.resolved(views is None or views.same)
     cfg.validate()
     side_by_side = workers > 1 and len(cfg.students) > 1 and can_fork()
+    shared = shared_labels(factory, teachers, cfg, views=views, progress=progress) if cfg.students else None
     jobs, names = [], {kind: (names or {}).get(kind, kind) for kind in cfg.students}
     for kind in cfg.students:
         name = names[kind]
@@ -350,6 +355,7 @@ def distill(
             progress=False if side_by_side and (progress or sys.stderr.isatty()) else progress,
             checkpoint=Path(out_dir) / FOLDER / f"{name}.pt" if out_dir is not None else None,
             views=views,
+            shared=shared,
         )
         jobs.append(partial(_distill_and_save, one, name, cfg, out_dir, note))
     return dict(zip(names.values(), run_jobs(jobs, workers)))

@@ -79,4 +79,14 @@ def notes(
             f"{n(d.get('labelled_states_per_agent'))} labelled states per agent; best epoch {d.get('best_epoch')} "
             f"of {d.get('epochs_run')} run.{warn}"
         )
+    same: dict[str, list[str]] = {}
+    for name, d in students.items():
+        if d.get("shared_labels") and d.get("labels_digest"):
+            same.setdefault(d["labels_digest"], []).append(name)
+    for names in same.values():
+        if len(names) > 1:
+            lines.append(
+                f"- {', '.join(names)}: fitted and scored on the same teacher-labelled states and held-out episodes "
+                "(labelled once for the run), so they differ by what they are, not by what they saw."
+            )
     return "\n".join(lines[:1] + (["", "Students (as distilled):", ""] + lines[1:] if len(lines) > 1 else []))

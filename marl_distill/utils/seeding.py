@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-TEACHERS, DISTILL, EVALUATE = 0, 1, 2
-"""Stage keys: the first level under the run seed."""
+TEACHERS, DISTILL, EVALUATE, LABELS = 0, 1, 2, 3
+"""Stage keys: the first level under the run seed (LABELS: the teacher-driven states a run's students share)."""
 LEARNER, ENV_COPY = 0, 1
 """Teacher-stage roles: an agent's SB3 learner, an env copy's reset seed."""
 EPISODES, RANDOM_POLICY, POLICY_RNG = 0, 1, 2
