@@ -203,7 +203,7 @@ def distill_one(
         if held_buf is not None and fresh_held is not None:
             held_buf.add(fresh_held)
         digest = hashlib.sha1(usedforsecurity=False)
-        for part in (fresh_train, fresh_held):
+        for part in (train_buf.data, held_buf.data if held_buf is not None else None):  # what is fitted and scored
             fingerprint(digest, part)
 
         def log(row: dict[str, Any], k: int = k, beta: float = beta, frac: float = frac, done: int = taken) -> None:
