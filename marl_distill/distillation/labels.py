@@ -56,7 +56,7 @@ def shared_labels(
         got = collect(
             factory,
             teachers,
-            labeller=labels if getattr(labels, "raw", False) else None,
+            labeller=own_labeller(labels),
             samples=samples,
             n_envs=cfg.n_envs,
             seed=int_seed(cfg.seed, LABELS, 1),
@@ -100,6 +100,12 @@ def label_policy(teachers: JointPolicy, loss: str) -> JointPolicy:
     """The teachers as ``loss`` sees its targets: an ensemble regresses (mse) on its members' mean raw outputs and
     matches (kl, ce) their averaged distributions; one team is its own target either way."""
     return teachers.for_loss(loss) if isinstance(teachers, TeacherEnsemble) else teachers
+
+
+def own_labeller(labels: JointPolicy) -> JointPolicy | None:
+    """``collect``'s labeller: ``labels`` where its targets are not the acting teachers' own (an ensemble's mean raw
+    outputs for mse), else None."""
+    return labels if getattr(labels, "raw", False) else None
 
 
 def split(data: Dataset, holdout: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:

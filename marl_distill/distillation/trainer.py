@@ -41,6 +41,7 @@ from marl_distill.distillation.labels import (
     in_student_view,
     joint_digest,
     label_policy,
+    own_labeller,
     shared_labels,
     split,
 )
@@ -183,7 +184,7 @@ def distill_one(
                 got = collect(
                     factory,
                     teachers,
-                    labeller=labels if getattr(labels, "raw", False) else None,
+                    labeller=own_labeller(labels),
                     samples=samples[k],
                     n_envs=cfg.n_envs,
                     seed=reset_seeds[k],

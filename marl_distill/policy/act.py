@@ -142,9 +142,8 @@ class ActingPolicy:
         return np.asarray(actions) + self._start[agent] if agent in self._start else np.asarray(actions)
 
     def _env_action(self, agent: str, action: Any) -> Any:
-        if agent in self._start:
-            return int(action) + self._start[agent]
-        return np.asarray(action)
+        out = self._env_actions(agent, action)
+        return int(out) if agent in self._start else out
 
 
 def _masked(obs: Any) -> bool:
