@@ -177,26 +177,33 @@ def _nearest(rel: np.ndarray, k: int) -> np.ndarray:
     return _pad(np.take_along_axis(rel, _nearest_order(rel, k)[..., None], axis=2), k)
 
 
-def _check_kwargs(batch: type[MPEBatch], kwargs: dict[str, Any]) -> None:
+def _check_kwargs(batch: type[MPEBatch], kwargs: dict[str, Any]) -> dict[str, Any]:
     """Names and types of the task's kwargs checked in the task's own words (its batch class is not the user's),
-    the types read from the defaults: a flag must be true or false, a count an integer, a ratio a number."""
+    the types read from the defaults: a flag must be true or false, a count an integer, a ratio a number. What mpe2
+    itself accepts passes, normalized: a flag given as 0 or 1, a count given as a whole float (``max_cycles=25.0``)."""
     params = list(inspect.signature(batch.__init__).parameters.values())[2:]  # after self and n_copies
     defaults = {p.name: p.default for p in params}
     unknown = sorted(set(kwargs) - set(defaults))
     if unknown:
         raise TypeError(f"{batch.name} takes no {', '.join(map(repr, unknown))}; its arguments: {', '.join(defaults)}")
+    out = {}
     for key, value in kwargs.items():
         default = defaults[key]
         flag = isinstance(value, (bool, np.bool_))
         if isinstance(default, bool):
-            ok, want = flag, "true or false"
+            ok, want = flag or (isinstance(value, numbers.Integral) and value in (0, 1)), "true or false"
+            value = bool(value) if ok else value
         elif isinstance(default, float):
             ok, want = isinstance(value, numbers.Real) and not flag, "a number"
         else:  # an int, or None for "all"
-            ok = (value is None and default is None) or (isinstance(value, numbers.Integral) and not flag)
+            whole = isinstance(value, numbers.Real) and not flag and float(value).is_integer()
+            ok = (value is None and default is None) or whole
             want = "an integer" + (" or None" if default is None else "")
+            value = int(value) if whole else value
         if not ok:
             raise TypeError(f"{batch.name}: {key} must be {want}, got {value!r}")
+        out[key] = value
+    return out
 
 
 class FastMPEEnv(ParallelEnv):
@@ -213,7 +220,7 @@ class FastMPEEnv(ParallelEnv):
             raise ValueError(f"{batch.name} has no benchmark_data; use mpe2's task for it")
         if kwargs.pop("curriculum", False):
             raise ValueError(f"{batch.name} has no curriculum (the lab never advances one); use mpe2's simple_spread")
-        _check_kwargs(batch, kwargs)
+        kwargs = _check_kwargs(batch, kwargs)
         self._batch, self._kwargs = batch, kwargs
         self.world = batch(1, **kwargs)
         self.possible_agents = list(self.world.possible_agents)

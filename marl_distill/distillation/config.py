@@ -86,8 +86,9 @@ class DistillConfig:
     init_from_teacher: bool = False
     """Per-agent students start as copies of their PPO teachers' actors (needs hidden = the teachers' net_arch)."""
     seed: int = 0
-    """The seed whose tree's distill branch seeds collection, the held-out split, initialisation and minibatch
-    order; unset in a config (in Python: left at 0), it is the run's seed."""
+    """The seed of the students' initialisation and minibatch order (distill branch) and of the states they learn
+    from: the teacher-driven states the run's students share (labels branch) or a student's own collection and
+    held-out split; unset in a config (in Python: left at 0), it is the run's seed."""
 
     def validate(self) -> None:
         if self.arch not in ARCHS:

@@ -9,8 +9,10 @@ then (``JointStep.left``) and is absent (``present`` False) until its copy start
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -25,13 +27,17 @@ from marl_distill.policy.spec import EnvSpec
 
 def call_factory(factory: Callable[[], Any]) -> Any:
     """One env from its factory; arguments it rejects (an unknown name, a value out of range) are the user's, also
-    where it rejects them by ``assert`` (mpe2 does, e.g. for ``local_ratio``)."""
+    where it rejects them by ``assert`` (mpe2 does, e.g. for ``local_ratio``). The line that raised is named, so a
+    bug inside the env's constructor is not mistaken for a bad argument."""
     try:
         return factory()
     except (TypeError, ValueError, AssertionError) as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        said = str(exc) or (where.line or "").strip() or type(exc).__name__
         raise UserError(
-            f"the env factory rejected its arguments ({exc}); fix --env-kwargs / env.kwargs (for another env, replace "
-            "the whole table: --set 'env.kwargs={...}')"
+            f"the env factory rejected its arguments ({type(exc).__name__} at {Path(where.filename).name}:"
+            f"{where.lineno}: {said}); fix --env-kwargs / env.kwargs (for another env, replace the whole table: "
+            "--set 'env.kwargs={...}'), or the env itself if that line is a bug in it"
         ) from None
 
 

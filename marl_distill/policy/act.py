@@ -59,11 +59,14 @@ class ActingPolicy:
 
     def reset(self, copies: Any = None) -> None:
         """A new episode: a recurrent team's state returns to zero (a memoryless team has nothing to forget).
-        ``copies``: only those of ``act_batch``'s copies (indices or a bool mask); None resets every state."""
+        ``copies``: only those of ``act_batch``'s copies (a bool mask over the copies, such as a vector world's
+        ``terminated | truncated``, or their indices); None resets every state and lets the next ``act_batch`` call
+        bring another number of copies."""
         if copies is None:
             self._carried.reset()
-        if self._copies is not None:
-            self._copies.reset(None if copies is None else np.asarray(copies))
+            self._copies = None
+        elif self._copies is not None:
+            self._copies.reset(_copy_selection(copies, len(self._copies.rows)))
 
     def act(
         self,
@@ -112,8 +115,13 @@ class ActingPolicy:
         if len(n) != 1:
             raise UserError(f"act_batch needs the same number of copies for every agent, got {sorted(n)}")
         copies = n.pop()
-        if self._copies is None or len(self._copies.rows) != copies:
-            self._copies = Carried(self.policy, copies)  # a new set of copies starts its episodes from zero
+        if self._copies is not None and len(self._copies.rows) != copies:
+            if self._copies.recurrent:  # zeroing states behind the caller's back would cut episodes short
+                raise UserError(f"act_batch holds the states of {len(self._copies.rows)} copies but got {copies}; "
+                                "call reset() before acting in another number of copies")  # fmt: skip
+            self._copies = None
+        if self._copies is None:
+            self._copies = Carried(self.policy, copies)
         actions = self._act(self._copies, observations, masks, deterministic, copies)
         return {a: self._env_actions(a, x) for a, x in actions.items()}
 
@@ -125,10 +133,10 @@ class ActingPolicy:
         if unknown:
             raise UserError(f"no agent {unknown[0]!r} in this team; its agents are {list(self.agents)}: is this the "
                             "env (and env kwargs) it was trained on?")  # fmt: skip
-        obs, legal = {}, {a: np.asarray(m, dtype=bool).reshape(n, -1) for a, m in (masks or {}).items()}
+        obs, legal = {}, {a: _mask_rows(a, m, n) for a, m in (masks or {}).items()}
         for agent, rows in observations.items():
             if _masked(rows):
-                legal.setdefault(agent, np.asarray(rows["action_mask"], dtype=bool).reshape(n, -1))
+                legal.setdefault(agent, _mask_rows(agent, rows["action_mask"], n))
                 rows = rows["observation"]
             obs[agent] = np.stack([self._encode[agent](o) for o in rows])
         try:
@@ -149,3 +157,33 @@ class ActingPolicy:
 def _masked(obs: Any) -> bool:
     """Is ``obs`` a Dict observation with its legal actions inside (PettingZoo's ``action_mask``)?"""
     return isinstance(obs, Mapping) and "action_mask" in obs
+
+
+def _mask_rows(agent: str, mask: Any, n: int) -> np.ndarray:
+    """``mask`` as ``(n, actions)`` bools, refusing shapes that only reshape by accident (one ``(actions,)`` mask
+    for ``n`` copies)."""
+    m = np.asarray(mask)
+    if m.ndim != 2 or m.shape[0] != n:
+        want = "(actions,)" if n == 1 else f"({n}, actions)"
+        raise UserError(f"{agent}'s action mask has shape {np.shape(mask)[1:] if n == 1 else m.shape}; it needs "
+                        f"{want}, one row of legal actions per copy")  # fmt: skip
+    return m.astype(bool)
+
+
+def _copy_selection(copies: Any, n: int) -> np.ndarray:
+    """``reset``'s ``copies`` checked: a bool mask of length ``n`` or distinct indices below ``n``. A 0/1 integer
+    array is refused unless its values are distinct, since numpy would read it as indices, not as a mask."""
+    c = np.asarray(copies)
+    if c.dtype == bool:
+        if c.shape != (n,):
+            raise UserError(f"reset's copies mask has shape {c.shape}; it needs ({n},), one bool per copy")
+        return c
+    c = c.reshape(-1)
+    if (
+        not np.issubdtype(c.dtype, np.integer)
+        or len(np.unique(c)) != len(c)
+        or (len(c) and not 0 <= c.min() <= c.max() < n)
+    ):
+        raise UserError(f"reset's copies must be a bool mask of {n} copies or distinct copy indices in "
+                        f"0..{n - 1}, got {copies!r}; pass a 0/1 mask as .astype(bool)")  # fmt: skip
+    return c

@@ -149,6 +149,20 @@ def test_bad_kwargs_are_named_in_the_tasks_own_words(kwargs, needle):
         fast_mpe.simple_spread(**kwargs)
 
 
+def test_what_mpe2_accepts_the_replica_accepts_as_the_same_task():
+    """A whole float for a count and 0/1 for a flag pass mpe2's own constructor, so they pass the replica's."""
+    loose = fast_mpe.simple_spread(N=2.0, max_cycles=5.0, continuous_actions=0).batched(3)
+    strict = fast_mpe.simple_spread(N=2, max_cycles=5, continuous_actions=False).batched(3)
+    assert loose.action_space("agent_0") == strict.action_space("agent_0")
+    a, b = loose.reset([0, 1, 2]), strict.reset([0, 1, 2])
+    assert all(np.array_equal(a[k], b[k]) for k in b)
+    for _ in range(5):
+        step = {k: np.ones(3, dtype=int) for k in b}
+        x, y = loose.step(step), strict.step(step)
+    assert all(np.array_equal(u[k], v[k]) for u, v in zip(x[:2], y[:2]) for k in v)  # observations, rewards
+    assert np.array_equal(x[2], y[2]) and x[3].all() and y[3].all()  # both truncated at max_cycles
+
+
 def test_the_vector_face_names_a_missing_agent_or_a_wrong_action_shape():
     world = fast_mpe.simple_spread(N=2).batched(4)
     with pytest.raises(ValueError, match=r"no actions for \['agent_1'\]"):

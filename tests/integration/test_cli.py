@@ -34,7 +34,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         (["train-teachers", "simple_spread", "--out", "{tmp}/a", "--steps", "many"], "--steps"),
         (["train-teachers", "simple_spread", "--out", "{tmp}/a", "--env-kwargs", "{{N: 3"], "--env-kwargs"),
         (["train-teachers", "simple_spread", "--out", "{tmp}/a", "--env-kwargs", '{{"M": 3}}'], "env-kwargs"),
-        (["check-env", "simple_spread", "--env-kwargs", '{{"local_ratio": 2}}'], "local_ratio"),
+        (["check-env", "simple_spread", "--env-kwargs", '{{"local_ratio": 2}}'], "AssertionError at simple_spread.py"),
         (["check-env", "simple_spread_fast", "--env-kwargs", '{{"n": 3}}'], "its arguments: N"),
         (["train-teachers", "nomodule_xyz:make", "--out", "{tmp}/a"], "cannot import"),
         (["run", "{tmp}/missing.toml"], "does not exist"),

@@ -13,6 +13,7 @@ from sb3_contrib import RecurrentPPO
 
 from marl_distill import config as config_mod
 from marl_distill.env.registry import resolve
+from marl_distill.errors import UserError
 from marl_distill.pipeline import api, runner
 
 WORLD = {"N": 2, "symbols": 4, "cue_steps": 1, "max_cycles": 8}
@@ -95,6 +96,14 @@ def test_a_gru_student_acts_on_many_copies_at_once_as_on_each_alone(run):
                 obs[k], rewards, _, _, _ = env.step(one)
                 hits += sum(rewards.values()) > 0
         assert hits > 0
+    three = {a: np.stack([o[a] for o in obs[:3]]) for a in envs[0].possible_agents}
+    with pytest.raises(UserError, match="holds the states of 4 copies but got 3"):
+        batch.act_batch(three)  # silently zeroed states would cut the four episodes short
+    with pytest.raises(UserError, match="pass a 0/1 mask as .astype"):
+        batch.reset(np.array([0, 1, 1, 0]))  # numpy would read these as indices 0 and 1
+    batch.reset(np.array([False, True, True, False]))
+    batch.reset()
+    assert all(len(x) == 3 for x in batch.act_batch(three).values())  # after reset(), another number of copies
 
 
 SHORT = {"N": 2, "symbols": 3, "cue_steps": 1, "max_cycles": 6}

@@ -56,6 +56,10 @@ def test_train_distill_evaluate_and_act_on_raw_observations(tmp_path):
     together = student.act_batch({a: np.stack([o[a] for o in copies]) for a in env.possible_agents})
     assert all(together[a].shape == (6,) for a in env.possible_agents)
     assert [{a: int(x[k]) for a, x in together.items()} for k in range(6)] == [student.act(o) for o in copies]
+    one_mask = {a: np.ones(env.action_space(a).n, dtype=bool) for a in env.possible_agents}
+    with pytest.raises(md.UserError, match=r"needs \(6, actions\), one row of legal actions per copy"):
+        student.act_batch({a: np.stack([o[a] for o in copies]) for a in env.possible_agents}, masks=one_mask)
+    assert all(len(x) == 2 for x in student.act_batch({a: np.stack([copies[0][a]] * 2) for a in copies[0]}).values())
     observations, _ = env.reset(seed=1)
     sampled = student.act(observations, deterministic=False)  # a draw from the student's distribution
     assert all(env.action_space(a).contains(x) for a, x in sampled.items())
