@@ -180,7 +180,7 @@ def _nearest(rel: np.ndarray, k: int) -> np.ndarray:
 def _check_kwargs(batch: type[MPEBatch], kwargs: dict[str, Any]) -> dict[str, Any]:
     """Names and types of the task's kwargs checked in the task's own words (its batch class is not the user's),
     the types read from the defaults: a flag must be true or false, a count an integer, a ratio a number. What mpe2
-    itself accepts passes, normalized: a flag given as 0 or 1, a count given as a whole float (``max_cycles=25.0``)."""
+    itself accepts passes, normalized: a flag given as 0 or 1, ``max_cycles`` as a whole float (``25.0``)."""
     params = list(inspect.signature(batch.__init__).parameters.values())[2:]  # after self and n_copies
     defaults = {p.name: p.default for p in params}
     unknown = sorted(set(kwargs) - set(defaults))
@@ -196,7 +196,8 @@ def _check_kwargs(batch: type[MPEBatch], kwargs: dict[str, Any]) -> dict[str, An
         elif isinstance(default, float):
             ok, want = isinstance(value, numbers.Real) and not flag, "a number"
         else:  # an int, or None for "all"
-            whole = isinstance(value, numbers.Real) and not flag and float(value).is_integer()
+            whole = isinstance(value, numbers.Integral) and not flag
+            whole |= key == "max_cycles" and isinstance(value, float) and value.is_integer()  # mpe2 compares it
             ok = (value is None and default is None) or whole
             want = "an integer" + (" or None" if default is None else "")
             value = int(value) if whole else value

@@ -215,7 +215,11 @@ def team_model(team: Team, raw: Mapping[str, gym.Space], *, dqn_temperature: flo
 
 
 def quantize_int8(model: Any) -> Any:
-    """onnxruntime's dynamic int8 quantization of every MatMul weight (per output channel), as a ModelProto."""
+    """onnxruntime's dynamic 8-bit quantization of every MatMul weight (per output channel), as a ModelProto.
+
+    Weights are unsigned (``QUInt8``), like the activations: with signed weights onnxruntime's u8s8 kernel on x86
+    CPUs without VNNI adds products in pairs into 16 bits, which saturate, so the same graph acted differently
+    (and lost return) on such CPUs; u8u8 products are summed exactly on every CPU."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -224,7 +228,7 @@ def quantize_int8(model: Any) -> Any:
         onnx.save(model, src)
         logging.disable(logging.WARNING)  # its advice to pre-process (shape inference) is for large vision graphs
         try:
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(src, dst, weight_type=QuantType.QUInt8, per_channel=True)
         finally:
             logging.disable(logging.NOTSET)
         return onnx.load(dst)

@@ -9,6 +9,7 @@ then (``JointStep.left``) and is absent (``present`` False) until its copy start
 
 from __future__ import annotations
 
+import re
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from marl_distill.errors import UserError
 from marl_distill.policy.observations import encoder
 from marl_distill.policy.spec import EnvSpec
 
+_LIBRARY = re.compile(r"[/\\](numpy|torch|gymnasium)[/\\]")
+"""Frames of the libraries an env calls into: an error raised inside them is named at the env's own line."""
+
 
 def call_factory(factory: Callable[[], Any]) -> Any:
     """One env from its factory; arguments it rejects (an unknown name, a value out of range) are the user's, also
@@ -32,12 +36,14 @@ def call_factory(factory: Callable[[], Any]) -> Any:
     try:
         return factory()
     except (TypeError, ValueError, AssertionError) as exc:
-        where = traceback.extract_tb(exc.__traceback__)[-1]
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = next((f for f in reversed(frames) if not _LIBRARY.search(f.filename)), frames[-1])
         said = str(exc) or (where.line or "").strip() or type(exc).__name__
+        keyword = "keyword argument" in said  # an unknown or missing name: the caller's line, not a bug there
         raise UserError(
             f"the env factory rejected its arguments ({type(exc).__name__} at {Path(where.filename).name}:"
             f"{where.lineno}: {said}); fix --env-kwargs / env.kwargs (for another env, replace the whole table: "
-            "--set 'env.kwargs={...}'), or the env itself if that line is a bug in it"
+            "--set 'env.kwargs={...}')" + ("" if keyword else ", or the env itself if that line is a bug in it")
         ) from None
 
 

@@ -87,7 +87,7 @@ class ActingPolicy:
             agent -> the action to hand to ``env.step`` (an int for Discrete spaces, an array for Box).
         """
         rows = {a: {k: [v] for k, v in o.items()} if _masked(o) else [o] for a, o in observations.items()}
-        masks = {a: [m] for a, m in (masks or {}).items()}
+        masks = {a: _one_row(a, m) for a, m in (masks or {}).items()}
         actions = self._act(self._carried, rows, masks, deterministic, 1)
         return {a: self._env_action(a, x[0]) for a, x in actions.items()}
 
@@ -159,20 +159,28 @@ def _masked(obs: Any) -> bool:
     return isinstance(obs, Mapping) and "action_mask" in obs
 
 
+def _one_row(agent: str, mask: Any) -> np.ndarray:
+    """``act``'s mask for one copy, ``(actions,)`` (or ``(1, actions)``), as one row."""
+    m = np.asarray(mask)
+    if m.ndim == 1 or (m.ndim == 2 and m.shape[0] == 1):
+        return m.reshape(1, -1)
+    raise UserError(f"{agent}'s action mask has shape {m.shape}; act needs (actions,), the legal actions of one "
+                    "copy (act_batch takes one row per copy)")  # fmt: skip
+
+
 def _mask_rows(agent: str, mask: Any, n: int) -> np.ndarray:
     """``mask`` as ``(n, actions)`` bools, refusing shapes that only reshape by accident (one ``(actions,)`` mask
     for ``n`` copies)."""
     m = np.asarray(mask)
     if m.ndim != 2 or m.shape[0] != n:
-        want = "(actions,)" if n == 1 else f"({n}, actions)"
-        raise UserError(f"{agent}'s action mask has shape {np.shape(mask)[1:] if n == 1 else m.shape}; it needs "
-                        f"{want}, one row of legal actions per copy")  # fmt: skip
+        raise UserError(f"{agent}'s action mask has shape {m.shape}; it needs ({n}, actions), one row of legal "
+                        "actions per copy")  # fmt: skip
     return m.astype(bool)
 
 
 def _copy_selection(copies: Any, n: int) -> np.ndarray:
-    """``reset``'s ``copies`` checked: a bool mask of length ``n`` or distinct indices below ``n``. A 0/1 integer
-    array is refused unless its values are distinct, since numpy would read it as indices, not as a mask."""
+    """``reset``'s ``copies`` checked: a bool mask of length ``n`` or distinct indices below ``n``. An integer array
+    of length ``n`` holding only 0s and 1s is refused: it reads as a mask, but numpy would take it as indices."""
     c = np.asarray(copies)
     if c.dtype == bool:
         if c.shape != (n,):
@@ -183,6 +191,7 @@ def _copy_selection(copies: Any, n: int) -> np.ndarray:
         not np.issubdtype(c.dtype, np.integer)
         or len(np.unique(c)) != len(c)
         or (len(c) and not 0 <= c.min() <= c.max() < n)
+        or (len(c) == n and set(c.tolist()) <= {0, 1})
     ):
         raise UserError(f"reset's copies must be a bool mask of {n} copies or distinct copy indices in "
                         f"0..{n - 1}, got {copies!r}; pass a 0/1 mask as .astype(bool)")  # fmt: skip

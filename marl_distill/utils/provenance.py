@@ -34,6 +34,17 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_flags() -> list[str]:
+    """The CPU's 8-bit dot-product extensions (Linux): onnxruntime's int8 kernels differ with and without them."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(set(line.split(":", 1)[1].split()) & {"avx2", "avx512f", "avx512_vnni", "avx_vnni"})
+    except OSError:
+        pass
+    return []
+
+
 @functools.cache
 def commit() -> str | None:
     """``git describe --always --dirty`` of the lab's own checkout (None when installed from elsewhere): a
@@ -59,5 +70,6 @@ def provenance() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {name: v for name in PACKAGES if (v := _version(name)) is not None},
         "cpu": _cpu(),
+        "cpu_flags": _cpu_flags(),
         "cores": usable_cpus(),
     }

@@ -127,6 +127,24 @@ def test_int8_shrinks_wide_weights_and_mostly_keeps_the_actions():
     assert all(v["action_match"] >= 0.8 for v in report["int8_vs_fp32"].values()), report
 
 
+def test_int8_graph_computes_the_same_on_onnxruntime_as_exact_integer_arithmetic():
+    """The int8 graph of a wide teacher-like net with large weights, through onnxruntime, equals onnx's reference
+    evaluator (exact integer sums) on real observations: no CPU-dependent saturation (signed weights against
+    unsigned activations saturate on x86 CPUs without VNNI, and this check then fails there)."""
+    from onnx.reference import ReferenceEvaluator
+
+    from marl_distill.compress.runtime import session
+
+    team = student(HeteroTargetGame, "per-agent", hidden=(64, 64), scale=3.0)
+    int8, _ = exported(team, HeteroTargetGame, quantize="int8")
+    samples = sample_observations(HeteroTargetGame, rows=256)
+    feeds = {i.name: samples.raw[i.name.removeprefix("obs_")].astype(np.float32) for i in int8.graph.input}
+    names = [o.name for o in int8.graph.output]
+    fast, exact = session(int8).run(names, feeds), ReferenceEvaluator(int8).run(names, feeds)
+    for name, x, y in zip(names, fast, exact):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def test_export_without_the_extra_names_it(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert main_cli(["export", str(tmp_path)]) == 2

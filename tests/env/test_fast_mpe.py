@@ -150,8 +150,14 @@ def test_bad_kwargs_are_named_in_the_tasks_own_words(kwargs, needle):
 
 
 def test_what_mpe2_accepts_the_replica_accepts_as_the_same_task():
-    """A whole float for a count and 0/1 for a flag pass mpe2's own constructor, so they pass the replica's."""
-    loose = fast_mpe.simple_spread(N=2.0, max_cycles=5.0, continuous_actions=0).batched(3)
+    """A whole float for max_cycles and 0/1 for a flag pass mpe2's own constructor, so they pass the replica's
+    (a float N does not pass mpe2's, nor the replica's)."""
+    simple_spread_v3.parallel_env(N=2, max_cycles=5.0, continuous_actions=0).reset(seed=0)
+    with pytest.raises(TypeError):
+        simple_spread_v3.parallel_env(N=2.0)
+    with pytest.raises(TypeError, match="N must be an integer"):
+        fast_mpe.simple_spread(N=2.0)
+    loose = fast_mpe.simple_spread(N=2, max_cycles=5.0, continuous_actions=0).batched(3)
     strict = fast_mpe.simple_spread(N=2, max_cycles=5, continuous_actions=False).batched(3)
     assert loose.action_space("agent_0") == strict.action_space("agent_0")
     a, b = loose.reset([0, 1, 2]), strict.reset([0, 1, 2])

@@ -101,7 +101,21 @@ def test_a_gru_student_acts_on_many_copies_at_once_as_on_each_alone(run):
         batch.act_batch(three)  # silently zeroed states would cut the four episodes short
     with pytest.raises(UserError, match="pass a 0/1 mask as .astype"):
         batch.reset(np.array([0, 1, 1, 0]))  # numpy would read these as indices 0 and 1
+    with pytest.raises(UserError, match="pass a 0/1 mask as .astype"):
+        batch.reset(np.array([1, 0, 0, 1]))  # distinct, yet still a mask: indices 1 and 0 would reset other copies
+    # A bool mask restarts exactly its copies: copies 1 and 2 act as fresh students, 0 and 3 carry on.
+    first = [envs[k].reset(seed=100 + k)[0] for k in range(4)]
+    for student in alone:
+        student.reset()
+    second = [envs[k].step(alone[k].act(first[k]))[0] for k in range(4)]  # alone[k] has stepped once
+    batch.reset()
+    batch.act_batch({a: np.stack([o[a] for o in first]) for a in envs[0].possible_agents})
     batch.reset(np.array([False, True, True, False]))
+    together = batch.act_batch({a: np.stack([o[a] for o in second]) for a in envs[0].possible_agents})
+    for k in (1, 2):
+        alone[k].reset()
+    for k in range(4):
+        assert {a: int(together[a][k]) for a in second[k]} == {a: int(x) for a, x in alone[k].act(second[k]).items()}
     batch.reset()
     assert all(len(x) == 3 for x in batch.act_batch(three).values())  # after reset(), another number of copies
 

@@ -60,6 +60,10 @@ def test_train_distill_evaluate_and_act_on_raw_observations(tmp_path):
     with pytest.raises(md.UserError, match=r"needs \(6, actions\), one row of legal actions per copy"):
         student.act_batch({a: np.stack([o[a] for o in copies]) for a in env.possible_agents}, masks=one_mask)
     assert all(len(x) == 2 for x in student.act_batch({a: np.stack([copies[0][a]] * 2) for a in copies[0]}).values())
+    one_row = {a: m[None] for a, m in one_mask.items()}  # act takes one copy's mask as (actions,) or (1, actions)
+    assert student.act(copies[0], masks=one_row) == student.act(copies[0], masks=one_mask) == student.act(copies[0])
+    with pytest.raises(md.UserError, match=r"needs \(1, actions\)"):
+        student.act_batch({a: copies[0][a][None] for a in copies[0]}, masks=one_mask)
     observations, _ = env.reset(seed=1)
     sampled = student.act(observations, deterministic=False)  # a draw from the student's distribution
     assert all(env.action_space(a).contains(x) for a, x in sampled.items())
