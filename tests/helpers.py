@@ -47,7 +47,7 @@ def models_for(spec: EnvSpec, algo: str, scale: float = 100.0) -> dict:
 FAST_PPO = {"n_steps": 64, "batch_size": 128, "n_epochs": 10, "learning_rate": 3e-3}
 
 
-QUICK_EVAL = EvalConfig(episodes=40, mixed_teams=False, latency_repeats=5)
+QUICK_EVAL = EvalConfig(episodes=40, mixed_teams=False, latency_repeats=5, latency_rounds=1)
 
 
 def teachers_for(factory, *, steps: int = 6_000, seed: int = 0) -> TeacherTeam:
@@ -111,5 +111,6 @@ epochs = 5
 episodes = 20
 mixed_episodes = 10
 latency_repeats = 20
+latency_rounds = 1
 """
 """A tiny run on the penalty game: every stage in seconds."""

@@ -18,6 +18,12 @@ Each repeat measures the following, the order of the sides alternating between r
    replica / free says what the env still costs; and one plain SB3 PPO per agent, each in its own process on a
    free VecEnv, all learning at once with no lockstep (built first, timed from a common start to the last end),
    so replica / learners alone says what the lab's lockstep between learners costs on these cores.
+4. **What lockstep allows on these cores** (a model, not a run): each free learner's CPU seconds collecting and
+   training per joint step (c, t; split by SB3's rollout callbacks) give the no-lockstep wall per joint step,
+   max(1, L/C)(c + t) for L learners on C cores, and the least a lockstep joint step can take: the slowest of
+   ceil(L/C) forward passes in turn, the env step in between (e, the replica's 16-copy step of section 1) while
+   every learner waits, and the same training, max(1, L/C) t. Their ratio bounds replica / learners alone from
+   above, before any cost of pipes or coordination.
 
 Figures are means with 95% Student-t intervals over repeats; a ratio is the mean of the per-repeat ratios, with
 its interval. ``--out`` keeps every run folder and writes every figure to ``speed.json``.
@@ -27,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
+import os
 import shutil
 import sys
 import tempfile
@@ -40,6 +48,7 @@ import gymnasium as gym
 import numpy as np
 from marl_distill_envs.fast_mpe import FastMPEEnv, SpreadBatch
 from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from marl_distill import config as config_mod
@@ -158,6 +167,35 @@ class FreeVecEnv(VecEnv):
         return [False] * self.num_envs
 
 
+class PhaseClock(BaseCallback):
+    """CPU seconds of this process spent collecting rollouts and training, split at SB3's rollout callbacks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collect, self.train, self._mark = 0.0, 0.0, 0.0
+
+    def _last(self, now: float) -> float:
+        mark, self._mark = self._mark, now
+        return mark
+
+    def _on_training_start(self) -> None:
+        self._mark = time.process_time()
+
+    def _on_rollout_start(self) -> None:
+        now = time.process_time()
+        self.train += now - self._last(now)  # training (and logging) since the last rollout; ~0 before the first
+
+    def _on_rollout_end(self) -> None:
+        now = time.process_time()
+        self.collect += now - self._last(now)
+
+    def _on_training_end(self) -> None:
+        self._on_rollout_start()  # the last training phase
+
+    def _on_step(self) -> bool:
+        return True
+
+
 def _alone(cfg_path: str, agent: int, obs_dim: int, n_actions: int, start: Any, out: Any) -> None:
     """One plain SB3 PPO on a free VecEnv: built, then timed from the moment every learner is built."""
     import torch
@@ -167,15 +205,17 @@ def _alone(cfg_path: str, agent: int, obs_dim: int, n_actions: int, start: Any, 
     torch.set_num_threads(t.torch_threads)
     env = FreeVecEnv(t.n_envs, obs_dim, n_actions, int(cfg.env.kwargs.get("max_cycles", 25)))
     model = PPO("MlpPolicy", env, seed=agent, verbose=0, device="cpu", **dict(t.ppo))
+    clock = PhaseClock()
     start.wait()
     began = time.perf_counter()
-    model.learn(t.steps)
-    out.put((began, time.perf_counter(), model.num_timesteps))
+    model.learn(t.steps, callback=clock)
+    out.put((began, time.perf_counter(), model.num_timesteps, clock.collect, clock.train))
 
 
-def alone_rate(cfg_path: Path) -> float:
+def alone_rate(cfg_path: Path) -> tuple[float, float, float]:
     """Agent-steps/s of one plain SB3 PPO per agent, each in its own process on a free VecEnv, all learning at once:
-    transitions actually taken over the span from the common start to the last learner's end (learning only)."""
+    transitions actually taken over the span from the common start to the last learner's end (learning only); and
+    a learner's mean CPU seconds per joint step collecting and training (c, t)."""
     cfg = config_mod.load(cfg_path)
     probe = resolve(SIDES["replica"], dict(cfg.env.kwargs))()
     agents = probe.possible_agents
@@ -189,8 +229,17 @@ def alone_rate(cfg_path: Path) -> float:
     done = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    span = max(end for _, end, _ in done) - min(began for began, _, _ in done)
-    return sum(steps for _, _, steps in done) / span
+    span = max(d[1] for d in done) - min(d[0] for d in done)
+    joint_steps = [d[2] / cfg.teachers.n_envs for d in done]
+    c = float(np.mean([d[3] / n for d, n in zip(done, joint_steps)]))
+    t = float(np.mean([d[4] / n for d, n in zip(done, joint_steps)]))
+    return sum(d[2] for d in done) / span, c, t
+
+
+def lockstep_bound(learners: int, cores: int, c: float, t: float, e: float) -> float:
+    """Section 4's model: the no-lockstep wall per joint step over the least a lockstep joint step can take."""
+    share = max(1.0, learners / cores)
+    return share * (c + t) / (math.ceil(learners / cores) * c + e + share * t)
 
 
 # --- reporting -----------------------------------------------------------------------------------------------
@@ -266,9 +315,17 @@ def main(argv: list[str] | None = None) -> int:
         })  # fmt: skip
         note("teacher learning agent-steps/s (learning only), replica", train["replica"])
         note("teacher learning agent-steps/s (learning only), free world", train["free"])
-        note("SB3 learners alone agent-steps/s (learning only), free VecEnv, no lockstep", train["alone"])
+        note("SB3 learners alone agent-steps/s (learning only), free VecEnv, no lockstep", train["alone"][0])
         note("learning ratio replica / free world", train["replica"] / train["free"])
-        note("learning ratio replica / learners alone", train["replica"] / train["alone"])
+        note("learning ratio replica / learners alone", train["replica"] / train["alone"][0])
+        alone, c, t = train["alone"]
+        learners, cores = len(resolve(SIDES["replica"], {"N": 3})().possible_agents), len(os.sched_getaffinity(0))
+        e = learners * copies / step["replica"]  # one joint step of the replica's copies, seconds
+        note("free learner CPU ms per joint step collecting (c)", 1e3 * c)
+        note("free learner CPU ms per joint step training (t)", 1e3 * t)
+        note(f"replica joint step ms, {copies} copies (e)", 1e3 * e)
+        note(f"lockstep bound on replica / learners alone, {learners} learners on {cores} cores (model)",
+             lockstep_bound(learners, cores, c, t, e))  # fmt: skip
         print(f"repeat {r + 1}/{args.repeats} done", flush=True)
     figures = {name: summarize(v) for name, v in raw.items()}
     result = {"config": str(args.config), "copies": args.copies, "repeats": args.repeats,

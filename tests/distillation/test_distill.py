@@ -54,7 +54,7 @@ def test_students_distilled_from_fixed_teachers_agree_with_them(fixed_teachers, 
         three_targets,
         fixed_teachers,
         students,
-        EvalConfig(episodes=40, mixed_episodes=10, latency_repeats=20),
+        EvalConfig(episodes=40, mixed_episodes=10, latency_repeats=20, latency_rounds=1),
         progress=False,
     )
     for name in ("shared", "per-agent"):
@@ -293,7 +293,7 @@ def test_side_by_side_processes_give_the_same_students_and_metrics(fixed_teacher
         for p, q in zip(one[kind].student.net.parameters(), two[kind].student.net.parameters(), strict=True):
             assert torch.equal(p, q)
         assert one[kind].history == two[kind].history
-    eval_cfg = EvalConfig(episodes=20, mixed_episodes=5, latency_repeats=2, onnx=False)
+    eval_cfg = EvalConfig(episodes=20, mixed_episodes=5, latency_repeats=2, latency_rounds=1, onnx=False)
     students = {k: r.student for k, r in one.items()}
     a, b = (evaluate_all(three_targets, fixed_teachers, students, eval_cfg, progress=False, workers=w) for w in (1, 2))
     for name in ("teacher", "random", "shared", "per-agent"):

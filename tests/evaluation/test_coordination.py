@@ -32,7 +32,7 @@ def test_mixed_teams_expose_a_convention_that_returns_hide():
         factory,
         teacher_a,
         {"student_b": student_b},
-        EvalConfig(episodes=20, mixed_episodes=20, latency_repeats=5),
+        EvalConfig(episodes=20, mixed_episodes=20, latency_repeats=5, latency_rounds=1),
         progress=False,
     )
     m = metrics["student_b"]
@@ -57,7 +57,7 @@ def test_cross_seed_play_exposes_students_whose_conventions_drifted():
         factory,
         Convention(spec, 0),
         {"shared": student_a},
-        EvalConfig(episodes=20, mixed_episodes=20, latency_repeats=5),
+        EvalConfig(episodes=20, mixed_episodes=20, latency_repeats=5, latency_rounds=1),
         cross_play={"seed_b": {"shared": student_b}},
         cross_teachers={"seed_b": Convention(spec, 2)},
         progress=False,

@@ -14,7 +14,7 @@ from marl_distill.evaluation.report import write_report
 from marl_distill.policy.joint import RandomPolicy
 from marl_distill.policy.spec import EnvSpec
 
-FAST = EvalConfig(episodes=40, mixed_episodes=20, latency_repeats=5)
+FAST = EvalConfig(episodes=40, mixed_episodes=20, latency_repeats=5, latency_rounds=1)
 
 
 def factory():

@@ -35,7 +35,8 @@ def test_a_benchmark_of_a_mixed_game_reports_each_seat(tmp_path, capsys):
     from marl_distill.cli import cli
 
     (tmp_path / "grid.toml").write_text(
-        'name = "rivals"\nseeds = [0]\n[base]\nevaluate = { episodes = 20, mixed_teams = false, latency_repeats = 2 }\n'
+        'name = "rivals"\nseeds = [0]\n[base]\n'
+        "evaluate = { episodes = 20, mixed_teams = false, latency_repeats = 2, latency_rounds = 1 }\n"
         'distill = { samples = 2000, epochs = 20 }\n[[tasks]]\nname = "rivals"\n'
         'env = { id = "worlds:RivalTargetGame" }\n'
         "teachers = { steps = 6000, n_envs = 8, ppo = { n_steps = 64, batch_size = 128, learning_rate = 0.003 } }\n"

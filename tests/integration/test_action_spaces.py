@@ -27,7 +27,7 @@ def test_discrete_actions_with_a_start_reach_the_env_shifted_and_are_learned():
         ShiftedTargetGame,
         teachers,
         {k: r.student for k, r in students.items()},
-        EvalConfig(episodes=40, mixed_teams=False, latency_repeats=5),
+        EvalConfig(episodes=40, mixed_teams=False, latency_repeats=5, latency_rounds=1),
         progress=False,
     )
     random, teacher = metrics["random"]["team_return"]["mean"], metrics["teacher"]["team_return"]["mean"]

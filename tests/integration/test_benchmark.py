@@ -22,7 +22,7 @@ seeds = [0, 1]
 cross_seed = ["penalty"]
 
 [base]
-evaluate = { episodes = 20, mixed_episodes = 10, latency_repeats = 20 }
+evaluate = { episodes = 20, mixed_episodes = 10, latency_repeats = 20, latency_rounds = 1 }
 distill = { samples = 1000, epochs = 8 }
 
 [[tasks]]
@@ -162,7 +162,7 @@ SMALL_GRID = """
 name = "ray check"
 seeds = [0]
 [base]
-evaluate = { episodes = 10, mixed_episodes = 4, latency_repeats = 2 }
+evaluate = { episodes = 10, mixed_episodes = 4, latency_repeats = 2, latency_rounds = 1 }
 distill = { samples = 300, epochs = 2 }
 [[tasks]]
 name = "climb"

@@ -31,7 +31,7 @@ def recall_run(folder: Path, world: dict, teachers: dict, mlp_kinds: tuple[str, 
             "env": {"id": "recall", "kwargs": world},
             "teachers": {"n_envs": 8, **teachers},
             "distill": {"students": ["shared"], "arch": "gru", "hidden": [32], "samples": 4000, "epochs": 30},
-            "evaluate": {"episodes": 60, "mixed_teams": False, "latency_repeats": 5},
+            "evaluate": {"episodes": 60, "mixed_teams": False, "latency_repeats": 5, "latency_rounds": 1},
         }
     )
     runner.run(cfg, folder, progress=False, workers=1)

@@ -32,7 +32,7 @@ def tiny(**over: object) -> config_mod.ExperimentConfig:
         "env": {"id": "navigation", "kwargs": WORLD},
         "teachers": {"steps": 1600, "n_envs": 4, "view": "global", "ppo": {"n_steps": 50, "batch_size": 100}},
         "distill": {"students": ["shared", "per-agent"], "samples": 800, "epochs": 4, "iterations": 2},
-        "evaluate": {"episodes": 12, "mixed_episodes": 6, "latency_repeats": 10},
+        "evaluate": {"episodes": 12, "mixed_episodes": 6, "latency_repeats": 10, "latency_rounds": 1},
     }
     return config_mod.build(config_mod.merge(data, over))
 

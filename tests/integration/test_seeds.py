@@ -70,6 +70,7 @@ epochs = 2
 episodes = 12
 mixed_episodes = 4
 latency_repeats = 2
+latency_rounds = 1
 """
 
 
