@@ -18,12 +18,15 @@ Each repeat measures the following, the order of the sides alternating between r
    replica / free says what the env still costs; and one plain SB3 PPO per agent, each in its own process on a
    free VecEnv, all learning at once with no lockstep (built first, timed from a common start to the last end),
    so replica / learners alone says what the lab's lockstep between learners costs on these cores.
-4. **What lockstep allows on these cores** (a model, not a run): each free learner's CPU seconds collecting and
-   training per joint step (c, t; split by SB3's rollout callbacks) give the no-lockstep wall per joint step,
-   max(1, L/C)(c + t) for L learners on C cores, and the least a lockstep joint step can take: the slowest of
-   ceil(L/C) forward passes in turn, the env step in between (e, the replica's 16-copy step of section 1) while
-   every learner waits, and the same training, max(1, L/C) t. Their ratio bounds replica / learners alone from
-   above, before any cost of pipes or coordination.
+4. **What the lockstep's structure alone would cost on these cores** (a model, not a run): each free learner's
+   CPU seconds collecting and training per joint step (c, t; split at SB3's rollout callbacks, measured in
+   section 3's run, so under its contention) give a no-lockstep wall per joint step, max(1, L/C)(c + t) for L
+   learners on C cores, and a lockstep one: ceil(L/C) forward passes in turn (each on one core, as the scheduler
+   runs a sub-millisecond pass), the env step in between while every learner waits (e, the replica's 16-copy
+   joint step of section 1, random action draws included), and the same training, max(1, L/C) t. Their ratio
+   estimates replica / learners alone with nothing else in the way: no pipes, no coordinator bookkeeping, no lab
+   callbacks, no process start or save. It is an estimate, not a bound: a scheduler that split one pass across
+   cores would beat it.
 
 Figures are means with 95% Student-t intervals over repeats; a ratio is the mean of the per-repeat ratios, with
 its interval. ``--out`` keeps every run folder and writes every figure to ``speed.json``.
@@ -236,8 +239,8 @@ def alone_rate(cfg_path: Path) -> tuple[float, float, float]:
     return sum(d[2] for d in done) / span, c, t
 
 
-def lockstep_bound(learners: int, cores: int, c: float, t: float, e: float) -> float:
-    """Section 4's model: the no-lockstep wall per joint step over the least a lockstep joint step can take."""
+def lockstep_estimate(learners: int, cores: int, c: float, t: float, e: float) -> float:
+    """Section 4's model: the no-lockstep wall per joint step over a lockstep joint step's, nothing else counted."""
     share = max(1.0, learners / cores)
     return share * (c + t) / (math.ceil(learners / cores) * c + e + share * t)
 
@@ -270,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="replica_speed_"))
     out.mkdir(parents=True, exist_ok=True)
-    copies = config_mod.load(args.config).teachers.n_envs
+    cfg = config_mod.load(args.config)
+    copies = cfg.teachers.n_envs
+    learners = len(resolve(SIDES["replica"], dict(cfg.env.kwargs))().possible_agents)
+    cores = len(os.sched_getaffinity(0))  # CPUs this process may run on (a container's CPU quota aside)
     raw: dict[str, list[float]] = {}
 
     def note(name: str, value: float) -> None:
@@ -318,14 +324,15 @@ def main(argv: list[str] | None = None) -> int:
         note("SB3 learners alone agent-steps/s (learning only), free VecEnv, no lockstep", train["alone"][0])
         note("learning ratio replica / free world", train["replica"] / train["free"])
         note("learning ratio replica / learners alone", train["replica"] / train["alone"][0])
+        note("learning ratio free world / learners alone", train["free"] / train["alone"][0])
         alone, c, t = train["alone"]
-        learners, cores = len(resolve(SIDES["replica"], {"N": 3})().possible_agents), len(os.sched_getaffinity(0))
         e = learners * copies / step["replica"]  # one joint step of the replica's copies, seconds
         note("free learner CPU ms per joint step collecting (c)", 1e3 * c)
         note("free learner CPU ms per joint step training (t)", 1e3 * t)
         note(f"replica joint step ms, {copies} copies (e)", 1e3 * e)
-        note(f"lockstep bound on replica / learners alone, {learners} learners on {cores} cores (model)",
-             lockstep_bound(learners, cores, c, t, e))  # fmt: skip
+        note(f"lockstep estimate, replica / learners alone, {learners} learners on {cores} cores (model)",
+             lockstep_estimate(learners, cores, c, t, e))  # fmt: skip
+        note("lockstep estimate with a free env, e = 0 (model)", lockstep_estimate(learners, cores, c, t, 0.0))
         print(f"repeat {r + 1}/{args.repeats} done", flush=True)
     figures = {name: summarize(v) for name, v in raw.items()}
     result = {"config": str(args.config), "copies": args.copies, "repeats": args.repeats,

@@ -349,7 +349,14 @@ def test_ctrl_c_stops_side_by_side_jobs_at_once(tmp_path):
         (tmp_path / f"finished{i}").touch()
 
     before = set(multiprocessing.active_children())  # another test's processes may still be winding down
-    threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+
+    def ctrl_c_once_two_started() -> None:  # not after a fixed delay: a loaded machine may start workers late
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"started{i}").exists() for i in (0, 1)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c_once_two_started, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         run_jobs([lambda i=i: job(i) for i in range(4)], workers=2)
     assert not set(multiprocessing.active_children()) - before
