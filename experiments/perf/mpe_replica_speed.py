@@ -177,23 +177,23 @@ class PhaseClock(BaseCallback):
         super().__init__()
         self.collect, self.train, self._mark = 0.0, 0.0, 0.0
 
-    def _last(self, now: float) -> float:
-        mark, self._mark = self._mark, now
-        return mark
+    def _lap(self) -> float:
+        """CPU seconds since the last lap."""
+        now = time.process_time()
+        elapsed, self._mark = now - self._mark, now
+        return elapsed
 
     def _on_training_start(self) -> None:
         self._mark = time.process_time()
 
     def _on_rollout_start(self) -> None:
-        now = time.process_time()
-        self.train += now - self._last(now)  # training (and logging) since the last rollout; ~0 before the first
+        self.train += self._lap()  # training (and logging) since the last rollout; ~0 before the first
 
     def _on_rollout_end(self) -> None:
-        now = time.process_time()
-        self.collect += now - self._last(now)
+        self.collect += self._lap()
 
     def _on_training_end(self) -> None:
-        self._on_rollout_start()  # the last training phase
+        self.train += self._lap()  # the last training phase
 
     def _on_step(self) -> bool:
         return True
@@ -321,11 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         })  # fmt: skip
         note("teacher learning agent-steps/s (learning only), replica", train["replica"])
         note("teacher learning agent-steps/s (learning only), free world", train["free"])
-        note("SB3 learners alone agent-steps/s (learning only), free VecEnv, no lockstep", train["alone"][0])
-        note("learning ratio replica / free world", train["replica"] / train["free"])
-        note("learning ratio replica / learners alone", train["replica"] / train["alone"][0])
-        note("learning ratio free world / learners alone", train["free"] / train["alone"][0])
         alone, c, t = train["alone"]
+        note("SB3 learners alone agent-steps/s (learning only), free VecEnv, no lockstep", alone)
+        note("learning ratio replica / free world", train["replica"] / train["free"])
+        note("learning ratio replica / learners alone", train["replica"] / alone)
+        note("learning ratio free world / learners alone", train["free"] / alone)
         e = learners * copies / step["replica"]  # one joint step of the replica's copies, seconds
         note("free learner CPU ms per joint step collecting (c)", 1e3 * c)
         note("free learner CPU ms per joint step training (t)", 1e3 * t)
