@@ -36,6 +36,10 @@ class TurnBasedParallel(ParallelEnv):
         self.metadata = dict(getattr(env, "metadata", {}))
         self.render_mode = getattr(env, "render_mode", None)
         self._own_mask = {a: has_mask(env.observation_space(a)) for a in self.possible_agents}
+        self._agents_now: list[str] = []  # the game's own agents, turn and done flags, read by _read
+        self._selection: str | None = None
+        self._terms: dict[str, bool] = {}
+        self._truncs: dict[str, bool] = {}
         self._spaces = {}
         for a in self.possible_agents:
             space, act = env.observation_space(a), env.action_space(a)
@@ -57,25 +61,36 @@ class TurnBasedParallel(ParallelEnv):
             return getattr(self.aec, name)
         raise AttributeError(name)
 
+    def _read(self) -> None:
+        """Read the game's agents, turn and done flags once after each of its steps: through PettingZoo's
+        wrappers every attribute read is a chain of ``__getattr__`` calls, which cost more than the game itself."""
+        env = self.aec
+        self._agents_now = list(env.agents)
+        self._selection = env.agent_selection
+        self._terms, self._truncs = env.terminations, env.truncations
+
     def _ended(self, agent: str) -> bool:
-        return bool(self.aec.terminations.get(agent, True) or self.aec.truncations.get(agent, True))
+        return bool(self._terms.get(agent, True) or self._truncs.get(agent, True))
+
+    def _play(self, action: Any) -> None:
+        self.aec.step(action)
+        self._read()
 
     def _skip_ended(self) -> None:
         """Play the ``None`` turns the AEC API asks of agents that have ended, which removes them (stopping if an
         env leaves ``agent_selection`` on an agent it already removed)."""
-        env = self.aec
-        while env.agents and env.agent_selection in env.agents and self._ended(env.agent_selection):
-            env.step(None)
+        while self._agents_now and self._selection in self._agents_now and self._ended(self._selection):
+            self._play(None)
 
     def _live(self) -> list[str]:
         """Agents still playing: an agent that ended leaves the parallel view at once, even while the AEC env
         keeps it until its next turn."""
-        return [a for a in self.aec.agents if not self._ended(a)]
+        return [a for a in self._agents_now if not self._ended(a)]
 
     def _turn(self) -> str | None:
         """The agent to move, if it is still in the game."""
-        sel = self.aec.agent_selection
-        return sel if sel in self.aec.agents and not self._ended(sel) else None
+        sel = self._selection
+        return sel if sel in self._agents_now and not self._ended(sel) else None
 
     def _observe(self, agents: list[str]) -> dict[str, Any]:
         out = {}
@@ -98,21 +113,23 @@ class TurnBasedParallel(ParallelEnv):
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         self.aec.reset(seed=seed, options=options)
+        self._read()
         self._skip_ended()
         self.agents = self._live()
         return self._observe(self.agents), self._infos(self.agents)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        env, before = self.aec, list(self.agents)
-        if env.agent_selection not in env.agents:
+        env, before, mover = self.aec, list(self.agents), self._selection
+        if mover not in self._agents_now:
             raise UserError(
-                f"the AEC env's agent_selection is {env.agent_selection!r}, which it already removed; an env should "
+                f"the AEC env's agent_selection is {mover!r}, which it already removed; an env should "
                 "hand the turn to a live agent (PettingZoo's _deads_step_first does this for knocked-out agents)"
             )
-        env.step(actions[env.agent_selection])
-        rewards = {a: float(env.rewards.get(a, 0.0)) for a in before}
-        terminated = {a: bool(env.terminations.get(a, False)) for a in before}
-        truncated = {a: bool(env.truncations.get(a, False)) for a in before}
+        self._play(actions[mover])
+        played = env.rewards
+        rewards = {a: float(played.get(a, 0.0)) for a in before}
+        terminated = {a: bool(self._terms.get(a, False)) for a in before}
+        truncated = {a: bool(self._truncs.get(a, False)) for a in before}
         final = self._observe([a for a in before if self._ended(a)])  # taken before the game removes them
         self._skip_ended()
         self.agents = self._live()
