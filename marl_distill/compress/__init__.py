@@ -12,12 +12,13 @@ import importlib
 
 from marl_distill.errors import UserError
 
-__all__ = ["EXTRA_HINT", "export_available", "require_export"]
+__all__ = ["EXTRA_HINT", "export_available", "export_missing", "require_export"]
 
 EXTRA_HINT = "pip install 'marl-distill[export]' (or: pip install -e '.[export]' in a checkout)"
 
 
-def _missing() -> list[str]:
+def export_missing() -> list[str]:
+    """The export extra's packages that cannot be imported here."""
     out = []
     for name in ("onnx", "onnxruntime"):
         try:
@@ -29,11 +30,11 @@ def _missing() -> list[str]:
 
 def export_available() -> bool:
     """Are onnx and onnxruntime importable?"""
-    return not _missing()
+    return not export_missing()
 
 
 def require_export(what: str = "ONNX export") -> None:
     """Refuse, in one line naming the extra, when onnx or onnxruntime is missing."""
-    missing = _missing()
+    missing = export_missing()
     if missing:
         raise UserError(f"{what} needs {' and '.join(missing)}, from the [export] extra: {EXTRA_HINT}")

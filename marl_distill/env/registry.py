@@ -7,6 +7,7 @@ or a ``package.module:callable`` spec. PettingZoo 1.27 does not read package ent
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.metadata
@@ -210,5 +211,8 @@ def resolve(env: str, kwargs: Mapping[str, Any] | None = None) -> Callable[[], A
         if module.endswith(".py"):  # env worker processes load the file again, by its absolute path
             return partial(_from_spec, f"{Path(module).resolve()}:{name}", **(kwargs or {}))
         return partial(made, **(kwargs or {}))
+    close = difflib.get_close_matches(env, envs, n=1)
+    if close:
+        raise UserError(f"unknown environment {env!r}; did you mean {close[0]!r}? (`marl-distill envs` lists them all)")
     known = ", ".join(envs) or "none"
     raise UserError(f"unknown environment {env!r}; use one of [{known}] or a 'package.module:callable' spec")

@@ -231,14 +231,18 @@ def evaluate_all(
 def _exports(
     factory: Callable[[], Any], teachers: JointPolicy, students: Mapping[str, JointPolicy], cfg: EvalConfig
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
-    """fp32 graphs of every team (timed beside their own runtimes), int8 graphs when asked, and what was skipped;
-    nothing when ONNX is off or (fp32 only) its extra is missing."""
-    from marl_distill.compress import export_available, require_export
+    """fp32 graphs of every team (timed beside their own runtimes), int8 graphs when asked, and what was skipped
+    (``{"all": why}`` when ``evaluate.onnx`` is on but its extra is missing, so the report can say so); nothing
+    when ONNX is off."""
+    from marl_distill.compress import EXTRA_HINT, export_missing, require_export
 
     if cfg.int8:
         require_export("evaluate.int8")
-    if not (cfg.onnx or cfg.int8) or not export_available():
+    if not (cfg.onnx or cfg.int8):
         return {}, {}, {}
+    missing = export_missing()
+    if missing:
+        return {}, {}, {"all": f"{' and '.join(missing)} not installed: {EXTRA_HINT}"}
     from marl_distill.compress.export import onnx_teams
 
     fp32, int8, skipped = onnx_teams(factory, {"teacher": teachers, **students}, int8=cfg.int8, seed=cfg.seed)

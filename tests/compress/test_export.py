@@ -150,3 +150,24 @@ def test_export_without_the_extra_names_it(monkeypatch, tmp_path, capsys):
     assert main_cli(["export", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "[export]" in err and "onnxruntime" in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluation_without_the_extra_says_why_nothing_was_exported(monkeypatch):
+    """evaluate.onnx is on by default: with onnxruntime missing, evaluation still runs, and the report says where
+    its ONNX table would be that nothing was exported, and how to install it."""
+    from dataclasses import replace
+
+    from helpers import QUICK_EVAL
+
+    from marl_distill.evaluation.metrics import evaluate_all
+    from marl_distill.evaluation.report import report_text
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    spec = EnvSpec.of(make_parallel(HeteroTargetGame))
+    teachers = TeacherTeam(spec, models_for(spec, "ppo"))
+    cfg = replace(QUICK_EVAL, episodes=8, onnx=True)
+    metrics = evaluate_all(HeteroTargetGame, teachers, {"per-agent": student(HeteroTargetGame, "per-agent")}, cfg)
+    assert "latency_us_onnx" not in metrics["teacher"]
+    assert "[export]" in metrics["_meta"]["onnx_skipped"]["all"]
+    report = report_text(metrics)
+    assert "## Exported (ONNX)\n\nNot exported: onnxruntime not installed: pip install" in report
