@@ -14,7 +14,6 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,6 +22,7 @@ from typing import Any
 
 from marl_distill.env.aec_cycle import cycled
 from marl_distill.errors import UserError
+from marl_distill.utils.warn import warn_user
 
 ENTRY_POINT_GROUP = "marl_distill.envs"
 
@@ -151,8 +151,9 @@ def anchored(target: str, base: Path | None = None, *, run_folder: bool = False)
         if (root / file).is_file():  # an absolute ``file`` ignores ``root``
             if run_folder and root == Path.cwd() and not file.is_absolute():
                 used = (root / file).resolve()
-                warnings.warn(f"env file {file} is not where the run folder {base} says; using {used} from the "
-                              "working folder", UserWarning, stacklevel=2)  # fmt: skip
+                warn_user(
+                    f"env file {file} is not where the run folder {base} says; using {used} from the working folder"
+                )
             return f"{(root / file).resolve()}:{attr}"
     return target
 

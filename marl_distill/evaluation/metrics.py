@@ -6,7 +6,6 @@ paired; a normalized figure is null unless the teachers beat random significantl
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -26,6 +25,7 @@ from marl_distill.policy.spec import EnvSpec
 from marl_distill.utils import seeding
 from marl_distill.utils.progress import progress_bar
 from marl_distill.utils.seeding import POLICY_RNG, RANDOM_POLICY
+from marl_distill.utils.warn import warn_user
 from marl_distill.utils.workers import run_jobs
 
 NOT_SHARED = (
@@ -260,7 +260,7 @@ def gap_over_random(teacher: np.ndarray, random: np.ndarray, *, warn: bool = Tru
     gap = paired_diff(teacher, random)
     gap["significant"] = excludes_zero(gap)
     if warn and not gap["significant"]:
-        warnings.warn(f"normalized return is null: {null_reason(gap)}", UserWarning, stacklevel=3)
+        warn_user(f"normalized return is null: {null_reason(gap)}")
     return gap
 
 

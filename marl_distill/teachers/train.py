@@ -7,7 +7,6 @@ import math
 import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from marl_distill.utils import faults
 from marl_distill.utils.files import atomic_write, write_json
 from marl_distill.utils.progress import progress_bar
 from marl_distill.utils.seeding import ENV_COPY, LEARNER, TEACHERS, int_seed, int_seeds
+from marl_distill.utils.warn import warn_user
 
 MANIFEST = "teachers.json"
 LEARNER_SAVES = ".learners-"
@@ -155,11 +155,9 @@ def train_teachers(
         refuse_turns_for_recurrent(factory, cfg, venv.agents)
         unmasked = sorted(a for a in venv.spec.masked if cfg.algo_of(a) != "maskable_ppo")
         if unmasked:
-            warnings.warn(
+            warn_user(
                 f"agents {unmasked} have action masks but learn with a maskless algorithm, so their teachers try "
-                "illegal actions while training (the env's penalty is their only teacher); use maskable_ppo",
-                UserWarning,
-                stacklevel=2,
+                "illegal actions while training (the env's penalty is their only teacher); use maskable_ppo"
             )
         vec_steps = aligned_vec_steps(cfg, venv.agents)
         folder = Path(out_dir) / CHECKPOINTS if out_dir is not None and cfg.checkpoint_every >= 0 else None

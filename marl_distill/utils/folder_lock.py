@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from marl_distill.errors import UserError
+from marl_distill.utils.warn import warn_user
 
 try:
     import fcntl
@@ -54,10 +54,7 @@ def _try_lock(fd: int, how: int, folder: Path) -> bool | None:
     except BlockingIOError:
         return False
     except OSError as exc:
-        warnings.warn(
-            f"{folder} cannot be locked here ({exc.strerror}): make sure no other command writes it meanwhile",
-            stacklevel=3,
-        )
+        warn_user(f"{folder} cannot be locked here ({exc.strerror}): make sure no other command writes it meanwhile")
         return None
     return True
 

@@ -7,6 +7,7 @@ teachers' actors. Untrained networks with scaled-up weights, so argmaxes vary an
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,7 +155,8 @@ def test_export_without_the_extra_names_it(monkeypatch, tmp_path, capsys):
 
 def test_evaluation_without_the_extra_says_why_nothing_was_exported(monkeypatch):
     """evaluate.onnx is on by default: with onnxruntime missing, evaluation still runs, and the report says where
-    its ONNX table would be that nothing was exported, and how to install it."""
+    its ONNX table would be that nothing was exported, and how to install it. (Untrained teachers also make
+    normalized returns null, whose warning must name this file's line.)"""
     from dataclasses import replace
 
     from helpers import QUICK_EVAL
@@ -166,7 +168,10 @@ def test_evaluation_without_the_extra_says_why_nothing_was_exported(monkeypatch)
     spec = EnvSpec.of(make_parallel(HeteroTargetGame))
     teachers = TeacherTeam(spec, models_for(spec, "ppo"))
     cfg = replace(QUICK_EVAL, episodes=8, onnx=True)
-    metrics = evaluate_all(HeteroTargetGame, teachers, {"per-agent": student(HeteroTargetGame, "per-agent")}, cfg)
+    with pytest.warns(UserWarning, match="normalized return is null") as warned:  # untrained teachers
+        metrics = evaluate_all(HeteroTargetGame, teachers, {"per-agent": student(HeteroTargetGame, "per-agent")}, cfg)
+    # a warning names the caller's line (here, this file), not a line of the package it came through
+    assert {Path(w.filename).resolve() for w in warned} == {Path(__file__).resolve()}
     assert "latency_us_onnx" not in metrics["teacher"]
     assert "[export]" in metrics["_meta"]["onnx_skipped"]["all"]
     report = report_text(metrics)

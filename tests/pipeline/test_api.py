@@ -4,6 +4,7 @@ observations."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,3 +72,12 @@ def test_train_distill_evaluate_and_act_on_raw_observations(tmp_path):
         student.act({"nobody": np.zeros(3)})
     with pytest.raises(md.UserError, match="this run's students: per-agent"):  # a misspelt student is named
         md.load_student(run / "students" / "per-agnet")
+
+
+def test_a_warning_names_the_callers_line_not_a_line_of_the_package(tmp_path):
+    """Python names the line ``stacklevel`` frames up; through md's layers a fixed level named the runner."""
+    teachers = md.TeacherConfig(steps=200, n_envs=2, ppo={"n_steps": 50, "batch_size": 50})
+    with pytest.warns(UserWarning, match="maskless algorithm") as warned:  # tictactoe masks actions; PPO does not
+        md.train_teachers("pettingzoo.classic.tictactoe_v3:env", out=tmp_path / "run", teachers=teachers)
+    ours = [w for w in warned if "maskless" in str(w.message)]
+    assert {Path(w.filename).resolve() for w in ours} == {Path(__file__).resolve()}, [w.filename for w in ours]
