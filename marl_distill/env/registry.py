@@ -214,6 +214,9 @@ def resolve(env: str, kwargs: Mapping[str, Any] | None = None) -> Callable[[], A
         return partial(made, **(kwargs or {}))
     close = difflib.get_close_matches(env, envs, n=1)
     if close:
-        raise UserError(f"unknown environment {env!r}; did you mean {close[0]!r}? (`marl-distill envs` lists them all)")
+        raise UserError(
+            f"unknown environment {env!r}; did you mean {close[0]!r}? (`marl-distill envs` lists the ids; a "
+            "'package.module:callable' spec works too)"
+        )
     known = ", ".join(envs) or "none"
     raise UserError(f"unknown environment {env!r}; use one of [{known}] or a 'package.module:callable' spec")

@@ -121,6 +121,8 @@ class TurnBasedParallel(ParallelEnv):
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         env, before, mover = self.aec, list(self.agents), self._selection
         if mover not in self._agents_now:
+            mover = env.agent_selection  # read live: before reset, the game's own error says so
+        if mover not in env.agents:
             raise UserError(
                 f"the AEC env's agent_selection is {mover!r}, which it already removed; an env should "
                 "hand the turn to a live agent (PettingZoo's _deads_step_first does this for knocked-out agents)"

@@ -224,6 +224,7 @@ def evaluate_all(
             "reason": (None if gap["significant"] else null_reason(gap)) if goal["value"] else NOT_SHARED,
         },
         **({"onnx_skipped": skipped} if skipped else {}),
+        **({"onnx_not_exported": why} if (why := onnx_missing(cfg)) else {}),
     }
     return metrics
 
@@ -232,21 +233,27 @@ def _exports(
     factory: Callable[[], Any], teachers: JointPolicy, students: Mapping[str, JointPolicy], cfg: EvalConfig
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """fp32 graphs of every team (timed beside their own runtimes), int8 graphs when asked, and what was skipped
-    (``{"all": why}`` when ``evaluate.onnx`` is on but its extra is missing, so the report can say so); nothing
-    when ONNX is off."""
-    from marl_distill.compress import EXTRA_HINT, export_missing, require_export
+    (by policy); nothing when ONNX is off, or when its extra is missing (``onnx_not_exported`` says why)."""
+    from marl_distill.compress import export_missing, require_export
 
     if cfg.int8:
         require_export("evaluate.int8")
     if not (cfg.onnx or cfg.int8):
         return {}, {}, {}
-    missing = export_missing()
-    if missing:
-        return {}, {}, {"all": f"{' and '.join(missing)} not installed: {EXTRA_HINT}"}
+    if export_missing():
+        return {}, {}, {}
     from marl_distill.compress.export import onnx_teams
 
     fp32, int8, skipped = onnx_teams(factory, {"teacher": teachers, **students}, int8=cfg.int8, seed=cfg.seed)
     return (fp32 if cfg.onnx else {}), int8, skipped
+
+
+def onnx_missing(cfg: EvalConfig) -> str | None:
+    """Why ``evaluate.onnx`` exported nothing: its extra is missing (None when ONNX is off or available)."""
+    from marl_distill.compress import EXTRA_HINT, export_missing
+
+    missing = export_missing() if cfg.onnx else []
+    return f"{' and '.join(missing)} not installed: {EXTRA_HINT}" if missing else None
 
 
 def episode_seeds_of(cfg: EvalConfig) -> list[int]:

@@ -168,9 +168,8 @@ def deployment_table(metrics: Mapping[str, Any]) -> str:
     and its latency per joint step (one session.run, batch 1, one thread), with the speed-up over the teachers'
     fp32 graph in the same runtime. Empty when nothing was exported."""
     rows = [(n, m) for n, m in _policies(metrics) if m.get("latency_us_onnx") is not None]
-    skipped = metrics.get("_meta", {}).get("onnx_skipped") or {}
     if not rows:
-        why = skipped.get("all")
+        why = metrics.get("_meta", {}).get("onnx_not_exported")
         return f"## Exported (ONNX)\n\nNot exported: {why}.\n" if why else ""
     lines = [
         "| policy | weight bytes | ONNX file bytes | µs / joint step (onnxruntime) | × teachers (onnxruntime) |",
@@ -182,6 +181,7 @@ def deployment_table(metrics: Mapping[str, Any]) -> str:
             f"| {n} | {_count(m.get('weight_bytes'))} | {_count(m.get('onnx_bytes'))} "
             f"| {fmt(m.get('latency_us_onnx'), 1)} | {speed} |"
         )
+    skipped = metrics.get("_meta", {}).get("onnx_skipped") or {}
     note = "".join(f"\n- not exported: {n} ({why})" for n, why in skipped.items())
     return (
         "## Exported (ONNX)\n\nThe graph takes raw observations and returns env-ready actions (marl-distill export); "

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import sys
 import warnings
-from pathlib import Path
 
-PACKAGE = str(Path(__file__).resolve().parents[1] / "_")[:-1]
-"""This package's folder, with a trailing separator: frames whose file lies under it are skipped."""
+PACKAGE = __name__.split(".")[0]
+"""This package's name: frames of its modules (by module name, not file path) are skipped."""
 
 
 def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn(message, category)``, attributed to the first caller outside this package."""
     frame, level = sys._getframe(1), 2
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(PACKAGE):
+    while frame is not None and _ours(frame.f_globals.get("__name__", "")):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def _ours(module: str) -> bool:
+    return module == PACKAGE or module.startswith(PACKAGE + ".")

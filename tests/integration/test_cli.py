@@ -31,7 +31,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     "args, needle",
     [
         (["train-teachers", "no_such_env", "--out", "{tmp}/a"], "unknown environment"),
-        (["run", "{tmp}/tiny.toml", "--set", "env.id=simple_sprad_fast"], "did you mean 'simple_spread_fast'?"),
+        (["run", "{tmp}/tiny.toml", "--out", "{tmp}/a", "--set", "env.id=simple_sprad_fast"], "'simple_spread_fast'?"),
         (["train-teachers", "simple_spread", "--out", "{tmp}/a", "--steps", "many"], "--steps"),
         (["train-teachers", "simple_spread", "--out", "{tmp}/a", "--env-kwargs", "{{N: 3"], "--env-kwargs"),
         (["train-teachers", "simple_spread", "--out", "{tmp}/a", "--env-kwargs", '{{"M": 3}}'], "env-kwargs"),
