@@ -122,11 +122,11 @@ class TurnBasedParallel(ParallelEnv):
         env, before, mover = self.aec, list(self.agents), self._selection
         if mover not in self._agents_now:
             mover = env.agent_selection  # read live: before reset, the game's own error says so
-        if mover not in env.agents:
-            raise UserError(
-                f"the AEC env's agent_selection is {mover!r}, which it already removed; an env should "
-                "hand the turn to a live agent (PettingZoo's _deads_step_first does this for knocked-out agents)"
-            )
+            if mover not in env.agents:
+                raise UserError(
+                    f"the AEC env's agent_selection is {mover!r}, which it already removed; an env should hand "
+                    "the turn to a live agent (PettingZoo's _deads_step_first does this for knocked-out agents)"
+                )
         self._play(actions[mover])
         played = env.rewards
         rewards = {a: float(played.get(a, 0.0)) for a in before}

@@ -234,13 +234,11 @@ def _exports(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """fp32 graphs of every team (timed beside their own runtimes), int8 graphs when asked, and what was skipped
     (by policy); nothing when ONNX is off, or when its extra is missing (``onnx_not_exported`` says why)."""
-    from marl_distill.compress import export_missing, require_export
+    from marl_distill.compress import export_available, require_export
 
     if cfg.int8:
         require_export("evaluate.int8")
-    if not (cfg.onnx or cfg.int8):
-        return {}, {}, {}
-    if export_missing():
+    if not (cfg.onnx or cfg.int8) or not export_available():
         return {}, {}, {}
     from marl_distill.compress.export import onnx_teams
 
