@@ -170,7 +170,7 @@ def deployment_table(metrics: Mapping[str, Any]) -> str:
     rows = [(n, m) for n, m in _policies(metrics) if m.get("latency_us_onnx") is not None]
     if not rows:
         why = metrics.get("_meta", {}).get("onnx_not_exported")
-        return f"## Exported (ONNX)\n\nNot exported: {why}.\n" if why else ""
+        return f"## Exported (ONNX)\n\nNot exported: {why}.\n\n" if why else ""
     lines = [
         "| policy | weight bytes | ONNX file bytes | µs / joint step (onnxruntime) | × teachers (onnxruntime) |",
         "|---|---|---|---|---|",
